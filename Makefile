@@ -1,0 +1,30 @@
+# The README's two commands:  `make book`  and  `make test`.
+# Each sets up what it needs (scripts/bootstrap.sh is idempotent).
+PROFILE ?= quick
+VENV ?= .venv
+# A local folder holding the data files named in data/manifest.toml, searched before the
+# internet. On the project's machines the shared folder sits beside the checkout.
+ifeq ($(MORALKIT_DATA_MIRROR),)
+ifneq ($(wildcard ../shared/data/MANIFEST.md),)
+export MORALKIT_DATA_MIRROR := $(abspath ../shared/data)
+endif
+endif
+
+.PHONY: setup book test lint benchmark clean
+setup:
+	@bash scripts/bootstrap.sh
+
+book: setup
+	$(VENV)/bin/moralkit book --profile $(PROFILE)
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+benchmark: setup
+	$(VENV)/bin/python benchmarks/extraction.py
+
+clean:
+	rm -rf _build book/_executed outputs

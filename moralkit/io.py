@@ -1,0 +1,44 @@
+"""Atomic file writes: a reader never sees a half-written cache entry or output."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix + ".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object], suffix: str = "") -> Path:
+    """Call ``write(tmp_path)`` then rename the result onto ``path``."""
+    with atomic_path(path, suffix=suffix) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def atomic_write_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """Write a DataFrame as CSV (no index) atomically."""
+    return atomic_write(path, lambda p: table.to_csv(p, index=False), suffix=".csv")
+
+
+def atomic_write_text(text: str, path: str | Path) -> Path:
+    """Write text (UTF-8) atomically."""
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
