@@ -1,0 +1,286 @@
+"""The ground truths a chapter can ask for, their cached record tables, and paper counts.
+
+``load_records(name)`` fetches the source files (:mod:`moralkit.data.fetch`), builds the
+expanded record table (paper-methods §1.1-1.4) and caches it as parquet in
+``$MORALKIT_CACHE/records/``, keyed by the files' sha256, the split seed and the code
+version, so a second call only re-verifies the files and reads the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from moralkit import __version__
+from moralkit.data.fetch import default_cache_dir, fetch_with_checksum
+from moralkit.data.manifest import Manifest, load_manifest
+from moralkit.data.moral_strength import MORALSTRENGTH_FILES, moral_strength_items
+from moralkit.data.moral_vectors import explode_records
+from moralkit.data.social_chem import read_social_chem_file, social_chem_items
+from moralkit.data.subset import stratified_subset
+from moralkit.foundations import FOUNDATION_LABELS
+from moralkit.io import atomic_write
+from moralkit.records import MoralRecords
+
+#: The ground truths moralkit knows (see the package docstring).
+GROUND_TRUTHS: tuple[str, ...] = ("socialchem", "socialchem-subset", "moralstrength")
+#: Manifest files each ground truth is built from.
+GROUND_TRUTH_FILES: dict[str, tuple[str, ...]] = {
+    "socialchem": ("social-chem-101",),
+    "socialchem-subset": ("social-chem-101-obligatory", "social-chem-101-optional"),
+    "moralstrength": tuple(MORALSTRENGTH_FILES.values()),
+}
+#: Bump when the record-building logic changes: old cache entries are then ignored.
+RECORDS_FORMAT = 1
+_METADATA_KEY = b"moralkit-provenance"
+
+# Paper numbers (paper-methods §1.1, §1.4, §1.5).
+PAPER_RAW_ROWS = 355_922
+PAPER_EXPANDED_RECORDS = 251_000  # reported as "251k"
+PAPER_TRAIN_RECORDS = 201_023
+PAPER_VAL_RECORDS = 25_170
+PAPER_SUBSET = 16_315
+
+
+def check_ground_truth(name: str) -> str:
+    """Return ``name`` if it is a known ground truth, else raise listing the valid names."""
+    if name not in GROUND_TRUTHS:
+        raise ValueError(f"unknown ground truth {name!r}; valid names: {list(GROUND_TRUTHS)}")
+    return name
+
+
+def ground_truth_names(value: str | list[str] | tuple[str, ...]) -> list[str]:
+    """``"a"``, ``"a,b"`` or ``["a", "b"]`` -> validated list of ground-truth names."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [check_ground_truth(str(x).strip()) for x in items if str(x).strip()]
+    if not names:
+        raise ValueError(f"no ground truth named in {value!r}; valid names: {list(GROUND_TRUTHS)}")
+    return names
+
+
+def _build_social_chem(name: str, files: dict[str, tuple[Path, str]], manifest: Manifest):
+    raw_tables = [
+        read_social_chem_file(path, manifest[file_name], sha)
+        for file_name, (path, sha) in files.items()
+    ]
+    return social_chem_items(raw_tables)
+
+
+def _build_moral_strength(name: str, files: dict[str, tuple[Path, str]], manifest: Manifest):
+    paths = {f: files[file_name][0] for f, file_name in MORALSTRENGTH_FILES.items()}
+    return moral_strength_items(paths)
+
+
+_BUILDERS: dict[str, Callable] = {
+    "socialchem": _build_social_chem,
+    "socialchem-subset": _build_social_chem,
+    "moralstrength": _build_moral_strength,
+}
+
+
+def _count_summary(table: pd.DataFrame, raw_rows: int, cleaned_rows: int) -> dict:
+    return {
+        "raw_rows": int(raw_rows),
+        "cleaned_rows": int(cleaned_rows),
+        "expanded_records": int(len(table)),
+        "by_split": {k: int(v) for k, v in table["split"].value_counts().sort_index().items()},
+        "by_pole": {k: int(v) for k, v in table["pole"].value_counts().sort_index().items()},
+        "by_split_pole": {
+            f"{s}/{p}": int(v) for (s, p), v in table.groupby(["split", "pole"]).size().items()
+        },
+        "prototypes": int(table["is_prototype"].sum()),
+    }
+
+
+def _cache_path(name: str, checksums: dict[str, str], split_seed: int) -> Path:
+    key = json.dumps(
+        {
+            "ground_truth": name,
+            "files": checksums,
+            "split_seed": split_seed,
+            "format": RECORDS_FORMAT,
+            "moralkit": __version__,
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return default_cache_dir() / "records" / f"{name}-{digest}.parquet"
+
+
+def _read_cached(path: Path) -> MoralRecords | None:
+    try:
+        arrow = pq.read_table(path)
+        provenance = json.loads(arrow.schema.metadata[_METADATA_KEY])
+        return MoralRecords(arrow.to_pandas(), provenance)
+    except Exception:  # a damaged or foreign cache entry is rebuilt, never trusted
+        return None
+
+
+def _write_cached(records: MoralRecords, path: Path) -> None:
+    arrow = pa.Table.from_pandas(records.table, preserve_index=False)
+    metadata = dict(arrow.schema.metadata or {})
+    metadata[_METADATA_KEY] = json.dumps(records.provenance).encode()
+    arrow = arrow.replace_schema_metadata(metadata)
+    atomic_write(path, lambda tmp: pq.write_table(arrow, tmp), suffix=".parquet")
+
+
+def load_records(
+    ground_truth: str,
+    *,
+    split_seed: int = 42,
+    manifest: Manifest | None = None,
+    use_cache: bool = True,
+) -> MoralRecords:
+    """All expanded records of a ground truth, with their train/val/test split.
+
+    paper-methods §1.1-1.4. ``ground_truth`` is one of :data:`GROUND_TRUTHS`:
+    ``"socialchem"`` (the official Social-Chem-101 zip, 355,922 rows; needs the file or
+    internet), ``"socialchem-subset"`` (real Social-Chem rows with good/okay judgments only:
+    no vice records) or ``"moralstrength"`` (the MoralStrength lexicon, both poles; offline).
+    ``manifest`` replaces the package manifest (tests use this to point at small files).
+    The result's ``provenance`` holds the ground truth, ``files`` ({manifest name: sha256}),
+    the split seed and ``counts`` (raw rows, cleaned rows, expanded records, per split/pole).
+    """
+    check_ground_truth(ground_truth)
+    manifest = manifest if manifest is not None else load_manifest()
+    files = {name: fetch_with_checksum(name, manifest) for name in GROUND_TRUTH_FILES[ground_truth]}
+    checksums = {name: sha for name, (_, sha) in files.items()}
+    cache_path = _cache_path(ground_truth, checksums, split_seed)
+    if use_cache and cache_path.is_file():
+        cached = _read_cached(cache_path)
+        if cached is not None:
+            return cached
+
+    built = _BUILDERS[ground_truth](ground_truth, files, manifest)
+    table = explode_records(built.items, source=ground_truth, split_seed=split_seed)
+    provenance = {
+        "ground_truth": ground_truth,
+        "paper_section": "paper-methods §1.1-1.4",
+        "files": checksums,
+        "licences": {name: manifest[name].licence for name in checksums},
+        "split_seed": split_seed,
+        "records_format": RECORDS_FORMAT,
+        "moralkit_version": __version__,
+        "counts": _count_summary(table, built.raw_rows, built.cleaned_rows),
+    }
+    records = MoralRecords(table, provenance)
+    if use_cache:
+        _write_cached(records, cache_path)
+    return records
+
+
+def diagnostic_records(
+    ground_truth: str,
+    sample_scale: float = 1.0,
+    seed: int = 42,
+    *,
+    manifest: Manifest | None = None,
+) -> MoralRecords:
+    """The stratified diagnostic subset of a ground truth (paper-methods §1.5).
+
+    ``load_records(ground_truth)`` followed by ``stratified_subset(records, sample_scale,
+    seed)``; the split seed stays the paper's 42.
+    """
+    records = load_records(ground_truth, manifest=manifest)
+    return stratified_subset(records, scale=sample_scale, seed=seed)
+
+
+def paper_bucket_counts(manifest: Manifest | None = None) -> pd.DataFrame:
+    """The paper's own expanded-record counts from the MoralMi bucket files (§1.4).
+
+    Tidy table: ``split`` (train | val), ``foundation``, ``pole`` (virtue | vice | neutral),
+    ``typicality`` (0.0 for neutral), ``records``.
+    """
+    manifest = manifest if manifest is not None else load_manifest()
+    rows = []
+    for split, name in (("train", "moralmi-train-buckets"), ("val", "moralmi-val-buckets")):
+        path, _ = fetch_with_checksum(name, manifest)
+        buckets = json.loads(Path(path).read_text(encoding="utf-8"))
+        for label, poles in buckets.items():
+            if label not in FOUNDATION_LABELS:
+                raise ValueError(f"bucket file {path} has unknown dimension {label!r}")
+            for pole, strata in poles.items():
+                for score, ids in strata.items():
+                    rows.append((split, FOUNDATION_LABELS[label], pole, float(score), len(ids)))
+    table = pd.DataFrame(rows, columns=["split", "foundation", "pole", "typicality", "records"])
+    return table.sort_values(["split", "foundation", "pole", "typicality"], ignore_index=True)
+
+
+def compare_with_paper(records: MoralRecords, manifest: Manifest | None = None) -> pd.DataFrame:
+    """Our counts beside the paper's: columns ``quantity, paper, measured, matches, note``.
+
+    paper-methods §1.1, §1.4, §1.5. Works on the full records of :func:`load_records` or on a
+    subset from :func:`stratified_subset` (full-set counts come from the provenance). Only
+    ``"socialchem"`` (the official full file) is expected to match; other ground truths are
+    listed for orientation and get ``matches`` = NA. The paper's per-pole train counts come
+    from :func:`paper_bucket_counts`.
+    """
+    prov = records.provenance
+    counts = prov.get("counts")
+    if counts is None:
+        raise ValueError("records carry no provenance counts; build them with load_records()")
+    name = prov.get("ground_truth", "?")
+    comparable = name == "socialchem"
+    if "subset" in prov:
+        subset_size, subset_scale = prov["subset"]["size"], prov["subset"]["scale"]
+    else:
+        subset_size, subset_scale = len(stratified_subset(records)), 1.0
+    buckets = paper_bucket_counts(manifest)
+    train = buckets[buckets["split"] == "train"]
+
+    def by(split: str, pole: str | None = None) -> int:
+        key = split if pole is None else f"{split}/{pole}"
+        source = counts["by_split"] if pole is None else counts["by_split_pole"]
+        return int(source.get(key, 0))
+
+    rows = [
+        ("raw rows", PAPER_RAW_ROWS, counts["raw_rows"], "exact", "social-chem-101.v1.0.tsv rows"),
+        ("unique cleaned rows", np.nan, counts["cleaned_rows"], None, "not reported by the paper"),
+        (
+            "expanded records (row x foundation)",
+            PAPER_EXPANDED_RECORDS,
+            counts["expanded_records"],
+            "thousands",
+            "paper reports '251k'; (201,023 + 25,170) / 0.9 = 251.3k",
+        ),
+        ("train records", PAPER_TRAIN_RECORDS, by("train"), "exact", "train_buckets.json"),
+        ("val records", PAPER_VAL_RECORDS, by("val"), "exact", "val_buckets.json"),
+        ("test records", np.nan, by("test"), None, "not reported (about 25.1k implied)"),
+    ]
+    for pole in ("virtue", "vice", "neutral"):
+        paper = int(train.loc[train["pole"] == pole, "records"].sum())
+        rows.append((f"train {pole} records", paper, by("train", pole), "exact", "buckets"))
+    rows.append(
+        (
+            "diagnostic subset",
+            PAPER_SUBSET,
+            subset_size,
+            "exact" if subset_scale == 1.0 else None,
+            f"stratified subset at scale {subset_scale:g}; its size is the sum of "
+            "min(cap, stratum size), so it does not depend on the random draw",
+        )
+    )
+    out = []
+    for quantity, paper, measured, rule, note in rows:
+        if not comparable or rule is None:
+            matches = pd.NA
+        elif rule == "thousands":
+            matches = round(measured / 1000) == round(paper / 1000)
+        else:
+            matches = measured == paper
+        if not comparable:
+            note = f"{note} [{name}: not the paper's file; for orientation only]"
+        out.append((quantity, paper, measured, matches, note))
+    table = pd.DataFrame(out, columns=["quantity", "paper", "measured", "matches", "note"])
+    table["paper"] = table["paper"].astype("Int64")
+    table["measured"] = table["measured"].astype("Int64")
+    table["matches"] = table["matches"].astype("boolean")
+    table.insert(0, "ground_truth", name)
+    return table

@@ -1,0 +1,125 @@
+"""Tidy count tables describing a ground truth (the tables behind chapter 01).
+
+Every table has a ``source`` column (a ground-truth name, or the paper's bucket files) so
+several sources stack into one table and one figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from moralkit.data.ground_truth import paper_bucket_counts
+from moralkit.data.manifest import Manifest
+from moralkit.foundations import DIMENSIONS, FOUNDATIONS, TYPICALITY_STRATA
+from moralkit.records import MoralRecords
+
+PAPER_SOURCE = "paper (MoralMi {split} buckets)"
+STRATA_ORDER: tuple[str, ...] = ("virtue_typical", "virtue", "neutral", "vice", "vice_typical")
+
+
+def _strata_grid() -> pd.DataFrame:
+    """Every foundation x pole x typicality cell (neutral only at typicality 0)."""
+    cells = [(f, p, t) for f in FOUNDATIONS for p in ("virtue", "vice") for t in TYPICALITY_STRATA]
+    cells += [(f, "neutral", 0.0) for f in FOUNDATIONS]
+    return pd.DataFrame(cells, columns=["foundation", "pole", "typicality"])
+
+
+def stratum_counts(records: Mapping[str, MoralRecords]) -> pd.DataFrame:
+    """Records per source x foundation x pole x typicality, empty cells included as 0.
+
+    paper-methods §1.3-1.4. Columns: ``source, foundation, pole, typicality, records``.
+    """
+    parts = []
+    for source, recs in records.items():
+        counted = recs.counts()
+        cells = _strata_grid().merge(counted, how="left", on=["foundation", "pole", "typicality"])
+        cells["records"] = cells["records"].fillna(0).astype(int)
+        parts.append(cells.assign(source=source))
+    return _tidy(pd.concat(parts, ignore_index=True))
+
+
+def paper_stratum_counts(split: str = "train", manifest: Manifest | None = None) -> pd.DataFrame:
+    """The paper's per-stratum counts (MoralMi buckets, §1.4) in :func:`stratum_counts` form."""
+    buckets = paper_bucket_counts(manifest)
+    if split not in set(buckets["split"]):
+        raise ValueError(f"split must be one of {sorted(set(buckets['split']))}, got {split!r}")
+    rows = buckets[buckets["split"] == split].drop(columns="split")
+    cells = _strata_grid().merge(rows, how="left", on=["foundation", "pole", "typicality"])
+    cells["records"] = cells["records"].fillna(0).astype(int)
+    return _tidy(cells.assign(source=PAPER_SOURCE.format(split=split)))
+
+
+def _tidy(table: pd.DataFrame) -> pd.DataFrame:
+    table["foundation"] = pd.Categorical(table["foundation"], FOUNDATIONS, ordered=True)
+    table["pole"] = pd.Categorical(table["pole"], ["virtue", "vice", "neutral"], ordered=True)
+    table = table.sort_values(["source", "foundation", "pole", "typicality"], kind="stable")
+    table["foundation"] = table["foundation"].astype(str)
+    table["pole"] = table["pole"].astype(str)
+    return table[["source", "foundation", "pole", "typicality", "records"]].reset_index(drop=True)
+
+
+def stratum_table(counts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`stratum_counts` as a wide table: one row per source x foundation.
+
+    Columns ``virtue 0.125`` ... ``virtue 1``, ``vice 0.125`` ... ``vice 1`` (1 = prototypes)
+    and ``neutral``.
+    """
+    labels = counts["pole"] + np.where(
+        counts["pole"] == "neutral", "", " " + counts["typicality"].map("{:g}".format)
+    )
+    order = [f"{p} {t:g}" for p in ("virtue", "vice") for t in TYPICALITY_STRATA] + ["neutral"]
+    wide = counts.assign(column=labels).pivot_table(
+        index=["source", "foundation"], columns="column", values="records", sort=False
+    )
+    wide = wide.reindex(columns=order, fill_value=0).fillna(0).astype(int)
+    wide.columns.name = None
+    return wide
+
+
+def typicality_shares(counts: pd.DataFrame) -> pd.DataFrame:
+    """Share of each typicality stratum within its source x pole (polar records only).
+
+    Makes sources of very different sizes comparable (ours vs the paper's 201k train records).
+    Columns: ``source, pole, typicality, records, share``.
+    """
+    polar = counts[counts["pole"] != "neutral"]
+    table = polar.groupby(["source", "pole", "typicality"], as_index=False)["records"].sum()
+    totals = table.groupby(["source", "pole"])["records"].transform("sum")
+    table["share"] = np.where(totals > 0, table["records"] / totals.where(totals > 0, 1), 0.0)
+    return table
+
+
+def subset_composition(subsets: Mapping[str, MoralRecords]) -> pd.DataFrame:
+    """Stratified-subset records per source x foundation x stratum (paper-methods §1.5).
+
+    Columns: ``source, foundation, stratum, records`` (strata in :data:`STRATA_ORDER`).
+    """
+    rows = []
+    for source, subset in subsets.items():
+        sizes = subset.table.groupby(["foundation", "stratum"]).size()
+        for f in FOUNDATIONS:
+            for stratum in STRATA_ORDER:
+                rows.append((source, f, stratum, int(sizes.get((f, stratum), 0))))
+    return pd.DataFrame(rows, columns=["source", "foundation", "stratum", "records"])
+
+
+def prototype_examples(
+    records: Mapping[str, MoralRecords], per_category: int = 3, seed: int = 42
+) -> pd.DataFrame:
+    """Up to ``per_category`` random prototype texts for each of the ten categories.
+
+    Columns: ``source, category, prototypes`` (how many exist) and ``examples`` (texts joined
+    with " | "; empty where a source has no prototype in that category).
+    """
+    rows = []
+    rng = np.random.default_rng(seed)
+    for source, recs in records.items():
+        protos = recs.table[recs.table["is_prototype"]].drop_duplicates(["category", "text"])
+        for category in DIMENSIONS:
+            texts = protos.loc[protos["category"] == category, "text"].to_numpy(dtype=object)
+            picked = rng.choice(texts, size=min(per_category, len(texts)), replace=False)
+            rows.append((source, category, len(texts), " | ".join(sorted(picked))))
+    return pd.DataFrame(rows, columns=["source", "category", "prototypes", "examples"])

@@ -1,0 +1,278 @@
+"""Gradient indifference: does closeness to a category centre follow human typicality?
+
+paper-methods §2.3. Per layer, every polar record gives a pair (x, y): x is the cosine between
+its centred representation and the centre of its own category, y its typicality. Neutral
+records enter twice, as (cosine to the virtue centre of their foundation, 0) and (cosine to
+the vice centre, 0). The statistic is Spearman's rho between x and y, overall and per
+category; the paper also reports Pearson r with a Fisher-z interval, and the headline is the
+peak over layers.
+
+Two variants:
+
+- ``"paper"``: centres from all prototypes, and the prototypes also enter the correlation.
+  That is mildly circular (paper-methods §9 item 8): a prototype contributes to its own centre.
+- ``"heldout"``: the prototypes of each category are split in two halves (by ``seed``); centres
+  come from one half, and the correlation uses every record except that half.
+
+Bootstrap intervals resample records (polar and neutral records separately, so the sample
+sizes stay fixed), holding the centres fixed: they describe the record sampling of the
+correlation, conditional on the centres.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+
+from moralkit.activation_set import ActivationSet
+from moralkit.diagnostics.centring import (
+    category_centres,
+    category_codes,
+    iter_centred_layers,
+    prototype_mask,
+)
+from moralkit.foundations import DIMENSIONS, FOUNDATIONS
+from moralkit.records import MoralRecords
+
+VARIANTS: tuple[str, ...] = ("paper", "heldout")
+
+
+@dataclass
+class GradientResult:
+    """Tables of the gradient-indifference diagnostic for one model (paper-methods §2.3).
+
+    - ``by_layer``: one row per layer x variant x category (``"overall"`` or a DIMENSIONS
+      name): ``spearman`` with bootstrap ``ci_low``/``ci_high`` and ``spearman_p``, ``pearson``
+      with Fisher-z ``pearson_ci_low``/``pearson_ci_high``, and ``n`` (pairs, neutral records
+      counted twice overall).
+    - ``peaks``: per variant x category, the layer with the highest Spearman and its row.
+    """
+
+    by_layer: pd.DataFrame
+    peaks: pd.DataFrame
+
+
+def split_prototypes(records: MoralRecords, seed: int = 0) -> np.ndarray:
+    """Boolean mask of the centre-building half of each category's prototypes.
+
+    Each category's prototypes are shuffled by ``seed`` and the first ``ceil(n/2)`` kept, so a
+    category with a single prototype still gets a centre (and no held-out prototype).
+    """
+    rng = np.random.default_rng(seed)
+    proto = prototype_mask(records)
+    codes = category_codes(records)
+    half = np.zeros(len(records), dtype=bool)
+    for c in range(len(DIMENSIONS)):
+        members = np.flatnonzero(proto & (codes == c))
+        chosen = rng.permutation(members)[: (members.size + 1) // 2]
+        half[chosen] = True
+    return half
+
+
+def gradient_pairs(
+    Xc: np.ndarray,
+    records: MoralRecords,
+    centres: np.ndarray,
+    include: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The (x, y) pairs of paper-methods §2.3 for one layer.
+
+    Returns one row per pair with ``record`` (row index), ``category`` (the centre used),
+    ``x`` (cosine to that centre), ``y`` (typicality, 0 for neutral) and ``neutral``. Polar
+    records give one pair, neutral records two (virtue and vice centre of their foundation).
+    ``include`` restricts which records enter.
+    """
+    table = records.table
+    keep = np.ones(len(records), dtype=bool) if include is None else np.asarray(include, bool)
+    codes = category_codes(records)
+    foundation_idx = table["foundation"].map({f: k for k, f in enumerate(FOUNDATIONS)}).to_numpy()
+    polar = np.flatnonzero(keep & (codes >= 0))
+    neutral = np.flatnonzero(keep & (codes < 0))
+    rec = np.concatenate([polar, neutral, neutral])
+    cat = np.concatenate(
+        [codes[polar], 2 * foundation_idx[neutral], 2 * foundation_idx[neutral] + 1]
+    ).astype(np.int64)
+    norms = np.linalg.norm(centres, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit_centres = centres / norms[:, None]
+        h = Xc[rec]
+        x = np.einsum("nd,nd->n", h, unit_centres[cat]) / np.linalg.norm(h, axis=1)
+    y = np.concatenate([table["typicality"].to_numpy()[polar], np.zeros(2 * neutral.size)])
+    return pd.DataFrame(
+        {
+            "record": rec,
+            "category": np.asarray(DIMENSIONS, dtype=object)[cat],
+            "x": x,
+            "y": y,
+            "neutral": np.concatenate(
+                [np.zeros(polar.size, bool), np.ones(2 * neutral.size, bool)]
+            ),
+        }
+    )
+
+
+def fisher_interval(r: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Fisher-z confidence interval for a Pearson correlation (paper-methods §2.3)."""
+    if not np.isfinite(r) or n <= 3:
+        return float("nan"), float("nan")
+    z = np.arctanh(np.clip(r, -0.999999, 0.999999))
+    half = stats.norm.ppf(0.5 + level / 2) / np.sqrt(n - 3)
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
+
+
+def _resampled_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average ranks of ``values`` inside each bootstrap resample, without re-sorting.
+
+    ``weights`` (B, n) holds how often each original element was drawn. Within a resample,
+    an element's average rank is the count of drawn elements below its value plus half its
+    tie group, which cumulative sums over the sorted unique values give for all rows at once.
+    """
+    unique, inverse = np.unique(values, return_inverse=True)
+    onehot = sparse.csr_matrix(
+        (np.ones(values.size), (np.arange(values.size), inverse)), shape=(values.size, unique.size)
+    )
+    per_value = np.asarray((onehot.T @ weights.T).T)  # (B, n_unique) draws per distinct value
+    ranks = np.cumsum(per_value, axis=1) - (per_value - 1) / 2
+    return ranks[:, inverse]
+
+
+def bootstrap_spearman(x: np.ndarray, y: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Spearman rho of each resample ``draws[b]`` (indices into x, y); equals ranking the
+    resampled arrays with average ties, computed as a weighted Pearson of ranks."""
+    B, n = draws.shape[0], x.size
+    flat = (draws + np.arange(B)[:, None] * n).ravel()
+    weights = np.bincount(flat, minlength=B * n).reshape(B, n).astype(np.float64)
+    rx, ry = _resampled_ranks(x, weights), _resampled_ranks(y, weights)
+    total = weights.sum(axis=1, keepdims=True)
+    rx -= (weights * rx).sum(axis=1, keepdims=True) / total
+    ry -= (weights * ry).sum(axis=1, keepdims=True) / total
+    cov = (weights * rx * ry).sum(axis=1)
+    den = np.sqrt((weights * rx**2).sum(axis=1) * (weights * ry**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, cov / den, np.nan)
+
+
+def correlate_pairs(
+    pairs: pd.DataFrame, n_bootstrap: int, rng: np.random.Generator
+) -> dict[str, float]:
+    """Spearman (+ bootstrap percentile CI over records) and Pearson (+ Fisher-z CI).
+
+    Neutral records keep both of their pairs together in a resample; polar and neutral
+    records are resampled separately so every resample has the same composition.
+    """
+    pairs = pairs[np.isfinite(pairs["x"].to_numpy())]
+    n = len(pairs)
+    out = {"n": n, "spearman": np.nan, "spearman_p": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+    out.update({"pearson": np.nan, "pearson_ci_low": np.nan, "pearson_ci_high": np.nan})
+    x, y = pairs["x"].to_numpy(), pairs["y"].to_numpy()
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    rho, p = stats.spearmanr(x, y)
+    r = float(np.corrcoef(x, y)[0, 1])
+    out.update({"spearman": float(rho), "spearman_p": float(p), "pearson": r})
+    out["pearson_ci_low"], out["pearson_ci_high"] = fisher_interval(r, n)
+    if n_bootstrap > 0:
+        # Group pair rows by record: polar records have one pair, neutral records two.
+        neutral = pairs["neutral"].to_numpy()
+        polar_rows = np.flatnonzero(~neutral)
+        neutral_rows = np.flatnonzero(neutral)
+        neutral_rows = neutral_rows[
+            np.argsort(pairs["record"].to_numpy()[neutral_rows], kind="stable")
+        ]
+        _, sizes = np.unique(pairs["record"].to_numpy()[neutral_rows], return_counts=True)
+        # Ragged only when a centre is missing (its NaN cosines dropped): resample pairs then.
+        width = int(sizes[0]) if sizes.size and (sizes == sizes[0]).all() else 1
+        groups = neutral_rows.reshape(-1, width)
+        draws = [polar_rows[rng.integers(0, polar_rows.size, (n_bootstrap, polar_rows.size))]]
+        if len(groups):
+            pick = groups[rng.integers(0, len(groups), (n_bootstrap, len(groups)))]
+            draws.append(pick.reshape(n_bootstrap, -1))
+        boot = bootstrap_spearman(x, y, np.concatenate(draws, axis=1))
+        if np.isfinite(boot).any():
+            out["ci_low"], out["ci_high"] = np.nanpercentile(boot, [2.5, 97.5])
+    return out
+
+
+def gradient_indifference(
+    acts: ActivationSet,
+    records: MoralRecords,
+    layers: Sequence[int] | None = None,
+    pooling: str = "mean",
+    variant: str | Sequence[str] = VARIANTS,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    progress: bool = True,
+    standardise: bool = False,
+) -> GradientResult:
+    """In-category typicality gradient per layer (paper-methods §2.3), in the paper's
+    (circular) and a held-out variant, with bootstrap intervals over records.
+
+    Per category, the pairs are that category's polar records plus, as y = 0 anchors, the
+    neutral records of its foundation with their cosine to that category's centre (our reading
+    of the paper's per-category analysis; the overall correlation pools all pairs).
+    ``standardise=True`` scales every centred dimension to unit variance (robustness check,
+    not the paper's method).
+    """
+    variants = (variant,) if isinstance(variant, str) else tuple(variant)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise ValueError(f"unknown gradient variants {unknown}; expected some of {VARIANTS}")
+    rng = np.random.default_rng(seed)
+    heldout_half = split_prototypes(records, seed) if "heldout" in variants else None
+    rows = []
+    for layer, depth, Xc in iter_centred_layers(
+        acts,
+        records,
+        layers,
+        pooling,
+        desc=f"gradient {acts.model_id}",
+        progress=progress,
+        standardise=standardise,
+    ):
+        base = {"model": acts.model_id, "layer": layer, "relative_depth": depth}
+        base["pooling"] = pooling
+        base["standardised"] = standardise
+        for v in variants:
+            if v == "paper":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # empty categories: NaN centres, NaN rho
+                    centres = category_centres(Xc, records)
+                pairs = gradient_pairs(Xc, records, centres)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    centres = category_centres(Xc, records, mask=heldout_half)
+                pairs = gradient_pairs(Xc, records, centres, include=~heldout_half)
+            rows.append(
+                {
+                    **base,
+                    "variant": v,
+                    "category": "overall",
+                    **correlate_pairs(pairs, n_bootstrap, rng),
+                }
+            )
+            for name, group in pairs.groupby("category", sort=False):
+                stats_row = correlate_pairs(group, n_bootstrap, rng)
+                rows.append({**base, "variant": v, "category": name, **stats_row})
+    by_layer = pd.DataFrame(rows)
+    order = {c: i for i, c in enumerate(("overall",) + DIMENSIONS)}
+    by_layer = by_layer.sort_values(
+        ["variant", "layer", "category"], key=lambda s: s.map(order) if s.name == "category" else s
+    ).reset_index(drop=True)
+    return GradientResult(by_layer=by_layer, peaks=peak_layers(by_layer))
+
+
+def peak_layers(by_layer: pd.DataFrame) -> pd.DataFrame:
+    """Per model x variant x category, the row at the layer with the highest Spearman rho."""
+    valid = by_layer.dropna(subset=["spearman"])
+    if valid.empty:
+        return valid.copy()
+    idx = valid.groupby(["model", "pooling", "variant", "category"], sort=False)[
+        "spearman"
+    ].idxmax()
+    return valid.loc[idx].reset_index(drop=True)

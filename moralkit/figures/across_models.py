@@ -1,0 +1,137 @@
+"""Figures comparing diagnostics across models and conditions (paper-methods §3.2).
+
+Inputs are the curves/headline tables of :mod:`moralkit.diagnostics.across_models`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+
+def plot_headline_curves(curves: pd.DataFrame, metrics: list[str] | None = None) -> Figure:
+    """Each metric's curve over relative depth, one panel per metric, one line per model
+    (or condition: models named e.g. ``smollm2-135m (untrained)``)."""
+    metrics = metrics or list(dict.fromkeys(curves["metric"]))
+    models = list(dict.fromkeys(curves["model"]))
+    colours = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        rows = curves[curves["metric"] == metric]
+        for model, g in rows.groupby("model", sort=False):
+            g = g.sort_values("relative_depth")
+            ax.plot(g["relative_depth"], g["value"], color=colours[model], label=model, lw=1.4)
+        ax.axhline(0, color="0.3", lw=0.6)
+        ax.set_title(metric, fontsize=9)
+        ax.set_xlabel("relative depth")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(
+        handles, labels, loc="lower center", ncol=min(len(labels), 3), frameon=False, fontsize=8
+    )
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 3), 1, 1))
+    return fig
+
+
+def plot_scaling(headlines: pd.DataFrame, params_b: Mapping[str, float], metric: str) -> Figure:
+    """Headline value vs log parameter count for one metric, models labelled."""
+    rows = headlines[(headlines["metric"] == metric) & headlines["model"].isin(list(params_b))]
+    if rows.empty:
+        raise ValueError(f"no headlines for metric {metric!r} with known parameter counts")
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    x = rows["model"].map(params_b).astype(float)
+    ax.scatter(x, rows["value"], color=sns.color_palette("colorblind")[0])
+    for xi, yi, name in zip(x, rows["value"], rows["model"], strict=True):
+        ax.annotate(name, (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (billions, log scale)")
+    ax.set_ylabel(metric)
+    fig.tight_layout()
+    return fig
+
+
+def plot_paired_differences(pairs: pd.DataFrame, value_label: str = "value") -> Figure:
+    """Paired comparisons: each pair drawn as a line from condition b to condition a, one
+    panel per metric. ``pairs`` has columns metric, value_a, value_b and a pair label in
+    ``family`` (or ``unit``), and optionally ``contrast``."""
+    label_col = "family" if "family" in pairs.columns else "unit"
+    metrics = list(dict.fromkeys(pairs["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        rows = pairs[pairs["metric"] == metric]
+        contrasts = list(dict.fromkeys(rows.get("contrast", pd.Series(["a − b"] * len(rows)))))
+        for k, contrast in enumerate(contrasts):
+            g = rows[rows["contrast"] == contrast] if "contrast" in rows else rows
+            for _, r in g.iterrows():
+                colour = "tab:red" if r["value_a"] > r["value_b"] else "tab:blue"
+                ax.plot(
+                    [2 * k, 2 * k + 1],
+                    [r["value_b"], r["value_a"]],
+                    "-o",
+                    color=colour,
+                    ms=3,
+                    lw=1,
+                    alpha=0.8,
+                )
+                ax.annotate(
+                    str(r[label_col]),
+                    (2 * k + 1, r["value_a"]),
+                    fontsize=6,
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                )
+        ticks = np.arange(2 * len(contrasts))
+        names = [part for c in contrasts for part in reversed(c.split(" − "))]
+        ax.set_xticks(ticks, names, rotation=20, fontsize=8)
+        ax.set_xlim(-0.5, ticks[-1] + 0.9)
+        ax.set_title(metric, fontsize=9)
+        ax.set_ylabel(value_label)
+    fig.tight_layout()
+    return fig
+
+
+def plot_condition_differences(comparisons: pd.DataFrame) -> Figure:
+    """Mean difference (a − b) between two conditions per metric, with its bootstrap 95%
+    interval and sign-flip p-value; one row per comparison x metric.
+
+    ``comparisons`` is the table of :func:`moralkit.diagnostics.across_models.compare_conditions`.
+    """
+    needed = ["comparison", "metric", "mean_difference", "ci_low", "ci_high", "p_value"]
+    missing = [c for c in needed if c not in comparisons.columns]
+    if missing:
+        raise ValueError(f"comparison table lacks columns {missing}")
+    rows = comparisons.reset_index(drop=True)
+    names = list(dict.fromkeys(rows["comparison"]))
+    colours = dict(zip(names, sns.color_palette("colorblind", len(names)), strict=True))
+    fig, ax = plt.subplots(figsize=(7.0, 0.35 * len(rows) + 1.4))
+    y = np.arange(len(rows))[::-1]
+    for yi, (_, r) in zip(y, rows.iterrows(), strict=True):
+        err = [
+            [max(r["mean_difference"] - r["ci_low"], 0)],
+            [max(r["ci_high"] - r["mean_difference"], 0)],
+        ]
+        ax.errorbar(
+            r["mean_difference"],
+            yi,
+            xerr=err,
+            fmt="o",
+            color=colours[r["comparison"]],
+            capsize=2,
+            ms=4,
+        )
+        ax.annotate(
+            f"p={r['p_value']:.2g}",
+            (r["ci_high"], yi),
+            xytext=(4, -3),
+            textcoords="offset points",
+            fontsize=7,
+        )
+    ax.set_yticks(y, [f"{r.comparison}: {r.metric}" for r in rows.itertuples()], fontsize=8)
+    ax.axvline(0, color="0.3", lw=0.6)
+    ax.set_xlabel("mean difference over layers (a − b)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,204 @@
+"""Categorical indifference (paper-methods §2.2) on synthetic activations with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from synthetic import make_activations, make_records
+
+from moralkit.diagnostics.categorical import categorical_indifference
+from moralkit.diagnostics.centring import category_centres, centre_activations
+from moralkit.foundations import DIMENSIONS, FOUNDATIONS
+
+
+@pytest.fixture(scope="module")
+def records():
+    return make_records(n_per_stratum=10, n_prototypes=30, n_neutral=20, seed=1)
+
+
+@pytest.fixture(scope="module")
+def result(records):
+    plan = {0: "shared", 1: "identical", 2: "opposed", 3: "random", 4: "none"}
+    acts = make_activations(records, plan, n_model_layers=6, width=64, seed=2)
+    return categorical_indifference(
+        acts, records, n_permutations=200, n_bootstrap=200, seed=0, progress=False
+    )
+
+
+def _vv(result, layer):
+    table = result.virtue_vice
+    return table[table["layer"] == layer].set_index("foundation")
+
+
+def test_centring_removes_the_mean():
+    X = np.random.default_rng(0).normal(3.0, 1.0, size=(50, 8)).astype(np.float32)
+    Xc = centre_activations(X)
+    assert np.allclose(Xc.mean(axis=0), 0.0, atol=1e-5)
+    assert np.allclose(X - Xc, X.mean(axis=0), atol=1e-5)
+
+
+def test_category_centres_are_prototype_means(records):
+    X = np.random.default_rng(0).normal(size=(len(records), 5))
+    centres = category_centres(X, records)
+    table = records.table
+    for i, c in enumerate(DIMENSIONS):
+        rows = (table["category"] == c) & table["is_prototype"]
+        assert np.allclose(centres[i], X[rows.to_numpy()].mean(axis=0))
+
+
+def test_category_without_prototypes_gives_nan_and_warns():
+    records = make_records(n_prototypes=5, prototypes={"harm": 0}, seed=0)
+    X = np.random.default_rng(0).normal(size=(len(records), 4))
+    with pytest.warns(UserWarning, match="harm"):
+        centres = category_centres(X, records)
+    assert np.isnan(centres[DIMENSIONS.index("harm")]).all()
+    assert np.isfinite(centres[DIMENSIONS.index("care")]).all()
+
+
+def test_opposed_centres_give_cosine_minus_one(result):
+    assert (_vv(result, 2)["cosine"] < -0.98).all()
+
+
+def test_identical_centres_give_cosine_one(result):
+    assert (_vv(result, 1)["cosine"] > 0.98).all()
+
+
+def test_optimal_layer_is_the_planted_one(result):
+    assert result.optimal_layer == 2
+    assert result.summary["optimal_layer"].iloc[0] == 2
+    assert result.by_layer.loc[result.by_layer["is_optimal"], "layer"].tolist() == [2]
+    assert len(result.at_optimal_layer()) == len(FOUNDATIONS)
+
+
+def test_null_band_brackets_zero_for_pure_noise(result):
+    vv = _vv(result, 4)
+    assert (vv["null_low"] < 0).all() and (vv["null_high"] > 0).all()
+    assert abs(vv["null_mean"]).max() < 0.15
+    # Most foundations' observed cosines lie inside the null band when there is no signal.
+    inside = vv["cosine"].between(vv["null_low"], vv["null_high"])
+    assert inside.sum() >= 4
+
+
+def test_null_band_excludes_a_planted_strong_effect(result):
+    vv = _vv(result, 2)
+    assert (vv["cosine"] < vv["null_low"]).all()
+    assert (vv["p_null"] < 0.05).all()
+    assert not bool(result.summary["inside_null"].iloc[0])
+
+
+def test_bootstrap_interval_contains_the_true_value(result):
+    opposed, identical = _vv(result, 2), _vv(result, 1)
+    assert ((opposed["ci_low"] <= -1.0 + 1e-9) & (opposed["ci_high"] >= -1.0)).all()
+    assert ((identical["ci_low"] <= 1.0) & (identical["ci_high"] >= 1.0 - 1e-9)).all()
+    assert (result.virtue_vice["ci_low"] <= result.virtue_vice["ci_high"]).all()
+
+
+def test_bootstrap_interval_covers_a_known_intermediate_cosine():
+    # Virtue and vice directions at 60 degrees; the true centred-centre cosine is what the
+    # same construction gives without noise.
+    rng = np.random.default_rng(5)
+    width = 64
+    base = rng.standard_normal((10, width))
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    dirs = base.copy()
+    for k in range(5):
+        u = base[2 * k]
+        w = base[2 * k + 1] - (base[2 * k + 1] @ u) * u
+        w /= np.linalg.norm(w)
+        dirs[2 * k + 1] = 0.5 * u + np.sqrt(0.75) * w
+    records = make_records(n_per_stratum=5, n_prototypes=40, n_neutral=10, seed=3)
+    kwargs = dict(n_permutations=20, n_bootstrap=300, progress=False)
+    clean = make_activations(records, {0: dirs}, width=width, noise=0.0, signal=3.0, seed=4)
+    truth = categorical_indifference(clean, records, **kwargs).virtue_vice["cosine"].to_numpy()
+    assert 0.1 < truth.min() and truth.max() < 0.9  # genuinely intermediate
+    noisy = make_activations(records, {0: dirs}, width=width, noise=2.0, signal=3.0, seed=4)
+    vv = categorical_indifference(noisy, records, **kwargs).virtue_vice
+    covered = (vv["ci_low"].to_numpy() <= truth) & (vv["ci_high"].to_numpy() >= truth)
+    assert covered.sum() >= 4
+    assert (vv["ci_high"] - vv["ci_low"]).min() > 0.01  # a real interval, not a point
+
+
+def test_centre_cosine_matrix_is_long_and_symmetric(result):
+    cc = result.centre_cosines
+    assert len(cc) == 5 * 100
+    layer = cc[cc["layer"] == 2].pivot(index="category_a", columns="category_b", values="cosine")
+    assert np.allclose(layer.to_numpy(), layer.to_numpy().T)
+    assert np.allclose(np.diag(layer.to_numpy()), 1.0)
+    assert {"model", "layer", "relative_depth"} <= set(cc.columns)
+
+
+def test_tables_carry_model_layer_depth(result):
+    vv = result.virtue_vice
+    assert {"model", "layer", "relative_depth", "n_virtue_prototypes"} <= set(vv.columns)
+    assert np.isclose(vv.loc[vv["layer"] == 2, "relative_depth"].iloc[0], 3 / 6)
+    assert (vv["n_virtue_prototypes"] == 30).all()
+
+
+def test_bad_layers_and_misaligned_records_raise(records):
+    acts = make_activations(records, {0: "random"}, width=8)
+    with pytest.raises(ValueError, match="not stored"):
+        categorical_indifference(acts, records, layers=[3], progress=False)
+    with pytest.raises(ValueError, match="aligned"):
+        categorical_indifference(acts, records.where(records.table.index < 10), progress=False)
+
+
+def test_figures_render(result):
+    import matplotlib.pyplot as plt
+
+    from moralkit.figures.categorical import (
+        plot_centre_heatmap,
+        plot_optimal_layer_bars,
+        plot_virtue_vice_by_depth,
+    )
+
+    figs = [
+        plot_virtue_vice_by_depth(result.virtue_vice),
+        plot_centre_heatmap(result.centre_cosines, result.optimal_layer),
+        plot_optimal_layer_bars(result.at_optimal_layer()),
+    ]
+    assert len(figs[0].axes) >= 5
+    for fig in figs:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="lacks columns"):
+        plot_virtue_vice_by_depth(result.by_layer)
+
+
+def test_standardise_gives_unit_variance_columns():
+    X = np.random.default_rng(0).normal(0, [1.0, 10.0, 1000.0], size=(200, 3))
+    Z = centre_activations(X, standardise=True)
+    assert np.allclose(Z.std(axis=0), 1.0)
+    assert np.allclose(Z.mean(axis=0), 0.0)
+
+
+def test_dimension_dominance_flags_a_massive_dimension(records):
+    from moralkit.activation_set import ActivationSet
+    from moralkit.diagnostics.centring import dimension_dominance
+
+    acts = make_activations(records, {0: "random", 1: "random"}, width=32, seed=3)
+    arr = acts.arrays["mean"].copy()
+    arr[1, :, 7] += np.random.default_rng(0).normal(0, 100.0, arr.shape[1])  # massive dim
+    acts = ActivationSet({"mean": arr}, acts.layers, acts.n_model_layers)
+    table = dimension_dominance(acts, k=1).set_index("layer")
+    assert table.loc[1, "top_dimensions"] == "7"
+    assert table.loc[1, "top_k_variance_share"] > 0.95
+    assert table.loc[0, "top_k_variance_share"] < 0.5
+    # Standardising removes the massive dimension's grip on the centre cosines.
+    res = categorical_indifference(
+        acts, records, n_permutations=20, n_bootstrap=20, standardise=True, progress=False
+    )
+    assert res.by_layer["standardised"].all()
+
+
+def test_missing_prototypes_give_nan_foundation_and_one_warning():
+    records = make_records(n_prototypes=8, prototypes={"cheating": 0}, seed=2)
+    acts = make_activations(records, {0: "opposed", 1: "random"}, width=16, seed=2)
+    with pytest.warns(UserWarning, match="cheating") as caught:
+        res = categorical_indifference(
+            acts, records, n_permutations=20, n_bootstrap=20, progress=False
+        )
+    assert len([w for w in caught if "cheating" in str(w.message)]) == 1
+    vv = res.virtue_vice.set_index(["layer", "foundation"])
+    assert vv.loc[(0, "fairness"), ["cosine", "null_low", "ci_low"]].isna().all()
+    assert (vv.loc[0]["cosine"].drop("fairness") < -0.9).all()
+    assert res.optimal_layer == 0
+    assert np.isfinite(res.summary["mean_virtue_vice_cosine"].iloc[0])

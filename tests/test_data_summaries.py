@@ -1,0 +1,94 @@
+"""Count tables and figures of the ground-truth chapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from moralkit.data import load_records, stratified_subset
+from moralkit.data.ground_truth import ground_truth_names
+from moralkit.data.summaries import (
+    paper_stratum_counts,
+    prototype_examples,
+    stratum_counts,
+    stratum_table,
+    subset_composition,
+    typicality_shares,
+)
+from moralkit.figures.ground_truth import (
+    plot_stratum_counts,
+    plot_subset_composition,
+    plot_typicality_shares,
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def lexicon(tmp_path_factory):
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data not present")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MORALKIT_CACHE", str(tmp_path_factory.mktemp("sum") / "cache"))
+        mp.setenv("MORALKIT_DATA_MIRROR", str(SHARED_DATA))
+        yield {"moralstrength": load_records("moralstrength")}, paper_stratum_counts()
+
+
+def test_ground_truth_names():
+    assert ground_truth_names("moralstrength") == ["moralstrength"]
+    assert ground_truth_names("moralstrength, socialchem-subset") == [
+        "moralstrength",
+        "socialchem-subset",
+    ]
+    assert ground_truth_names(["socialchem"]) == ["socialchem"]
+    with pytest.raises(ValueError, match="valid names"):
+        ground_truth_names("moralstrength,ethics")
+
+
+def test_tables(lexicon):
+    records, paper = lexicon
+    counts = stratum_counts(records)
+    assert len(counts) == 5 * (2 * 6 + 1)  # full grid, zeros included
+    assert counts["records"].sum() == 2_845
+    care_vice = counts[(counts["foundation"] == "care") & (counts["pole"] == "vice")]
+    assert care_vice["records"].tolist() == [8, 22, 26, 114, 43, 39]  # 0.125 ... 1.0
+    # fairness ratings never drop below 2.2 (|v| 0.7): no vice record above the 0.5 stratum
+    fair_vice = counts[(counts["foundation"] == "fairness") & (counts["pole"] == "vice")]
+    assert fair_vice["records"].tolist()[-2:] == [0, 0]
+
+    wide = stratum_table(counts)
+    assert wide.shape == (5, 13)
+    care = wide.loc[("moralstrength", "care")]
+    assert (care["virtue 0.125"], care["vice 1"], care["neutral"]) == (0, 39, 22)
+    assert wide.to_numpy().sum() == 2_845
+
+    assert paper["records"].sum() == 201_023 and len(paper) == 65
+    shares = typicality_shares(pd.concat([counts, paper]))
+    sums = shares.groupby(["source", "pole"])["share"].sum()
+    assert np.allclose(sums.to_numpy(), 1.0)
+
+    subset = stratified_subset(records["moralstrength"], scale=0.1)
+    comp = subset_composition({"moralstrength": subset})
+    assert comp["records"].sum() == len(subset)
+    assert len(comp) == 5 * 5
+
+    protos = prototype_examples(records, per_category=2)
+    assert len(protos) == 10
+    row = protos.set_index("category")
+    assert row.loc["cheating", "prototypes"] == 0 and row.loc["cheating", "examples"] == ""
+    assert (
+        row.loc["harm", "prototypes"] == 39 and len(row.loc["harm", "examples"].split(" | ")) == 2
+    )
+
+    figures = [
+        plot_stratum_counts(pd.concat([counts, paper])),
+        plot_typicality_shares(shares),
+        plot_subset_composition(comp),
+    ]
+    assert all(isinstance(f, Figure) for f in figures)
+    with pytest.raises(ValueError, match="lacks columns"):
+        plot_subset_composition(counts)

