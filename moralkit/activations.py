@@ -43,10 +43,11 @@ from tqdm.auto import tqdm
 
 from moralkit.activation_set import POOLINGS, ActivationSet
 from moralkit.data.fetch import default_cache_dir, sha256_of
+from moralkit.io import atomic_directory, remove_directory
 from moralkit.models import loading
 from moralkit.models.decoder import DecoderParts, find_decoder
 from moralkit.models.loading import LoadedModel, ModelIdentity, normalise_dtype
-from moralkit.models.storage import atomic_directory, remove_directory
+from moralkit.threads import torch_threads
 
 DEFAULT_TEMPLATE = "{action} is morally"
 DEFAULT_BATCH_TOKENS = 2048
@@ -414,25 +415,17 @@ def choose_num_threads(parts: DecoderParts, width: int, tokens: int) -> int:
                 calls += 1
             return calls / (time.perf_counter() - started)
 
+        rates: dict[int, float] = {}
         try:
             with torch.inference_mode():
-                rates = {n: calls_per_second(n) for n in (default, 1, default, 1)}
+                for threads in (default, 1, default, 1):  # interleaved, best of two each
+                    rates[threads] = max(rates.get(threads, 0.0), calls_per_second(threads))
         except Exception:  # noqa: BLE001 - an MLP with another signature: keep the default
             rates = {default: 1.0}
         finally:
             torch.set_num_threads(default)
         _THREAD_CHOICES[key] = max(rates, key=rates.get)
     return _THREAD_CHOICES[key]
-
-
-@contextmanager
-def _threads(num_threads: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _run(parts: DecoderParts, layout: BatchLayout) -> None:
@@ -556,7 +549,7 @@ def extract_activations(
         num_threads = choose_num_threads(parts, loaded.hidden_size, batch_tokens)
     elif num_threads is None:
         num_threads = torch.get_num_threads()
-    with torch.inference_mode(), capture_layers(parts, capture), _threads(int(num_threads)):
+    with torch.inference_mode(), capture_layers(parts, capture), torch_threads(int(num_threads)):
         for layout in layouts:
             capture.layout = layout.to(device)
             positions += layout.input_ids.numel()

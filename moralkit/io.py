@@ -1,8 +1,9 @@
-"""Atomic file writes: a reader never sees a half-written cache entry or output."""
+"""Atomic file and folder writes: a reader never sees a half-written cache entry or output."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,3 +47,36 @@ def atomic_write_csv(table: pd.DataFrame, path: str | Path) -> Path:
 def atomic_write_text(text: str, path: str | Path) -> Path:
     """Write text (UTF-8) atomically."""
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; rename it onto ``path`` on success.
+
+    If the block raises, the temporary folder is deleted and ``path`` is untouched. If ``path``
+    already exists when the block finishes (another process won the race), the existing folder
+    is kept and the new one discarded: both were built from the same inputs.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not path.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_directory(path: str | Path) -> None:
+    """Delete a folder so that readers never see it half-deleted (rename away, then remove)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    doomed = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".del"))
+    os.rename(path, doomed / path.name)
+    shutil.rmtree(doomed, ignore_errors=True)

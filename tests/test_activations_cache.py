@@ -7,7 +7,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 import moralkit.activations as activations
 from moralkit.activations import cached_activations, extract_activations
@@ -17,13 +16,7 @@ from moralkit.models import loading as model_loading
 TEXTS = ["helping a friend", "lying", "helping a friend", "stealing bread", "lying"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread avoids OpenMP spin-waiting when the CPU is shared (10x faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -111,8 +111,15 @@ def test_claims_table_from_chapter_files(tmp_path):
                 "best_probe_r2": {
                     "value": 0.18,
                     "chapter": "05_dim",
-                    "profile": "quick",
+                    "profile": "paper",
+                    "ground_truth": "socialchem",
                     "note": "L7",
+                },
+                "dimensional_indifference": {
+                    "value": 0.7,
+                    "chapter": "05_dim",
+                    "profile": "quick",
+                    "ground_truth": "moralstrength",
                 },
                 "diagnostic_subset": {
                     "value": 2800,
@@ -129,6 +136,7 @@ def test_claims_table_from_chapter_files(tmp_path):
     assert rows.loc["best_probe_r2", "verdict"] == AGREES
     assert rows.loc["best_probe_r2", "measured"] == "0.18"
     assert "L7" in rows.loc["best_probe_r2", "why"]
+    assert rows.loc["dimensional_indifference", "verdict"] == DISAGREES  # 0.7 > 0.5
     assert rows.loc["diagnostic_subset", "verdict"] == NOT_CHECKABLE
     assert rows.loc["diagnostic_subset", "measured"] == "2,800"
     assert rows.loc["flames_psc1", "verdict"] == NOT_RUN

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import huggingface_hub.constants
 import pytest
 import torch
 
+from moralkit.io import atomic_directory, remove_directory
 from moralkit.models import (
     MODEL_REGISTRY,
     OFFLINE_MODELS,
@@ -20,16 +22,9 @@ from moralkit.models import (
     normalise_dtype,
     registry_table,
 )
-from moralkit.models.storage import atomic_directory, fingerprint_file, remove_directory
+from moralkit.models.storage import fingerprint_file
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread avoids OpenMP spin-waiting when the CPU is shared (10x faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
@@ -165,3 +160,33 @@ def test_fingerprint_samples_huge_files(tmp_path):
     data[0] ^= 1
     path.write_bytes(bytes(data))
     assert fingerprint_file(path, full_limit=1024) != sampled
+
+
+def test_hub_cache_blobs_are_identified_by_their_lfs_name(tmp_path):
+    from moralkit.models.loading import weights_hash_of
+
+    blob = tmp_path / "blobs" / ("a" * 64)
+    blob.parent.mkdir()
+    blob.write_bytes(b"weights")
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    (snapshot / "model.safetensors").symlink_to(blob)
+    by_name = weights_hash_of([snapshot / "model.safetensors"])
+    blob.write_bytes(b"changed")  # not read: the blob name is the hub's sha256 of the content
+    assert weights_hash_of([snapshot / "model.safetensors"]) == by_name
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "model.safetensors").write_bytes(b"weights")
+    assert weights_hash_of([plain / "model.safetensors"]) != by_name
+
+
+def test_incomplete_sharded_checkpoint_has_no_identity(tmp_path):
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"x")
+    index = {
+        "weight_map": {
+            "a": "model-00001-of-00002.safetensors",
+            "b": "model-00002-of-00002.safetensors",
+        }
+    }
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert model_identity(str(tmp_path)) is None

@@ -18,8 +18,9 @@ headline row per model x diagnostic x metric.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -233,6 +234,58 @@ def diagnostic_curves(
         acts, records, pooling=pooling, n_bootstrap=n_bootstrap, seed=seed, progress=progress
     )
     return stack_curves(categorical_curves(categorical), gradient_curves(gradient))
+
+
+def offline_condition_curves(
+    records: MoralRecords,
+    activations: Mapping[str, ActivationSet],
+    extract: Callable[..., ActivationSet],
+    conditions: ConditionConfig,
+    has_chat_template: Callable[[str], bool],
+    pooling: str = "mean",
+    seed: int = 42,
+    **resampling: int,
+) -> tuple[pd.DataFrame, dict[str, tuple[str, str]]]:
+    """Curves of each offline model beside its twin conditions, on matched subsets.
+
+    For every model in ``activations`` (rows aligned with ``records``): the untrained twin
+    (``extract(name, subset, random_init=True, seed=seed)``) and, when the model has a chat
+    template, prompted alignment (``extract(name, subset, system_prompt=...)``), each compared
+    with the same model's plain activations on the same stratified subset. ``extract`` is the
+    chapter's activation getter, so provenance records every extra run. Returns the stacked
+    curves and the comparisons (name -> (label a, label b)) for :func:`compare_conditions`.
+    """
+    # (model, sample scale, extract kwargs, treated label, plain label, treated is "a")
+    wanted = []
+    for name in activations:
+        if conditions.untrained_twins:
+            wanted.append((name, conditions.twin_sample_scale, {"random_init": True, "seed": seed},
+                           "untrained twin", "trained", False))  # fmt: skip
+        if conditions.prompted_alignment and has_chat_template(name):
+            wanted.append((name, conditions.prompted_sample_scale,
+                           {"system_prompt": conditions.system_prompt},
+                           "safety prompt", "plain", True))  # fmt: skip
+    curves, comparisons = [], {}
+    for name, scale, extra, treated_label, plain_label, treated_is_a in wanted:
+        subset, plain = matched_subset(records, activations[name], scale, seed)
+        treated = extract(name, subset, **extra)
+        pair = {f"{name} · {treated_label}": treated, f"{name} · {plain_label}": plain}
+        for label, acts in pair.items():
+            curves.append(
+                diagnostic_curves(
+                    dataclasses.replace(acts, model_id=label),
+                    subset,
+                    pooling=pooling,
+                    seed=seed,
+                    progress=False,
+                    **resampling,
+                )  # fmt: skip
+            )
+        labels = tuple(pair) if treated_is_a else tuple(reversed(pair))
+        short = {"untrained twin": "untrained", "safety prompt": "prompted"}[treated_label]
+        first, second = (short, plain_label) if treated_is_a else (plain_label, short)
+        comparisons[f"{name}: {first} − {second}"] = labels
+    return stack_curves(*curves), comparisons
 
 
 def compare_conditions(

@@ -25,7 +25,6 @@ no defined R²: it gets NaN and a note, and "overall" averages the dimensions th
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +41,7 @@ from tqdm.auto import tqdm
 from moralkit.activation_set import ActivationSet
 from moralkit.foundations import DIMENSIONS
 from moralkit.records import MoralRecords
+from moralkit.threads import torch_threads
 
 PROBES: tuple[str, ...] = ("paper", "ridge_cv")
 CONTROLS: tuple[str, ...] = ("shuffled",)
@@ -112,19 +112,6 @@ def r2_by_dimension(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, np.n
     return overall, per_dim
 
 
-@contextmanager
-def _torch_threads(n: int | None):
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @dataclass
 class ProbeFit:
     """One fitted probe's predictions on its evaluation rows, plus training facts.
@@ -151,7 +138,7 @@ def fit_paper_probe(
     train, val, test = paper_split(len(X), config)
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
     Yt = torch.as_tensor(np.asarray(Y, dtype=np.float32))
-    with _torch_threads(config.torch_threads), torch.random.fork_rng(devices=[]):
+    with torch_threads(config.torch_threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         probe = torch.nn.Linear(Xt.shape[1], Yt.shape[1], bias=True)
         opt = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -13,13 +13,15 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from moralkit.figures.style import model_colours
+
 
 def plot_headline_curves(curves: pd.DataFrame, metrics: list[str] | None = None) -> Figure:
     """Each metric's curve over relative depth, one panel per metric, one line per model
     (or condition: models named e.g. ``smollm2-135m (untrained)``)."""
     metrics = metrics or list(dict.fromkeys(curves["metric"]))
     models = list(dict.fromkeys(curves["model"]))
-    colours = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
+    colours = model_colours(models)
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         rows = curves[curves["metric"] == metric]
@@ -106,7 +108,7 @@ def plot_condition_differences(comparisons: pd.DataFrame) -> Figure:
         raise ValueError(f"comparison table lacks columns {missing}")
     rows = comparisons.reset_index(drop=True)
     names = list(dict.fromkeys(rows["comparison"]))
-    colours = dict(zip(names, sns.color_palette("colorblind", len(names)), strict=True))
+    colours = model_colours(names)
     fig, ax = plt.subplots(figsize=(7.0, 0.35 * len(rows) + 1.4))
     y = np.arange(len(rows))[::-1]
     for yi, (_, r) in zip(y, rows.iterrows(), strict=True):

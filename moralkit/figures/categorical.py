@@ -11,13 +11,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from moralkit.figures.style import model_colours, require_columns
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS
-
-
-def _require(table: pd.DataFrame, columns: list[str], name: str) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{name} table lacks columns {missing}")
 
 
 def plot_virtue_vice_by_depth(virtue_vice: pd.DataFrame) -> Figure:
@@ -27,13 +22,13 @@ def plot_virtue_vice_by_depth(virtue_vice: pd.DataFrame) -> Figure:
     grey band the permutation null (2.5–97.5%) of label-shuffled categories. Cosine -1 would
     be perfectly opposed categories.
     """
-    _require(
+    require_columns(
         virtue_vice,
         ["model", "foundation", "relative_depth", "cosine", "ci_low", "ci_high", "null_low"],
         "virtue_vice",
     )
     models = list(dict.fromkeys(virtue_vice["model"]))
-    colours = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
+    colours = model_colours(models)
     fig, axes = plt.subplots(
         1, len(FOUNDATIONS), figsize=(3.0 * len(FOUNDATIONS), 3.2), sharex=True, sharey=True
     )
@@ -79,7 +74,9 @@ def plot_centre_heatmap(
     centre_cosines: pd.DataFrame, layer: int, model: str | None = None
 ) -> Figure:
     """The 10x10 category-centre cosine matrix at one layer (e.g. the optimal layer)."""
-    _require(centre_cosines, ["model", "layer", "category_a", "category_b", "cosine"], "centre")
+    require_columns(
+        centre_cosines, ["model", "layer", "category_a", "category_b", "cosine"], "centre"
+    )
     rows = centre_cosines[centre_cosines["layer"] == layer]
     if model is not None:
         rows = rows[rows["model"] == model]
@@ -117,7 +114,9 @@ def plot_optimal_layer_bars(at_optimal: pd.DataFrame) -> Figure:
 
     Error bars are bootstrap 95% intervals; grey boxes the permutation null band.
     """
-    _require(at_optimal, ["model", "foundation", "cosine", "ci_low", "ci_high", "null_low"], "bars")
+    require_columns(
+        at_optimal, ["model", "foundation", "cosine", "ci_low", "ci_high", "null_low"], "bars"
+    )
     models = list(dict.fromkeys(at_optimal["model"]))
     colours = sns.color_palette("colorblind", len(models))
     width = 0.8 / max(len(models), 1)

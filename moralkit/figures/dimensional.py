@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from moralkit.diagnostics.dimensional import PAPER_BEST_R2
+from moralkit.figures.style import model_colours, require_columns
 from moralkit.foundations import DIMENSIONS
 
 PROBE_TITLES = {
@@ -31,12 +32,6 @@ PAPER_LINE_LABEL = f"paper's best (adjusted R² {PAPER_BEST_R2})"
 PAPER_LINE_COLOUR = "firebrick"
 
 
-def _require(table: pd.DataFrame, columns: list[str], name: str) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{name} table lacks columns {missing}")
-
-
 def plot_r2_by_depth(table: pd.DataFrame, floor: float = -1.0) -> Figure:
     """Overall probe R² vs relative depth: one panel per probe, one colour per model.
 
@@ -44,7 +39,7 @@ def plot_r2_by_depth(table: pd.DataFrame, floor: float = -1.0) -> Figure:
     dash-dotted red line is the paper's best value. R² below ``floor`` is drawn at the panel's
     bottom edge (the paper's probe on raw activations can go far below 0).
     """
-    _require(
+    require_columns(
         table,
         ["model", "relative_depth", "weights", "probe", "control", "dimension", "r2"],
         "dimensional",
@@ -52,7 +47,7 @@ def plot_r2_by_depth(table: pd.DataFrame, floor: float = -1.0) -> Figure:
     overall = table[table["dimension"] == "overall"]
     probes = list(dict.fromkeys(overall["probe"]))
     models = list(dict.fromkeys(overall["model"]))
-    colours = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
+    colours = model_colours(models)
     fig, axes = plt.subplots(1, len(probes), figsize=(6.0 * len(probes), 3.8), sharey=True)
     axes = np.atleast_1d(axes)
     lowest = overall["r2"].min()
@@ -110,7 +105,7 @@ def plot_dimension_heatmap(at_best: pd.DataFrame) -> Figure:
     Red is below 0 (worse than predicting the mean), blue above. Blank cells are dimensions
     whose evaluated targets are constant (R² undefined).
     """
-    _require(at_best, ["model", "weights", "probe", "layer", "dimension", "r2"], "at_best")
+    require_columns(at_best, ["model", "weights", "probe", "layer", "dimension", "r2"], "at_best")
     rows = at_best.assign(
         row=lambda t: (
             t["model"]

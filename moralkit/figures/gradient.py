@@ -11,6 +11,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from moralkit.figures.style import model_colours
 from moralkit.foundations import DIMENSIONS
 
 VARIANT_STYLES = {"paper": "-", "heldout": "--"}
@@ -31,7 +32,7 @@ def plot_gradient_by_depth(by_layer: pd.DataFrame, category: str = "overall") ->
         raise ValueError(f"gradient table lacks columns {missing}")
     rows = by_layer[by_layer["category"] == category]
     models = list(dict.fromkeys(rows["model"]))
-    colours = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
+    colours = model_colours(models)
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for (model, variant), g in rows.groupby(["model", "variant"], sort=False):
         g = g.sort_values("relative_depth")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from moralkit.figures.style import require_columns
 from moralkit.foundations import FOUNDATIONS, TYPICALITY_STRATA
 
 POLE_COLOURS = {"virtue": "#1f77b4", "vice": "#d62728", "neutral": "#8c8c8c"}
@@ -23,12 +24,6 @@ STRATUM_COLOURS = {
 }
 
 
-def _require(table: pd.DataFrame, columns: list[str], name: str) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{name} table lacks columns {missing}")
-
-
 def _stratum_label(value: float) -> str:
     return f"{value:g}"
 
@@ -39,7 +34,7 @@ def plot_stratum_counts(counts: pd.DataFrame) -> Figure:
     Blue bars: virtue records, red: vice, at each typicality stratum (1.0 = prototypes); the
     grey bar on the right counts neutral records. Each row has its own y scale.
     """
-    _require(counts, ["source", "foundation", "pole", "typicality", "records"], "counts")
+    require_columns(counts, ["source", "foundation", "pole", "typicality", "records"], "counts")
     sources = list(dict.fromkeys(counts["source"]))
     fig, axes = plt.subplots(
         len(sources),
@@ -84,7 +79,7 @@ def plot_typicality_shares(shares: pd.DataFrame) -> Figure:
     Left: virtue records, right: vice records. Sources of very different sizes (the paper's
     201k train records, a 2.8k-word lexicon) become comparable as distributions.
     """
-    _require(shares, ["source", "pole", "typicality", "share"], "shares")
+    require_columns(shares, ["source", "pole", "typicality", "share"], "shares")
     sources = list(dict.fromkeys(shares["source"]))
     markers = ["o", "s", "^", "D", "v"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
@@ -118,7 +113,7 @@ def plot_typicality_shares(shares: pd.DataFrame) -> Figure:
 
 def plot_subset_composition(composition: pd.DataFrame) -> Figure:
     """Stratified-subset records per foundation, stacked by stratum; one panel per source."""
-    _require(composition, ["source", "foundation", "stratum", "records"], "composition")
+    require_columns(composition, ["source", "foundation", "stratum", "records"], "composition")
     sources = list(dict.fromkeys(composition["source"]))
     fig, axes = plt.subplots(
         1, len(sources), figsize=(4.6 * len(sources), 3.0), squeeze=False, sharey=True

@@ -12,6 +12,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from moralkit.figures.style import model_colours, require_columns
 from moralkit.foundations import DIMENSIONS
 
 #: Line style per scoring: the paper's non-noise scores solid, the additions broken.
@@ -22,12 +23,6 @@ SCORING_STYLES: dict[str, tuple[str, str]] = {
 }
 
 
-def _require(table: pd.DataFrame, columns: list[str], name: str) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{name} table lacks columns {missing}")
-
-
 def plot_structure_by_depth(table: pd.DataFrame, metric: str = "ARI") -> Figure:
     """Cluster count, noise ratio and ``metric`` vs MFT5 / Polarity3 / MFT15 over relative depth.
 
@@ -35,13 +30,13 @@ def plot_structure_by_depth(table: pd.DataFrame, metric: str = "ARI") -> Figure:
     the paper's non-noise scoring, dotted counts noise as a cluster, dashed is the same score
     against permuted labels (the chance level). Score axes always show at least -0.02..0.1.
     """
-    _require(
+    require_columns(
         table,
         ["model", "relative_depth", "n_clusters", "noise_ratio", "label_set", "scoring", "metric"],
         "structural",
     )
     models = list(dict.fromkeys(table["model"]))
-    colours = dict(zip(models, sns.color_palette("colorblind", len(models)), strict=True))
+    colours = model_colours(models)
     per_layer = table[["model", "relative_depth", "n_clusters", "noise_ratio"]].drop_duplicates()
     label_sets = ("MFT5", "Polarity3", "MFT15")
     fig, axes = plt.subplots(1, 2 + len(label_sets), figsize=(16, 3.4))
@@ -83,7 +78,7 @@ def plot_umap(embedding: pd.DataFrame, title: str | None = None) -> Figure:
 
     Grey points on the left are neutral records; on the right, HDBSCAN noise.
     """
-    _require(embedding, ["x", "y", "category", "cluster"], "embedding")
+    require_columns(embedding, ["x", "y", "category", "cluster"], "embedding")
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.2))
     palette = dict(zip(DIMENSIONS, sns.color_palette("tab10", len(DIMENSIONS)), strict=True))
     neutral = embedding[embedding["category"] == "neutral"]

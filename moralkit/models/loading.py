@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from moralkit.data.fetch import default_cache_dir, sha256_of
+from moralkit.io import atomic_directory, remove_directory
 from moralkit.models.decoder import configured_depth, find_decoder
 from moralkit.models.registry import (
     ModelSpec,
@@ -42,7 +43,7 @@ from moralkit.models.registry import (
     describe_available_models,
     find_model_spec,
 )
-from moralkit.models.storage import atomic_directory, fingerprint_file, remove_directory
+from moralkit.models.storage import fingerprint_file
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -194,16 +195,16 @@ def _folder_identity(folder: Path, model_id: str, revision: str) -> ModelIdentit
 
 
 def _weight_files(folder: Path) -> list[Path]:
+    """The weight files of a checkpoint folder; [] if none, or if a sharded set is incomplete."""
     for pattern in WEIGHT_PATTERNS:
         files = sorted(folder.glob(pattern))
-        if files:
-            index = folder / f"{files[0].suffix.lstrip('.')}.index.json"
-            index = next(folder.glob("*.index.json"), index)
-            if index.exists():  # sharded: every shard must be present
-                shards = set(json.loads(index.read_text())["weight_map"].values())
-                if not all((folder / s).exists() for s in shards):
-                    return []
-            return files
+        if not files:
+            continue
+        for index in folder.glob(f"{pattern}.index.json"):  # e.g. model.safetensors.index.json
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+            if not all((folder / shard).exists() for shard in shards):
+                return []
+        return files
     return []
 
 
