@@ -133,9 +133,20 @@ class Chapter:
         """The resolved model names (``params["model"]``)."""
         return list(self.params.get("model") or [])
 
-    def layers_for(self, n_model_layers: int) -> list[int]:
-        """The resolved ``layers`` parameter as indices for a model with this many layers."""
-        return resolve_layers(self.params.get("layers"), n_model_layers)
+    def layers_for(self, n_model_layers: int, among: str | None = None) -> list[int]:
+        """The resolved ``layers`` parameter as indices for a model with this many layers.
+
+        ``among`` names a second layer parameter (e.g. ``"probe_layers"``) that narrows the
+        chapter's layers further: the result is the layers both select, or all of the
+        chapter's layers when that parameter is unset or they share none (so ``layers=0,6,12``
+        with ``probe_layers=every:3`` probes 0, 6 and 12 rather than failing).
+        """
+        layers = resolve_layers(self.params.get("layers"), n_model_layers)
+        narrower = self.params.get(among) if among else None
+        if narrower is None:
+            return layers
+        shared = [x for x in resolve_layers(narrower, n_model_layers) if x in layers]
+        return shared or layers
 
     # ------------------------------------------------------------------ inputs
     def records(

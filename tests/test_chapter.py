@@ -37,6 +37,16 @@ def test_start_resolves_profile_and_output_folder(out):
     assert ch.layers_for(18) == [0, 17]
 
 
+def test_layers_for_narrows_by_a_second_layer_parameter(out):
+    ch = Chapter.start("05_dimensional_indifference", profile="quick", layers="0,6,12,29")
+    assert ch.params["probe_layers"] == "every:3"  # quick profile's chapter value
+    assert ch.layers_for(30, among="probe_layers") == [0, 6, 12, 29]  # every:3 keeps 29 (last)
+    ch = Chapter.start("05_dimensional_indifference", profile="quick", layers="1,2,4")
+    assert ch.layers_for(30, among="probe_layers") == [1, 2, 4]  # nothing shared: all of layers
+    ch = Chapter.start("05_dimensional_indifference", profile="quick")
+    assert ch.layers_for(30, among="probe_layers") == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 29]
+
+
 def test_default_output_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("MORALKIT_OUTPUT_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
