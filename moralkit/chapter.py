@@ -27,13 +27,14 @@ The output folder is ``$MORALKIT_OUTPUT_DIR`` (set by ``moralkit book`` / ``mora
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from moralkit import provenance as prov
 from moralkit.io import atomic_path, atomic_write_csv
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
     from moralkit.activation_set import ActivationSet
     from moralkit.records import MoralRecords
+
+ConfigT = TypeVar("ConfigT")
 
 OUTPUT_DIR_ENV = "MORALKIT_OUTPUT_DIR"
 NOTEBOOK_SOURCE_ENV = "MORALKIT_NOTEBOOK_SOURCE"
@@ -148,6 +151,20 @@ class Chapter:
         shared = [x for x in resolve_layers(narrower, n_model_layers) if x in layers]
         return shared or layers
 
+    def config(self, cls: type[ConfigT], **param_names: str) -> ConfigT:
+        """A settings dataclass (e.g. ``StructuralConfig``) from the chapter's parameters.
+
+        Each field takes the parameter of the same name, or the one ``param_names`` maps it to
+        (``ch.config(ProbeConfig, lr="learning_rate")``), when that parameter is not None;
+        other fields keep their defaults.
+        """
+        values = {}
+        for field in dataclasses.fields(cls):
+            value = self.params.get(param_names.get(field.name, field.name))
+            if value is not None:
+                values[field.name] = value
+        return cls(**values)
+
     # ------------------------------------------------------------------ inputs
     def records(
         self,
@@ -239,7 +256,8 @@ class Chapter:
             entry["extraction_s"] = round(previous["extraction_s"] + elapsed, 2)
             entry["cache_hit"] = bool(previous.get("cache_hit")) and bool(entry["cache_hit"])
         self._models[key] = entry
-        return acts
+        # tables label rows by the name the chapter asked for, not the hub id behind it
+        return dataclasses.replace(acts, model_id=model_name)
 
     # ------------------------------------------------------------------ outputs
     def save_table(self, table: pd.DataFrame, name: str, show: bool = True) -> Path:

@@ -24,3 +24,12 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def blas_threads(n: int | None) -> Iterator[None]:
+    """Run the block with at most ``n`` BLAS/OpenMP threads (``None`` or 0: no limit)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(n or None):
+        yield

@@ -216,7 +216,7 @@ def test_compare_conditions_pairs_layers_and_detects_a_shift():
 
 
 def test_matched_subset_aligns_rows_and_condition_config():
-    from moralkit.diagnostics.across_models import ConditionConfig, matched_subset
+    from moralkit.diagnostics.across_models import matched_subset
 
     records = make_records(n_per_stratum=20, n_prototypes=20, n_neutral=20)
     acts = make_activations(records, {0: "random"}, width=8)
@@ -225,5 +225,3 @@ def test_matched_subset_aligns_rows_and_condition_config():
     assert sub_acts.n_texts == len(subset)
     rows = records.table.reset_index().set_index("record_id").loc[subset.table["record_id"]]
     assert np.allclose(sub_acts.get(0), acts.get(0)[rows["index"].to_numpy()])
-    cfg = ConditionConfig.from_params({"twin_sample_scale": 0.2, "system_prompt": None, "x": 1})
-    assert cfg.twin_sample_scale == 0.2 and cfg.system_prompt  # None keeps the default

@@ -234,3 +234,17 @@ def test_variant_extractions_get_their_own_provenance_entry(out, fake_backends):
     assert fake_backends["activations"][-1]["layers"] == [0, 11]
     entries = ch.provenance()["models"]
     assert [e["variant"] for e in entries] == ["", "random_init=True, seed=3"]
+
+
+def test_config_from_parameters(out):
+    from moralkit.diagnostics.across_models import ConditionConfig
+    from moralkit.diagnostics.dimensional import ProbeConfig
+
+    ch = Chapter.start("06_across_models", profile="tiny", twin_sample_scale=0.2)
+    cfg = ch.config(ConditionConfig)
+    assert cfg.twin_sample_scale == 0.2  # the argument beats the profile's 0.02
+    assert cfg.prompted_sample_scale == 0.01  # the tiny profile's chapter value
+    assert cfg.system_prompt == ConditionConfig().system_prompt  # unset: the default
+    ch = Chapter.start("05_dimensional_indifference", profile="quick", learning_rate=0.01)
+    probe = ch.config(ProbeConfig, lr="learning_rate")
+    assert probe.lr == 0.01 and probe.max_epochs == ProbeConfig().max_epochs

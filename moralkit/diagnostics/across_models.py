@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -67,12 +67,6 @@ class ConditionConfig:
     twin_sample_scale: float = 0.05
     prompted_sample_scale: float = 0.03
     system_prompt: str = SAFETY_SYSTEM_PROMPT
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, object]) -> ConditionConfig:
-        """Defaults overridden by the non-None entries of ``params`` with a field's name."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names and v is not None})
 
 
 def curves_from_table(

@@ -35,13 +35,12 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
 from moralkit.foundations import DIMENSIONS
 from moralkit.records import MoralRecords
-from moralkit.threads import torch_threads
+from moralkit.threads import blas_threads, torch_threads
 
 PROBES: tuple[str, ...] = ("paper", "ridge_cv")
 CONTROLS: tuple[str, ...] = ("shuffled",)
@@ -187,7 +186,7 @@ def fit_ridge_probe(
     Y = np.asarray(Y, dtype=np.float64)
     pred = np.empty_like(Y)
     alphas = []
-    with threadpool_limits(config.blas_threads):
+    with blas_threads(config.blas_threads):
         for train, test in KFold(config.cv_folds, shuffle=True, random_state=seed).split(X):
             # "svd" LOO: one decomposition per fold, then every penalty is cheap.
             ridge = RidgeCV(alphas=config.ridge_alphas, gcv_mode="svd")

@@ -35,12 +35,12 @@ from sklearn.metrics import (
     homogeneity_completeness_v_measure,
     normalized_mutual_info_score,
 )
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
 from moralkit.diagnostics.centring import centre_activations
 from moralkit.records import MoralRecords
+from moralkit.threads import blas_threads
 
 #: The paper's diagnostic-subset size, the reference for the HDBSCAN scaling rule.
 PAPER_N_RECORDS = 16_315
@@ -127,7 +127,7 @@ def cluster_layer(X: np.ndarray, config: StructuralConfig = StructuralConfig()) 
     if n <= mcs:
         raise ValueError(f"{n} records are too few for HDBSCAN with min_cluster_size={mcs}")
     Xc = centre_activations(X).astype(np.float64)
-    with threadpool_limits(config.blas_threads):
+    with blas_threads(config.blas_threads):
         pca = PCA(n_components=config.variance_kept, svd_solver=config.pca_solver)
         reduced = pca.fit_transform(Xc)
         labels = HDBSCAN(
