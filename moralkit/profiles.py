@@ -191,6 +191,19 @@ def parse_models(value: str | Sequence[str]) -> list[str]:
     return names
 
 
+def select_models(value: str | Sequence[str] | None, models: Sequence[str]) -> list[str]:
+    """Which of a chapter's ``models`` a per-model option applies to.
+
+    ``None`` -> the first model only; ``"all"`` -> every model; ``"none"`` -> no model;
+    otherwise the listed names (as :func:`parse_models`).
+    """
+    if value is None:
+        return list(models[:1])
+    if isinstance(value, str) and value.strip().lower() in ("all", "none"):
+        return list(models) if value.strip().lower() == "all" else []
+    return parse_models(value)
+
+
 def parse_layers(value: str | int | Sequence[int]) -> str | list[int]:
     """Normalise a layer spec without knowing the model's depth.
 

@@ -166,3 +166,13 @@ def test_resolve_layers_out_of_range_names_the_depth():
         resolve_layers("0,18", 18)
     with pytest.raises(ValueError, match="out of range"):
         resolve_layers([-19], 18)
+
+
+def test_select_models():
+    from moralkit.profiles import select_models
+
+    models = ["a", "b", "c"]
+    assert select_models(None, models) == ["a"]
+    assert select_models("all", models) == models
+    assert select_models("None", models) == []
+    assert select_models("b,c", models) == ["b", "c"]
