@@ -29,6 +29,7 @@ from scipy import stats
 
 from moralkit.activation_set import ActivationSet
 from moralkit.diagnostics.categorical import CategoricalResult, categorical_indifference
+from moralkit.diagnostics.centring import check_alignment
 from moralkit.diagnostics.gradient import GradientResult, gradient_indifference
 from moralkit.records import MoralRecords
 
@@ -202,8 +203,7 @@ def matched_subset(
     ids = records.table["record_id"]
     if ids.duplicated().any():
         raise ValueError("record_id values are not unique; cannot match a subset to activations")
-    if acts.n_texts != len(records):
-        raise ValueError(f"{acts.n_texts} activation rows for {len(records)} records")
+    check_alignment(acts, records)
     subset = stratified_subset(records, scale=sample_scale, seed=seed)
     position = pd.Series(np.arange(len(records)), index=ids.to_numpy())
     return subset, acts.take(position.loc[subset.table["record_id"].to_numpy()].to_numpy())

@@ -38,6 +38,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
+from moralkit.diagnostics.centring import check_alignment, resolve_layers
 from moralkit.foundations import DIMENSIONS
 from moralkit.records import MoralRecords
 from moralkit.threads import blas_threads, torch_threads
@@ -266,16 +267,8 @@ def dimensional_indifference(
     bad = [c for c in controls if c not in CONTROLS]
     if bad:
         raise ValueError(f"unknown controls {bad}; expected some of {CONTROLS}")
-    if acts.n_texts != len(records):
-        raise ValueError(
-            f"activations have {acts.n_texts} rows but records have {len(records)}; "
-            "they must be aligned 1:1"
-        )
-    if layers is None:
-        layers = list(acts.layers)
-    missing = [x for x in layers if x not in acts.layers]
-    if missing:
-        raise ValueError(f"layers {missing} not in the activation set (has {list(acts.layers)})")
+    check_alignment(acts, records)
+    layers = resolve_layers(acts, layers)
     if control_layers is None:
         control_layers = list(layers)
     stray = [x for x in control_layers if x not in layers]

@@ -38,7 +38,7 @@ from sklearn.metrics import (
 from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
-from moralkit.diagnostics.centring import centre_activations
+from moralkit.diagnostics.centring import centre_activations, check_alignment, resolve_layers
 from moralkit.records import MoralRecords
 from moralkit.threads import blas_threads
 
@@ -259,23 +259,6 @@ class StructuralResult:
         return cls(table, results[0].config)
 
 
-def _check_aligned(acts: ActivationSet, records: MoralRecords) -> None:
-    if acts.n_texts != len(records):
-        raise ValueError(
-            f"activations have {acts.n_texts} rows but records have {len(records)}; "
-            "they must be aligned 1:1"
-        )
-
-
-def _resolve_layers(acts: ActivationSet, layers: list[int] | None) -> list[int]:
-    if layers is None:
-        return list(acts.layers)
-    missing = [x for x in layers if x not in acts.layers]
-    if missing:
-        raise ValueError(f"layers {missing} not in the activation set (has {list(acts.layers)})")
-    return list(layers)
-
-
 def structural_indifference(
     acts: ActivationSet,
     records: MoralRecords,
@@ -289,12 +272,10 @@ def structural_indifference(
 
     ``seed`` drives only the label permutations of the chance control.
     """
-    _check_aligned(acts, records)
+    check_alignment(acts, records)
     labels = label_sets(records)
     frames = []
-    for layer in tqdm(
-        _resolve_layers(acts, layers), desc="clustering layers", disable=not progress
-    ):
+    for layer in tqdm(resolve_layers(acts, layers), desc="clustering layers", disable=not progress):
         fit = cluster_layer(acts.get(layer, pooling), config)
         scores = score_layer(fit.labels, labels, config.n_permutations, seed=seed + layer)
         scores.insert(0, "min_samples", fit.min_samples)
@@ -327,8 +308,8 @@ def umap_embedding(
     """
     import umap  # heavy import (numba); only needed for this picture
 
-    _check_aligned(acts, records)
-    _resolve_layers(acts, [layer])
+    check_alignment(acts, records)
+    resolve_layers(acts, [layer])
     fit = cluster_layer(acts.get(layer, pooling), config)
     mapper = umap.UMAP(
         n_neighbors=n_neighbors, min_dist=min_dist, random_state=random_state, n_components=2
