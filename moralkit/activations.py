@@ -42,8 +42,8 @@ import torch
 from tqdm.auto import tqdm
 
 from moralkit.activation_set import POOLINGS, ActivationSet
-from moralkit.data.fetch import default_cache_dir, sha256_of
-from moralkit.io import atomic_directory, remove_directory
+from moralkit.data.fetch import default_cache_dir
+from moralkit.io import atomic_directory, remove_directory, sha256_of
 from moralkit.models import loading
 from moralkit.models.decoder import DecoderParts, find_decoder
 from moralkit.models.loading import LoadedModel, ModelIdentity, normalise_dtype

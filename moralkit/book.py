@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from moralkit.io import atomic_path, atomic_write_text
+from moralkit.io import atomic_path, atomic_write_text, sha256_of
 from moralkit.provenance import REPO_ROOT, to_jsonable, write_json
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -320,7 +320,7 @@ def execute_chapter(
             "status": "ok" if ok else "failed",
             "started": started,
             "wall_time_s": round(wall, 1),
-            "source_sha": _text_digest(chapter.path),
+            "source_sha": sha256_of(chapter.path)[:16],
             "error": error,
         },
         output_dir / RUN_RECORD,
@@ -467,12 +467,6 @@ def _describe_failure(exc: Exception) -> str:
     return _ANSI_RE.sub("", text)
 
 
-def _text_digest(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 # ---------------------------------------------------------------------- generated pages
 def read_chapter_status(output_dir: Path) -> dict:
     """run.json merged with the timing and memory fields of provenance.json."""
@@ -509,7 +503,7 @@ def status_markdown(chapters: Sequence[ChapterSource], layout: BookLayout = REPO
         status = info.get("status", "?")
         if not published and status == "ok":
             status = "not in this book"
-        elif status == "ok" and info.get("source_sha") != _text_digest(chapter.path):
+        elif status == "ok" and info.get("source_sha") != sha256_of(chapter.path)[:16]:
             status = "ok (source changed since)"
         mem = info.get("peak_memory_mb")
         lines.append(

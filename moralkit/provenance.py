@@ -6,7 +6,6 @@ Every chapter page ends with the Markdown table built here, and writes the same 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -20,15 +19,6 @@ from pathlib import Path
 from moralkit.io import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def package_version(name: str) -> str:

@@ -44,12 +44,12 @@ def test_format_git():
     assert "no commit" in prov.format_git({"commit": None})
 
 
-def test_file_sha256(tmp_path):
+def test_sha256_of_file(tmp_path):
+    from moralkit.io import sha256_of
+
     path = tmp_path / "f.txt"
     path.write_bytes(b"abc")
-    assert prov.file_sha256(path) == (
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    )
+    assert sha256_of(path) == ("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
 
 
 def test_peak_memory_and_device():

@@ -18,7 +18,6 @@ their loader, through :func:`verify_row_count`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from pathlib import Path
 import pooch
 
 from moralkit.data.manifest import DataFile, Manifest, load_manifest
+from moralkit.io import sha256_of
 
 MIRROR_ENV = "MORALKIT_DATA_MIRROR"
 CACHE_ENV = "MORALKIT_CACHE"
@@ -50,15 +50,6 @@ def mirror_dir() -> Path | None:
     """The local mirror folder named by ``$MORALKIT_DATA_MIRROR`` (None when unset)."""
     value = os.environ.get(MIRROR_ENV)
     return Path(value).expanduser() if value else None
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_file(entry: DataFile, path: Path) -> str:

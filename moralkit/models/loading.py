@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from moralkit.data.fetch import default_cache_dir, sha256_of
-from moralkit.io import atomic_directory, remove_directory
+from moralkit.data.fetch import default_cache_dir
+from moralkit.io import atomic_directory, remove_directory, sha256_of
 from moralkit.models.decoder import configured_depth, find_decoder
 from moralkit.models.registry import (
     ModelSpec,

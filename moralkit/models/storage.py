@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from moralkit.data.fetch import sha256_of
+from moralkit.io import sha256_of
 
 FULL_HASH_LIMIT = 2 << 30  # files up to 2 GiB are hashed in full
 _BLOCK = 1 << 20
