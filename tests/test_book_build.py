@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from shared_data import SHARED_DATA
 
 from moralkit import book
 from moralkit.book import BookLayout, ChapterFailed, build_book, list_chapters
@@ -31,9 +32,6 @@ def copy_book(root: Path) -> BookLayout:
 
 def chapter_pages(layout: BookLayout) -> dict[str, str]:
     return {p.stem: p.read_text() for p in (layout.html_dir / "_executed").glob("*.html")}
-
-
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from shared_data import SHARED_DATA, needs_mirror
 
 from moralkit.data import (
     DataChecksumError,
@@ -21,8 +22,6 @@ from moralkit.data import (
 from moralkit.data.manifest import find_manifest_path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-needs_mirror = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 
 
 @pytest.fixture(autouse=True)

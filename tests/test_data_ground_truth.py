@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import SHARED_DATA, needs_mirror
 
 import moralkit.data.ground_truth as ground_truth
 from moralkit.data import (
@@ -22,9 +21,6 @@ from moralkit.data.moral_vectors import FOUNDATION_FLAGS, explode_records
 from moralkit.data.subset import scaled_cap
 from moralkit.foundations import FOUNDATIONS
 from moralkit.records import MoralRecords
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_mirror = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 
 
 @pytest.fixture(autouse=True)

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from moralkit.data import load_records
 from moralkit.data.moral_strength import bin_typicality
 from moralkit.foundations import DIMENSIONS
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_mirror = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 
 
 def test_typicality_bins_by_hand():
@@ -48,13 +43,8 @@ def test_typicality_bins_by_hand():
 
 
 @pytest.fixture(scope="module")
-def lexicon(tmp_path_factory):
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data not present")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MORALKIT_CACHE", str(tmp_path_factory.mktemp("ms") / "cache"))
-        mp.setenv("MORALKIT_DATA_MIRROR", str(SHARED_DATA))
-        return load_records("moralstrength")
+def lexicon(offline_mirror):
+    return load_records("moralstrength")
 
 
 def test_counts(lexicon):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import SHARED_DATA, needs_mirror
 
 from moralkit.data import DataChecksumError, load_manifest, load_records
 from moralkit.data.social_chem import parse_foundations, read_social_chem_file
@@ -19,8 +20,6 @@ from moralkit.foundations import DIMENSIONS
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "synthetic_social_chem.tsv"
-SHARED_DATA = REPO.parent / "shared" / "data"
-needs_mirror = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 
 
 def zipped_mirror(root: Path, tsv: Path = FIXTURE) -> Path:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,17 +23,10 @@ from moralkit.figures.ground_truth import (
     plot_typicality_shares,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 @pytest.fixture(scope="module")
-def lexicon(tmp_path_factory):
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data not present")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MORALKIT_CACHE", str(tmp_path_factory.mktemp("sum") / "cache"))
-        mp.setenv("MORALKIT_DATA_MIRROR", str(SHARED_DATA))
-        yield {"moralstrength": load_records("moralstrength")}, paper_stratum_counts()
+def lexicon(offline_mirror):
+    return {"moralstrength": load_records("moralstrength")}, paper_stratum_counts()
 
 
 def test_ground_truth_names():
