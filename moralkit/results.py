@@ -1,0 +1,161 @@
+"""One result shape for every analysis: ``XConfig`` -> ``XResult``.
+
+Every analysis in moralkit (the four diagnostics, the across-model comparison, SAE re-diagnosis,
+steering and judged evaluations, value neurons, pruning) follows one contract:
+
+- a frozen ``XConfig`` dataclass holds its settings, with each default defined there once;
+- ``x(acts, records, config)`` (or the analysis' own inputs) returns an ``XResult``;
+- the result is an :class:`AnalysisResult`: named tidy tables (one row per observation, a
+  ``model`` column where results are per model), :meth:`AnalysisResult.best` (the headline
+  row per model), and :meth:`AnalysisResult.claim` (the :class:`ClaimValue` records the claims
+  page needs, thresholds read from ``claims.yaml``, never from a notebook);
+- results for several models combine with :meth:`AnalysisResult.concat`.
+
+A chapter then only does ``ch.save_result(result)`` and ``ch.record_claims(result.claim())``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+import pandas as pd
+
+__all__ = ["HEADLINE_COLUMNS", "AnalysisResult", "ClaimValue", "claim_settings"]
+
+#: Columns of :meth:`AnalysisResult.headline`: one row per model x headline metric.
+HEADLINE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "diagnostic",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "layer",
+    "relative_depth",
+)
+
+
+@dataclass(frozen=True)
+class ClaimValue:
+    """A measured value for one claim of ``claims.yaml``, with what the claims page shows.
+
+    ``extra`` holds fields a claim's check may judge (``field:`` in claims.yaml) and per-model
+    details; ``value`` is the headline number or boolean.
+    """
+
+    claim_id: str
+    value: Any
+    note: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AnalysisResult:
+    """Base of every ``XResult``: named tidy tables plus the analysis' config.
+
+    Subclasses name their tables in ``TABLES`` (the first is the main one), say which table and
+    column :meth:`best` maximises (``BEST_TABLE``, ``BEST_COLUMN``; ``BEST_ABS`` for magnitudes),
+    and implement :meth:`claim`.
+    """
+
+    tables: dict[str, pd.DataFrame]
+    config: Any = None
+
+    TABLES: ClassVar[tuple[str, ...]] = ()
+    BEST_TABLE: ClassVar[str] = ""
+    BEST_COLUMN: ClassVar[str] = ""
+    BEST_ABS: ClassVar[bool] = False
+    #: columns identifying one "series" whose best row is wanted (model, plus e.g. variant)
+    BEST_GROUP: ClassVar[tuple[str, ...]] = ("model",)
+    #: rows :meth:`best` considers (column -> required value), e.g. {"category": "overall"}
+    BEST_WHERE: ClassVar[Mapping[str, Any]] = {}
+    #: True when the lowest ``BEST_COLUMN`` is best (e.g. the categorical optimal layer)
+    BEST_LOWER: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        missing = [name for name in self.TABLES if name not in self.tables]
+        if missing:
+            raise ValueError(f"{type(self).__name__} lacks table(s) {missing}")
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.tables[name]
+
+    @property
+    def models(self) -> list[str]:
+        """The models present in the main table, in order of appearance."""
+        main = self.tables[self.TABLES[0]] if self.TABLES else next(iter(self.tables.values()))
+        if "model" not in main.columns:
+            return []
+        return list(dict.fromkeys(main["model"].astype(str)))
+
+    @classmethod
+    def concat(cls, results: Iterable[Self]) -> Self:
+        """One result from several (e.g. one per model): tables stacked, first config kept."""
+        results = list(results)
+        if not results:
+            raise ValueError(f"{cls.__name__}.concat needs at least one result")
+        names = list(dict.fromkeys(n for r in results for n in r.tables))
+        tables = {
+            n: pd.concat([r.tables[n] for r in results if n in r.tables], ignore_index=True)
+            for n in names
+        }
+        return dataclasses.replace(results[0], tables=tables)
+
+    def best(self) -> pd.DataFrame:
+        """The headline row per series (``BEST_GROUP``): the maximum of ``BEST_COLUMN``."""
+        if not self.BEST_TABLE:
+            raise NotImplementedError(f"{type(self).__name__} defines no best()")
+        table = self.tables[self.BEST_TABLE]
+        for column, wanted in self.BEST_WHERE.items():
+            table = table[table[column] == wanted]
+        col = table[self.BEST_COLUMN]
+        key = col.abs() if self.BEST_ABS else col
+        key = -key if self.BEST_LOWER else key
+        table = table.assign(_key=key).dropna(subset=["_key"])
+        group = [g for g in self.BEST_GROUP if g in table.columns]
+        if not group:
+            return table.loc[[table["_key"].idxmax()]].drop(columns="_key")
+        idx = table.groupby(group, sort=False)["_key"].idxmax()
+        return table.loc[idx.values].drop(columns="_key").reset_index(drop=True)
+
+    def claim(self) -> list[ClaimValue]:
+        """The claims this result measures (empty when it measures none)."""
+        return []
+
+    def headline(self) -> pd.DataFrame:
+        """One row per model and headline metric, columns :data:`HEADLINE_COLUMNS`.
+
+        The before/after comparisons (e.g. SAE re-diagnosis) stack these; analyses without a
+        headline return an empty table.
+        """
+        return pd.DataFrame(columns=list(HEADLINE_COLUMNS))
+
+
+def claim_settings(claim_id: str) -> dict[str, Any]:
+    """The ``measure:`` settings of one claim in ``claims.yaml`` (e.g. a test's alpha).
+
+    Thresholds that decide *how a value is measured* live there beside the check that judges
+    it, never in a notebook. Raises ``KeyError`` naming the claim when it or its settings
+    are missing.
+    """
+    from moralkit.claims import CLAIMS_PATH, _read
+
+    entry = _read(str(CLAIMS_PATH.resolve())).get(claim_id)
+    if entry is None:
+        raise KeyError(f"claim {claim_id!r} is not in {CLAIMS_PATH}")
+    settings = entry.get("measure")
+    if not isinstance(settings, Mapping):
+        raise KeyError(f"claim {claim_id!r} in {CLAIMS_PATH} has no `measure:` settings")
+    return dict(settings)
+
+
+def claim_list(claims: ClaimValue | Sequence[ClaimValue] | None) -> list[ClaimValue]:
+    """Normalise ``claim()`` output: one value, a sequence or None -> a list."""
+    if claims is None:
+        return []
+    if isinstance(claims, ClaimValue):
+        return [claims]
+    return list(claims)
