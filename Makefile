@@ -10,7 +10,7 @@ export MORALKIT_DATA_MIRROR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: setup book test lint benchmark clean
+.PHONY: setup book test lint benchmark workflow workflow-dry-run clean
 setup:
 	@bash scripts/bootstrap.sh
 
@@ -25,6 +25,15 @@ lint: setup
 
 benchmark: setup
 	$(VENV)/bin/python benchmarks/extraction.py
+	$(VENV)/bin/python benchmarks/sae_training.py
+
+# The same chapters as `make book`, as a Snakemake workflow (jobs per model, layer and chapter;
+# see workflow/README.md). On a SLURM cluster: snakemake --profile workflow/profiles/slurm ...
+workflow: setup
+	$(VENV)/bin/snakemake --snakefile workflow/Snakefile --profile workflow/profiles/local --config profile=$(PROFILE)
+
+workflow-dry-run: setup
+	$(VENV)/bin/snakemake --snakefile workflow/Snakefile --profile workflow/profiles/slurm --config profile=paper -n
 
 clean:
 	rm -rf _build book/_executed outputs

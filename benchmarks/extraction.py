@@ -1,4 +1,6 @@
-"""Extraction throughput: moralkit vs the paper's loops vs the FLOP ceiling (paper-methods §2.1).
+"""Extraction throughput: moralkit vs the paper's loops vs the FLOP ceiling.
+
+(paper §2.1; book: Methods › Activations, methods/activations.md.)
 
 Usage::
 

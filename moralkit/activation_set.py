@@ -1,4 +1,6 @@
-"""Pooled residual-stream activations aligned with a record table (paper-methods §2.1).
+"""Pooled residual-stream activations aligned with a record table.
+
+(paper §2.1; book: Methods › Activations, methods/activations.md.)
 
 Diagnostics read activations only through :class:`ActivationSet`, so they run the same on
 cached model activations and on synthetic arrays in tests.

@@ -5,96 +5,98 @@ set to ``None`` (None = take the profile's value). Then::
 
     from moralkit.chapter import Chapter
     ch = Chapter.start("02_categorical_indifference", profile=profile, model=model, layers=layers)
-    p = ch.params                       # profile values overridden by non-None arguments
-    records = ch.records()              # moralkit.data.diagnostic_records(...), provenance kept
-    for name in p["model"]:             # always a list of model names
-        acts = ch.activations(name, records)   # layers resolved for this model's depth
-    ch.save_table(df, "centre_cosines")         # CSV in <out>/tables/ + a download link
+    p = ch.params                        # validated: p["layers"] is a LayerSpec, p["model"] a list
+    records = ch.records()               # moralkit.data.diagnostic_records(...), provenance kept
+    for name in ch.models:
+        acts = ch.activations(name, records)   # ch.layers(name) of this model, profile settings
+    result = categorical(acts, records, ch.config(CategoricalConfig))
+    ch.save_result(result)               # every table as CSV + a download link
+    ch.record_claims(result.claim())     # <out>/claims.json, judged by claims.yaml
     ch.save_figure(fig, "cosine_by_layer", data=df)  # PNG + CSV in <out>/figures/, shown once
-    ch.record_claim("categorical_indifference", value, note="...")
-    ch.finish()                         # provenance table + <out>/provenance.json
+    ch.finish()                          # provenance table + <out>/provenance.json
 
-Chapter-specific parameters (``n_permutations`` ...) should also default to ``None`` in the
-parameters cell, with their values in ``moralkit/profiles.yaml`` under ``chapters:``; a
-non-None default in the cell would beat every profile.
+Parameters are resolved once, in :meth:`Chapter.start` (profile < ``moralkit run -p`` values <
+non-None arguments; see :func:`moralkit.profiles.resolve_parameters`). Chapter-specific
+parameters default to ``None`` in the cell, with their values in ``moralkit/profiles.yaml``.
 
-``layers`` accepts ``"all"``, ``"every:K"``, ``"0,6,12"`` (negative = from the end) or a list of
-ints; :meth:`Chapter.layers_for` resolves it for one model's depth.
-
-The output folder is ``$MORALKIT_OUTPUT_DIR`` (set by ``moralkit book`` / ``moralkit run``) or
-``./outputs/<chapter_id>``.
+The data, model-depth and extraction functions are :class:`Backends`, injected at start
+(tests pass fakes; notebooks never do). The output folder is ``$MORALKIT_OUTPUT_DIR`` (set by
+``moralkit book`` / ``moralkit run``) or ``./outputs/<chapter_id>``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import matplotlib.pyplot as plt
+import torch
+
 from moralkit import provenance as prov
+from moralkit.activation_set import ActivationSet
+from moralkit.activations import cached_activations
+from moralkit.claims import load_claims
+from moralkit.data import diagnostic_records
+from moralkit.display import SavedPath, link_markdown, show_markdown, show_png
 from moralkit.io import atomic_path, atomic_write_csv
-from moralkit.profiles import resolve_layers, resolve_parameters
+from moralkit.layers import LayerSpec
+from moralkit.models import LoadedModel, load_model, model_depth
+from moralkit.notebooks import (
+    FIGURE_DATA_KEY,
+    OUTPUT_DIR_ENV,
+    OUTPUT_MARKER,
+    notebook_parameters,
+    notebook_source_path,
+    passed_parameters,
+)
+from moralkit.profiles import resolve_parameters
+from moralkit.results import AnalysisResult, ClaimValue, claim_list
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from moralkit.activation_set import ActivationSet
     from moralkit.records import MoralRecords
 
 ConfigT = TypeVar("ConfigT")
 
-OUTPUT_DIR_ENV = "MORALKIT_OUTPUT_DIR"
-NOTEBOOK_SOURCE_ENV = "MORALKIT_NOTEBOOK_SOURCE"
-#: Output-metadata flag on the "Figure data: <csv>" link that follows a saved figure.
-FIGURE_DATA_KEY = "moralkit_figure_data"
+#: the chapter parameters the extractor reads, passed as resolved (None: the extractor's own)
+EXTRACTION_PARAMETERS = ("poolings", "template", "dtype", "device")
 
 
-def show_markdown(text: str, metadata: dict | None = None) -> None:
-    """Display Markdown in a notebook (printed outside IPython)."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import Markdown, display
-    except ImportError:
-        print(text)
-        return
-    if get_ipython() is None:
-        print(text)
-    else:
-        display(Markdown(text), metadata=metadata)
+@dataclasses.dataclass(frozen=True)
+class Backends:
+    """What a chapter calls for records, a model's depth and activations.
 
-
-def link_markdown(path: Path, label: str | None = None) -> str:
-    """A Markdown link to a local file, relative to the notebook's working directory.
-
-    The book build turns a relative link to an existing non-page file into a download link
-    (the file is copied into the site), and Jupyter opens it directly.
+    The defaults are the real functions; a test injects fakes with the same signatures
+    (``Chapter.start(..., backends=Backends(extract=fake))``).
     """
-    rel = os.path.relpath(Path(path).resolve(), Path.cwd().resolve())
-    return f"[{label or Path(path).name}]({Path(rel).as_posix()})"
 
-
-def notebook_source_path(chapter_id: str) -> Path | None:
-    """The chapter's jupytext source: ``$MORALKIT_NOTEBOOK_SOURCE`` or notebooks/<id>.md."""
-    env = os.environ.get(NOTEBOOK_SOURCE_ENV)
-    if env and Path(env).exists() and Path(env).stem == chapter_id:
-        return Path(env)
-    candidate = prov.REPO_ROOT / "notebooks" / f"{chapter_id}.md"
-    return candidate if candidate.exists() else None
+    records: Callable[..., MoralRecords] = diagnostic_records
+    depth: Callable[[str], int] = model_depth
+    extract: Callable[..., ActivationSet] = cached_activations
+    load: Callable[..., LoadedModel] = load_model
 
 
 class Chapter:
     """One run of one chapter: resolved parameters, outputs and provenance (see module doc)."""
 
-    def __init__(self, chapter_id: str, params: dict, output_dir: Path) -> None:
+    def __init__(
+        self,
+        chapter_id: str,
+        params: dict,
+        output_dir: Path,
+        backends: Backends | None = None,
+    ) -> None:
         self.chapter_id = chapter_id
         self.params = params
         self.output_dir = Path(output_dir)
+        self.backends = backends or Backends()
         self._t0 = time.perf_counter()
         self._records: dict[tuple, MoralRecords] = {}
         self._models: dict[str, dict] = {}
@@ -102,61 +104,58 @@ class Chapter:
         self._claims: dict[str, dict] = {}
         self._outputs: list[str] = []
         self.started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        try:  # reset the CUDA peak so the figure is this chapter's
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats()
-        except ImportError:
-            pass
+        if torch.cuda.is_available():  # the peak shown is this chapter's
+            torch.cuda.reset_peak_memory_stats()
 
     # ------------------------------------------------------------------ start
     @classmethod
-    def start(cls, chapter_id: str, **params: Any) -> Chapter:
-        """Resolve parameters (profile defaults < non-None arguments), start clock and tracker.
+    def start(
+        cls,
+        chapter_id: str,
+        *,
+        profile: str | None = None,
+        backends: Backends | None = None,
+        **params: Any,
+    ) -> Chapter:
+        """Resolve and validate parameters, make the output folder, start clock and tracker.
 
-        Unknown parameter names raise ``ValueError`` listing the valid ones: the common
-        parameters, the chapter extras declared in profiles.yaml and the notebook's
-        ``parameters`` cell names.
+        Values: the profile's, then those ``moralkit run -p`` passed (``$MORALKIT_PARAMETERS``),
+        then every non-None argument. Unknown names raise ``ValueError`` listing the valid
+        ones; a bad value raises :class:`~moralkit.parameters.ParameterError` naming the
+        parameter, the value and the expected type.
         """
-        profile = params.pop("profile", None)
-        notebook_names: list[str] = []
-        source = notebook_source_path(chapter_id)
-        if source is not None:
-            from moralkit.book import notebook_parameters
-
-            notebook_names = list(notebook_parameters(source))
-        resolved = resolve_parameters(chapter_id, profile, notebook_names, **params)
+        source = notebook_source_path(chapter_id, prov.REPO_ROOT)
+        notebook_names = list(notebook_parameters(source)) if source is not None else []
+        given = {**passed_parameters(), **{k: v for k, v in params.items() if v is not None}}
+        resolved = resolve_parameters(chapter_id, profile, notebook_names, **given)
         output_dir = Path(os.environ.get(OUTPUT_DIR_ENV) or Path("outputs") / chapter_id)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        return cls(chapter_id, resolved, output_dir)
+        _make_output_dir(output_dir)
+        return cls(chapter_id, resolved, output_dir, backends)
 
     @property
     def models(self) -> list[str]:
         """The resolved model names (``params["model"]``)."""
-        return list(self.params.get("model") or [])
+        return list(self.params["model"] or [])
 
-    def layers_for(self, n_model_layers: int, among: str | None = None) -> list[int]:
-        """The resolved ``layers`` parameter as indices for a model with this many layers.
+    def layers(self, model_name: str, among: str | None = None) -> tuple[int, ...]:
+        """The ``layers`` parameter resolved for ``model_name``'s depth (sorted, 0-based).
 
-        ``among`` names a second layer parameter (e.g. ``"probe_layers"``) that narrows the
-        chapter's layers further: the result is the layers both select, or all of the
-        chapter's layers when that parameter is unset or they share none (so ``layers=0,6,12``
-        with ``probe_layers=every:3`` probes 0, 6 and 12 rather than failing).
+        ``among`` names a second layer parameter (e.g. ``"probe_layers"``) that narrows them:
+        the layers both select, or all of ``layers`` when it is unset or they share none (so
+        ``layers=0,6,12`` with ``probe_layers=every:3`` probes 0, 6 and 12 rather than failing).
         """
-        layers = resolve_layers(self.params.get("layers"), n_model_layers)
-        narrower = self.params.get(among) if among else None
-        if narrower is None:
-            return layers
-        shared = [x for x in resolve_layers(narrower, n_model_layers) if x in layers]
-        return shared or layers
+        if among is not None and among not in self.params:
+            raise ValueError(f"among={among!r} is not a parameter of {self.chapter_id}")
+        spec = LayerSpec.parse(self.params["layers"])
+        narrower = LayerSpec.parse(self.params[among]) if among and self.params[among] else None
+        return spec.narrow(narrower, self.backends.depth(model_name))
 
     def config(self, cls: type[ConfigT], **param_names: str) -> ConfigT:
         """A settings dataclass (e.g. ``StructuralConfig``) from the chapter's parameters.
 
         Each field takes the parameter of the same name, or the one ``param_names`` maps it to
-        (``ch.config(ProbeConfig, lr="learning_rate")``), when that parameter is not None;
-        other fields keep their defaults.
+        (``ch.config(StructuralConfig, n_permutations="structural_permutations")``), when that
+        parameter is not None; other fields keep the dataclass' defaults.
         """
         values = {}
         for field in dataclasses.fields(cls):
@@ -172,92 +171,118 @@ class Chapter:
         sample_scale: float | None = None,
         seed: int | None = None,
     ) -> MoralRecords:
-        """The diagnostic records (paper-methods §1.5) for ``ground_truth`` (default: params).
+        """The diagnostic records for ``ground_truth`` (default: the chapter's parameters).
 
-        Cached per (ground truth, scale, seed); data checksums go into the provenance.
+        (paper §1.5; book: Methods › Data, methods/data.md.) Cached per (ground truth, scale,
+        seed); the data files' checksums go into the provenance.
         """
-        from moralkit.data import diagnostic_records
-
         gt = ground_truth or self.params["ground_truth"]
         scale = self.params["sample_scale"] if sample_scale is None else sample_scale
         seed = self.params["seed"] if seed is None else seed
         key = (gt, float(scale), int(seed))
         if key not in self._records:
-            records = diagnostic_records(gt, sample_scale=scale, seed=seed)
+            records = self.backends.records(gt, sample_scale=scale, seed=seed)
             self._records[key] = records
-            info = dict(records.provenance or {})
-            checksums = info.pop("checksums", None) or info.pop("files", None) or {}
+            info = dict(records.provenance)
             self._data[f"{gt}|{scale}|{seed}"] = {
                 "ground_truth": gt,
                 "sample_scale": scale,
                 "seed": seed,
                 "n_records": len(records),
-                "checksums": checksums if isinstance(checksums, Mapping) else {},
+                "checksums": dict(info.pop("files", None) or {}),
                 "details": prov.to_jsonable(info),
             }
         return self._records[key]
 
-    def model_depth(self, model_name: str) -> int:
-        """Number of decoder layers of a model, from the registry (or by loading it)."""
-        from moralkit import models
+    def activations(
+        self, model_name: str, records: MoralRecords, **overrides: Any
+    ) -> ActivationSet:
+        """Cached pooled activations of ``model_name`` on ``records.texts``.
 
-        try:
-            return int(models.get_model_spec(model_name).n_layers)
-        except (KeyError, ValueError, AttributeError, TypeError):
-            loaded = models.load_model(model_name, dtype=self.params.get("dtype") or "float32")
-            return int(loaded.n_layers)
-
-    def activations(self, model_name: str, records: MoralRecords, **kwargs: Any) -> ActivationSet:
-        """Cached pooled activations of ``model_name`` on ``records.texts`` (paper-methods §2.1).
-
-        Uses the profile's template, dtype, poolings and ``layers_for(depth)``; keyword
-        arguments override them. Model id, revision, weights hash, cache key/hit and the
-        extraction wall time go into the provenance.
+        (paper §2.1; book: Methods › Activations, methods/activations.md.) Reads
+        :meth:`layers` and the chapter's ``poolings``, ``template``, ``dtype`` and ``device``;
+        ``overrides`` (e.g. ``random_init=True``, ``system_prompt=...``, ``layers="0,-1"``) beat
+        them. The provenance records the model's identity, the settings the extractor used,
+        the cache key and hit, and the extraction time.
         """
-        from moralkit.activations import cached_activations
-
-        depth = self.model_depth(model_name)
-        options: dict[str, Any] = {
-            "layers": self.layers_for(depth),
-            "poolings": tuple(
-                self.params.get("poolings") or (self.params.get("pooling") or "mean",)
-            ),
-            "template": self.params.get("template") or "{action} is morally",
-            "dtype": self.params.get("dtype") or "float32",
-            "device": self.params.get("device"),
-        }
-        options.update(kwargs)
-        accepted = inspect.signature(cached_activations).parameters
-        if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
-            options = {k: v for k, v in options.items() if k in accepted}
-        if options.get("device") is None:
-            options.pop("device", None)
+        depth = self.backends.depth(model_name)
+        options = self._extraction_options(depth, overrides)
         t0 = time.perf_counter()
-        acts = cached_activations(model_name, records.texts, **options)
+        acts = self.backends.extract(model_name, records.texts, **options)
+        self._record_model(model_name, len(records), acts, options, overrides, t0)
+        # tables label rows by the name the chapter asked for, not the hub id behind it
+        return dataclasses.replace(acts, model_id=model_name)
+
+    def _extraction_options(self, depth: int, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        spec = LayerSpec.parse(overrides.get("layers", self.params["layers"]))
+        options: dict[str, Any] = {
+            name: self.params[name]
+            for name in EXTRACTION_PARAMETERS
+            if self.params.get(name) is not None
+        }
+        options.update(overrides)
+        options["layers"] = spec.resolve(depth)
+        if "poolings" in options:
+            options["poolings"] = tuple(options["poolings"])
+        return options
+
+    def _record_model(
+        self,
+        model_name: str,
+        n_texts: int,
+        acts: ActivationSet,
+        options: Mapping[str, Any],
+        overrides: Mapping[str, Any],
+        t0: float,
+    ) -> None:
         elapsed = time.perf_counter() - t0
-        meta = dict(getattr(acts, "meta", {}) or {})
-        variant = ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+        meta = acts.meta
+        variant = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
         entry = {
             "name": model_name,
             "variant": variant,  # what the chapter asked beyond the profile (e.g. random_init)
-            "model_id": meta.get("model_id") or getattr(acts, "model_id", model_name),
+            "model_id": meta.get("model_id", acts.model_id),
             "revision": meta.get("revision"),
             "weights_hash": meta.get("weights_hash"),
-            "n_layers": getattr(acts, "n_model_layers", depth),
-            "layers": list(getattr(acts, "layers", options.get("layers") or [])),
-            "n_texts": len(records),
+            "n_layers": acts.n_model_layers,
+            "layers": list(acts.layers),
+            # the values the extractor used (its meta), else those it was given
+            **{k: meta.get(k, options.get(k)) for k in EXTRACTION_PARAMETERS},
+            "n_texts": n_texts,
             "cache_key": meta.get("cache_key"),
             "cache_hit": meta.get("cache_hit"),
             "extraction_s": round(elapsed, 2),
         }
-        key = meta.get("cache_key") or f"{model_name}|{variant}|{len(records)}"
+        key = meta.get("cache_key") or f"{model_name}|{variant}|{n_texts}"
         previous = self._models.get(key)
         if previous:  # the same extraction again: keep the total time
             entry["extraction_s"] = round(previous["extraction_s"] + elapsed, 2)
-            entry["cache_hit"] = bool(previous.get("cache_hit")) and bool(entry["cache_hit"])
+            entry["cache_hit"] = bool(previous["cache_hit"]) and bool(entry["cache_hit"])
         self._models[key] = entry
-        # tables label rows by the name the chapter asked for, not the hub id behind it
-        return dataclasses.replace(acts, model_id=model_name)
+
+    def load_model(self, model_name: str, **overrides: Any) -> LoadedModel:
+        """Load a model for chapters that run it (steering, neurons, pruning), with its
+        identity (id, revision, weights hash, dtype, device) in the provenance.
+
+        Takes the chapter's ``dtype`` and ``device``; keyword arguments override them.
+        """
+        options = {"dtype": self.params.get("dtype"), "device": self.params.get("device")}
+        options = {k: v for k, v in {**options, **overrides}.items() if v is not None}
+        t0 = time.perf_counter()
+        loaded = self.backends.load(model_name, **options)
+        variant = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        self._models[f"loaded|{model_name}|{variant}"] = {
+            "name": model_name,
+            "variant": variant,
+            "model_id": (loaded.spec.hf_id if loaded.spec else None) or loaded.name,
+            "revision": loaded.revision,
+            "weights_hash": loaded.weights_hash,
+            "n_layers": loaded.n_layers,
+            "dtype": loaded.dtype,
+            "device": loaded.device,
+            "load_s": round(time.perf_counter() - t0, 2),
+        }
+        return loaded
 
     # ------------------------------------------------------------------ outputs
     def save_table(self, table: pd.DataFrame, name: str, show: bool = True) -> Path:
@@ -267,6 +292,16 @@ class Chapter:
         if show:
             show_markdown(f"Table data: {link_markdown(path)}")
         return SavedPath(path)
+
+    def save_result(self, result: AnalysisResult, prefix: str | None = None) -> dict[str, Path]:
+        """Save every table of an analysis result (``<prefix>_<table>.csv``), with links.
+
+        Returns the paths by table name.
+        """
+        return {
+            name: self.save_table(table, f"{prefix}_{name}" if prefix else name)
+            for name, table in result.tables.items()
+        }
 
     def save_figure(
         self,
@@ -280,10 +315,7 @@ class Chapter:
         Displays the saved PNG exactly once (the figure is closed so the inline backend does
         not show it again), then a link to the CSV.
         """
-        import matplotlib.pyplot as plt
-
-        stem = _stem(name)
-        png = self.output_dir / "figures" / f"{stem}.png"
+        png = self.output_dir / "figures" / f"{_stem(name)}.png"
         with atomic_path(png, suffix=".png") as tmp:
             fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
         plt.close(fig)
@@ -292,16 +324,17 @@ class Chapter:
         if data is not None:
             csv = atomic_write_csv(data, png.with_suffix(".csv"))
             self._outputs.append(str(csv))
-        _show_png(png)
+        show_png(png)
         if csv is not None:
             # tagged so the book build can fold the link into the figure caption
             show_markdown(f"Figure data: {link_markdown(csv)}", metadata={FIGURE_DATA_KEY: True})
         return SavedPath(png)
 
     def record_claim(self, claim_id: str, value: Any, note: str = "", **extra: Any) -> None:
-        """Record a measured value for a claim in moralkit/claims.yaml (``<out>/claims.json``)."""
-        from moralkit.claims import load_claims
+        """Record a measured value for a claim of moralkit/claims.yaml (``<out>/claims.json``).
 
+        ``extra`` holds fields the claim's check may judge and per-model details.
+        """
         known = load_claims()
         if claim_id not in known:
             raise ValueError(f"unknown claim id {claim_id!r}; known: {', '.join(known)}")
@@ -317,6 +350,11 @@ class Chapter:
             **extra,
         }
         prov.write_json(self._claims, self.output_dir / "claims.json")
+
+    def record_claims(self, claims: ClaimValue | Sequence[ClaimValue] | None) -> None:
+        """Record what ``result.claim()`` returned: one :class:`ClaimValue`, a list, or None."""
+        for claim in claim_list(claims):
+            self.record_claim(claim.claim_id, claim.value, claim.note, **claim.extra)
 
     # ------------------------------------------------------------------ finish
     def provenance(self, status: str = "ok") -> dict:
@@ -354,11 +392,12 @@ class Chapter:
         show_markdown("**Provenance of this page**\n\n" + prov.provenance_markdown(record))
 
 
-class SavedPath(type(Path())):  # type: ignore[misc]
-    """A Path that displays as nothing in a notebook: the link was already shown."""
-
-    def _ipython_display_(self) -> None:
-        pass
+def _make_output_dir(folder: Path) -> None:
+    """Create the output folder; mark it as moralkit's only when moralkit created it."""
+    fresh = not folder.exists() or not any(folder.iterdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        (folder / OUTPUT_MARKER).write_text("Written by moralkit.\n", encoding="utf-8")
 
 
 def _stem(name: str) -> str:
@@ -370,16 +409,3 @@ def _stem(name: str) -> str:
     if not stem or stem.startswith("."):
         raise ValueError(f"invalid output name {name!r}")
     return stem
-
-
-def _show_png(path: Path) -> None:
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:
-        print(f"figure saved: {path}")
-        return
-    if get_ipython() is None:
-        print(f"figure saved: {path}")
-    else:
-        display(Image(data=Path(path).read_bytes(), format="png"))

@@ -1,7 +1,9 @@
 """The paper's claims (claims.yaml) and the verdict on each measured value.
 
-Chapters write ``claims.json`` through :meth:`moralkit.chapter.Chapter.record_claim`; the book's
-claims page is built from those files by :func:`claims_table`.
+Chapters write ``claims.json`` through :meth:`moralkit.chapter.Chapter.record_claims` (the
+:class:`~moralkit.results.ClaimValue` records an analysis result's ``claim()`` returns) or
+:meth:`~moralkit.chapter.Chapter.record_claim`; the book's claims page is built from those files
+by :func:`claims_table`.
 """
 
 from __future__ import annotations

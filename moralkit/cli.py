@@ -1,30 +1,55 @@
 """The ``moralkit`` command: build the book, re-run one chapter, list chapters and profiles.
 
-moralkit book [--profile quick|tiny|paper] [--only 01,02] [--keep-going]
-moralkit run 02 -p model gemma-3-270m -p layers 0,6,12 [-o DIR] [--profile P] [--into-book]
-moralkit chapters
+moralkit book [--profile quick|tiny|paper] [--only 01,02] [--keep-going] [--root DIR]
+moralkit run 02 -p model gemma-3-270m -p layers -1,-2 [-o DIR] [--profile P] [--into-book]
+moralkit chapters [-v]
 moralkit profiles
+
+``moralkit run`` checks the chapter, the profile, every parameter's name and value, and the
+output folder (a folder holding files moralkit did not write is refused) before a kernel starts;
+such a refusal exits with status 2, a failed chapter with 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from moralkit.book import (
+    REPO_BOOK,
+    BookLayout,
+    ChapterFailed,
+    ChapterRun,
+    build_book,
+    chapter_parameter_names,
+    check_parameters,
+    ensure_mathjax,
+    execute_chapter,
+    find_chapter,
+    list_chapters,
+    run_jupyter_book,
+    tidy_executed_notebook,
+    unpublish_failed,
+    write_generated_pages,
+)
+from moralkit.notebooks import absolute_path_variables
+from moralkit.profiles import DEFAULT_PROFILE, describe_profiles
+
 
 def _cmd_book(args: argparse.Namespace) -> int:
-    from moralkit.book import ChapterFailed, build_book
-
     only = [x for part in (args.only or []) for x in part.split(",") if x.strip()]
+    layout = BookLayout(Path(args.root).resolve()) if args.root else BookLayout()
     try:
         build_book(
             profile=args.profile,
             only=only or None,
             keep_going=args.keep_going,
             strict=not args.no_strict,
+            layout=layout,
         )
     except (ChapterFailed, RuntimeError, ValueError) as exc:
         print(f"moralkit book: {exc}", file=sys.stderr)
@@ -32,35 +57,53 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_params(pairs: Sequence[Sequence[str]] | None) -> dict[str, object]:
-    from moralkit.book import parse_cli_value
+def _name_value(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` (what :func:`_join_param_values` makes of ``-p NAME VALUE``)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME VALUE, got {text!r}")
+    return name.strip(), value
 
-    params: dict[str, object] = {}
+
+def _join_param_values(argv: Sequence[str]) -> list[str]:
+    """Rewrite ``-p NAME VALUE`` as ``--param=NAME=VALUE``.
+
+    argparse refuses an option value that starts with '-' (``-p layers -1,-2``); joined, the
+    value is taken verbatim. ``-p NAME=VALUE`` is accepted as it is.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token in ("-p", "--param") and i + 1 < len(argv) and "=" in argv[i + 1]:
+            out.append(f"--param={argv[i + 1]}")
+            i += 2
+        elif token in ("-p", "--param") and i + 2 < len(argv):
+            out.append(f"--param={argv[i + 1]}={argv[i + 2]}")
+            i += 3
+        else:
+            out.append(token)
+            i += 1
+    return out
+
+
+def _collect_params(pairs: Sequence[tuple[str, str]] | None) -> dict[str, str]:
+    """The ``-p`` values as text; their types are checked against the chapter's parameters."""
+    params: dict[str, str] = {}
     for name, value in pairs or []:
         if name in params:
             raise ValueError(f"parameter {name!r} given twice")
-        params[name] = parse_cli_value(value)
+        params[name] = value
     return params
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from moralkit.book import (
-        REPO_BOOK,
-        ensure_mathjax,
-        execute_chapter,
-        find_chapter,
-        list_chapters,
-        run_jupyter_book,
-        tidy_executed_notebook,
-        unpublish_failed,
-        write_generated_pages,
-    )
-
     try:
         chapter = find_chapter(args.chapter)
-        params = _parse_params(args.param)
+        params = _collect_params(args.param)
         if "profile" in params:
             raise ValueError("give the profile with --profile, not -p profile")
+        check_parameters(chapter, args.profile, params)  # again in execute_chapter; cheap
         if args.into_book:
             notebook = REPO_BOOK.executed_dir / f"{chapter.chapter_id}.ipynb"
             out = REPO_BOOK.executed_dir / chapter.chapter_id
@@ -72,18 +115,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
             cwd = out
         print(f"[moralkit run] executing {chapter.chapter_id} (profile {args.profile}) ...")
         run = execute_chapter(chapter, notebook, out, args.profile, params, cwd=cwd)
-    except ValueError as exc:
+    except ValueError as exc:  # bad chapter, parameter, profile or output folder: nothing ran
         print(f"moralkit run: {exc}", file=sys.stderr)
         return 2
     if not run.ok:
-        print(run.error, file=sys.stderr)
-        if args.into_book:  # never leave a page without outputs in the book
-            unpublish_failed(run)
-        print(
-            f"moralkit run: {chapter.chapter_id} failed; executed notebook: {run.notebook}",
-            file=sys.stderr,
-        )
-        return 1
+        return _report_failed_run(run, args.into_book)
+    _report_run(run)
+    return _rebuild_site(args.profile, run) if args.into_book else 0
+
+
+def _report_failed_run(run: ChapterRun, into_book: bool) -> int:
+    print(run.error, file=sys.stderr)
+    if into_book:  # never leave a page without outputs in the book
+        unpublish_failed(run)
+    print(
+        f"moralkit run: {run.chapter.chapter_id} failed; executed notebook: {run.notebook}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _report_run(run: ChapterRun) -> None:
     print(f"[moralkit run] done in {run.wall_time_s:.0f} s")
     print(f"  executed notebook: {run.notebook}")
     for kind in ("figures", "tables"):
@@ -91,22 +143,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if files:
             print(f"  {kind}: {run.output_dir / kind} ({len(files)} files)")
     print(f"  provenance: {run.output_dir / 'provenance.json'}")
-    if args.into_book:
-        tidy_executed_notebook(run.notebook)
-        write_generated_pages(list_chapters(), args.profile)
-        try:
-            ensure_mathjax()
-            html = run_jupyter_book()
-        except RuntimeError as exc:
-            print(f"moralkit run: {exc}", file=sys.stderr)
-            return 1
-        print(f"  site rebuilt: {html / 'index.html'}")
+
+
+def _rebuild_site(profile: str, run: ChapterRun) -> int:
+    tidy_executed_notebook(run.notebook)
+    write_generated_pages(list_chapters(), profile)
+    try:
+        ensure_mathjax()
+        html = run_jupyter_book()
+    except RuntimeError as exc:
+        print(f"moralkit run: {exc}", file=sys.stderr)
+        return 1
+    print(f"  site rebuilt: {html / 'index.html'}")
     return 0
 
 
 def _cmd_chapters(args: argparse.Namespace) -> int:
-    from moralkit.book import chapter_parameter_names, list_chapters
-
     chapters = list_chapters()
     if not chapters:
         print("no chapter notebooks found")
@@ -118,10 +170,14 @@ def _cmd_chapters(args: argparse.Namespace) -> int:
 
 
 def _cmd_profiles(args: argparse.Namespace) -> int:
-    from moralkit.profiles import describe_profiles
-
     print(describe_profiles(), end="")
     return 0
+
+
+def _add_profile_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help=f"run profile (default: {DEFAULT_PROFILE})"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     book = sub.add_parser("book", help="execute every chapter and build the Jupyter Book site")
-    book.add_argument("--profile", default="quick", help="run profile (default: quick)")
+    _add_profile_option(book)
     book.add_argument(
         "--only", action="append", metavar="01,02", help="execute only these chapters"
     )
@@ -144,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     book.add_argument(
         "--no-strict", action="store_true", help="do not turn Sphinx warnings into errors"
     )
+    book.add_argument(
+        "--root",
+        metavar="DIR",
+        help="folder holding _config.yml, _toc.yml and book/ (default: this checkout)",
+    )
     book.set_defaults(func=_cmd_book)
 
     run = sub.add_parser("run", help="re-execute one chapter with changed parameters")
@@ -151,13 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "-p",
         "--param",
-        nargs=2,
         action="append",
-        metavar=("NAME", "VALUE"),
-        help="set a parameter (repeatable); 'a,b' gives a list, numbers are parsed",
+        type=_name_value,
+        metavar="NAME VALUE",
+        help="set a parameter (repeatable), e.g. -p layers -1,-2 or -p dtype bfloat16; values"
+        " are checked against the parameter's type before the chapter runs",
     )
     run.add_argument("-o", "--output", help="output folder (default outputs/runs/<chapter>-<time>)")
-    run.add_argument("--profile", default="quick", help="run profile (default: quick)")
+    _add_profile_option(run)
     run.add_argument(
         "--into-book",
         action="store_true",
@@ -176,7 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``moralkit`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_join_param_values(argv))
+    if args.command in ("book", "run"):
+        # the kernel runs in another folder: MORALKIT_DATA_MIRROR=../shared/data must not break
+        os.environ.update(absolute_path_variables())
     return args.func(args)
 
 

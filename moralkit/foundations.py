@@ -1,4 +1,4 @@
-"""The ten moral categories: five Moral Foundations x two poles (paper-methods §1.2).
+"""The ten moral categories: five Moral Foundations x two poles (paper §1.2; book: Methods › Data).
 
 The dimension order is the paper's and never changes: foundation ``k`` owns indices
 ``(2k, 2k+1)``, virtue first.
@@ -14,7 +14,7 @@ DIMENSIONS: tuple[str, ...] = tuple(
 POLES: tuple[str, ...] = ("virtue", "vice", "neutral")
 # Social-Chem-101 writes foundations as "care-harm"; map each to its short name.
 FOUNDATION_LABELS: dict[str, str] = {f"{v}-{c}": v for v, c in zip(FOUNDATIONS, VICES, strict=True)}
-# Values a Social-Chem typicality can take: (1/2 or 1) x (1/4 ... 1) (paper-methods §1.3).
+# Values a Social-Chem typicality can take: (1/2 or 1) x (1/4 ... 1) (paper §1.3).
 TYPICALITY_STRATA: tuple[float, ...] = (0.125, 0.25, 0.375, 0.5, 0.75, 1.0)
 PROTOTYPE_TYPICALITY = 1.0
 

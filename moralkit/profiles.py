@@ -16,23 +16,13 @@ from pathlib import Path
 
 import yaml
 
+from moralkit.parameters import COMMON, ParameterError, coerce, split_names
+
 PROFILES_PATH = Path(__file__).with_name("profiles.yaml")
 DEFAULT_PROFILE = "quick"
 
-#: Parameters every chapter understands (documented at the top of profiles.yaml).
-COMMON_PARAMETERS: tuple[str, ...] = (
-    "profile",
-    "ground_truth",
-    "model",
-    "layers",
-    "pooling",
-    "poolings",
-    "sample_scale",
-    "seed",
-    "dtype",
-    "device",
-    "template",
-)
+#: Parameters every chapter understands (their types: moralkit.parameters.COMMON).
+COMMON_PARAMETERS: tuple[str, ...] = tuple(COMMON)
 
 
 @dataclass
@@ -102,6 +92,11 @@ def load_profiles(path: str | Path | None = None) -> dict[str, Profile]:
                 f"profile {name!r} defaults has unknown parameters {sorted(bad)};"
                 f" common parameters are {list(COMMON_PARAMETERS)}"
             )
+        for key, value in defaults.items():
+            try:
+                coerce(key, value)
+            except ParameterError as exc:
+                raise ValueError(f"profile {name!r} defaults: {exc}") from None
         resolved[name] = Profile(
             name, str(entry.get("description", "")).strip(), defaults, chapters
         )
@@ -121,19 +116,24 @@ def get_profile(name: str | None = None) -> Profile:
     return profiles[name]
 
 
-def declared_chapter_parameters(chapter_id: str) -> set[str]:
-    """Chapter-specific parameter names declared for this chapter in any profile."""
-    names: set[str] = set()
+def declared_chapter_values(chapter_id: str) -> dict[str, object]:
+    """Chapter-specific parameters declared for this chapter in any profile, with a value.
+
+    The value is the first non-None one found; its type is the parameter's type.
+    """
+    values: dict[str, object] = {}
     for profile in load_profiles().values():
-        for key, values in profile.chapters.items():
+        for key, entries in profile.chapters.items():
             if chapter_matches(chapter_id, key):
-                names.update(values or {})
-    return names
+                for name, value in (entries or {}).items():
+                    if values.get(name) is None:
+                        values[name] = value
+    return values
 
 
 def valid_parameter_names(chapter_id: str, notebook_names: Iterable[str] = ()) -> list[str]:
     """Common parameters ∪ declared chapter extras ∪ the notebook's parameters-cell names."""
-    names = set(COMMON_PARAMETERS) | declared_chapter_parameters(chapter_id) | set(notebook_names)
+    names = set(COMMON_PARAMETERS) | set(declared_chapter_values(chapter_id)) | set(notebook_names)
     return sorted(names)
 
 
@@ -157,8 +157,10 @@ def resolve_parameters(
 ) -> dict:
     """Profile values for ``chapter_id`` overridden by every non-None ``overrides`` entry.
 
-    ``model`` becomes a list of names and ``layers`` a normalised layer spec (see
-    :func:`parse_layers`); both stay model-independent until :func:`resolve_layers`.
+    Every value is validated and converted once, here (:func:`moralkit.parameters.coerce`):
+    ``model`` becomes a list of names, ``layers`` (and any ``*_layers``) a
+    :class:`~moralkit.layers.LayerSpec`, numbers numbers; a bad value raises
+    :class:`~moralkit.parameters.ParameterError` naming the parameter, value and expected type.
     """
     check_parameter_names(chapter_id, overrides, notebook_names)
     prof = get_profile(profile)
@@ -167,96 +169,25 @@ def resolve_parameters(
         params.setdefault(name, None)
     params.update({k: v for k, v in overrides.items() if v is not None})
     params["profile"] = prof.name
-    if params.get("model") is not None:
-        params["model"] = parse_models(params["model"])
-    if params.get("layers") is not None:
-        params["layers"] = parse_layers(params["layers"])
-    if isinstance(params.get("poolings"), str):
-        params["poolings"] = [p.strip() for p in params["poolings"].split(",") if p.strip()]
-    if (
-        params.get("pooling")
-        and params.get("poolings")
-        and params["pooling"] not in params["poolings"]
-    ):
-        params["poolings"] = [*params["poolings"], params["pooling"]]
+    examples = declared_chapter_values(chapter_id)
+    params = {name: coerce(name, value, examples.get(name)) for name, value in params.items()}
+    pooling, poolings = params.get("pooling"), params.get("poolings")
+    if pooling and poolings and pooling not in poolings:
+        params["poolings"] = [*poolings, pooling]  # the pooling read must be extracted
     return params
-
-
-def parse_models(value: str | Sequence[str]) -> list[str]:
-    """``"a,b"``, ``"a"`` or ``["a", "b"]`` -> ``["a", "b"]`` (order kept, blanks dropped)."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    names = [str(x).strip() for x in items if str(x).strip()]
-    if not names:
-        raise ValueError(f"no model names in {value!r}")
-    return names
 
 
 def select_models(value: str | Sequence[str] | None, models: Sequence[str]) -> list[str]:
     """Which of a chapter's ``models`` a per-model option applies to.
 
     ``None`` -> the first model only; ``"all"`` -> every model; ``"none"`` -> no model;
-    otherwise the listed names (as :func:`parse_models`).
+    otherwise the listed names (a comma-separated string or a list).
     """
     if value is None:
         return list(models[:1])
     if isinstance(value, str) and value.strip().lower() in ("all", "none"):
         return list(models) if value.strip().lower() == "all" else []
-    return parse_models(value)
-
-
-def parse_layers(value: str | int | Sequence[int]) -> str | list[int]:
-    """Normalise a layer spec without knowing the model's depth.
-
-    Accepted: ``"all"``; ``"every:K"`` (0, K, 2K, ... and always the last layer); an int or a
-    comma-separated list / list of ints, where negative ints count from the end (-1 = last).
-    Returns ``"all"``, ``"every:K"`` or a list of ints.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"invalid layers spec {value!r}")
-    if isinstance(value, int):
-        return [value]
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text == "all":
-            return "all"
-        if text.startswith("every:"):
-            step = text.split(":", 1)[1]
-            if not step.isdigit() or int(step) < 1:
-                raise ValueError(
-                    f"invalid layers spec {value!r}: 'every:K' needs an integer K >= 1"
-                )
-            return f"every:{int(step)}"
-        items: Sequence = [x for x in text.replace(" ", "").split(",") if x]
-    else:
-        items = list(value)
-    try:
-        layers = [int(x) for x in items]
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"invalid layers spec {value!r}: use 'all', 'every:K', '0,6,12' or a list of ints"
-        ) from None
-    if not layers:
-        raise ValueError(f"invalid layers spec {value!r}: no layers")
-    return layers
-
-
-def resolve_layers(spec: str | Sequence[int] | None, n_layers: int) -> list[int]:
-    """Turn a layer spec into sorted, unique 0-based layer indices for an ``n_layers`` model."""
-    if n_layers < 1:
-        raise ValueError(f"a model needs at least one layer, got n_layers={n_layers}")
-    spec = "all" if spec is None else parse_layers(spec)
-    if spec == "all":
-        return list(range(n_layers))
-    if isinstance(spec, str):  # every:K
-        step = int(spec.split(":", 1)[1])
-        return sorted(set(range(0, n_layers, step)) | {n_layers - 1})
-    bad = [x for x in spec if not -n_layers <= x < n_layers]
-    if bad:
-        raise ValueError(
-            f"layers {bad} out of range for a {n_layers}-layer model (valid: 0..{n_layers - 1},"
-            f" or -1..-{n_layers} from the end)"
-        )
-    return sorted({x % n_layers for x in spec})
+    return split_names(value, "models")
 
 
 def describe_profiles(profiles: Mapping[str, Profile] | None = None) -> str:

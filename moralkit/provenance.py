@@ -152,12 +152,46 @@ def _layer_list(model: Mapping) -> str:
     return ", ".join(str(x) for x in layers) or "?"
 
 
+def _extraction_settings(model: Mapping) -> str:
+    """``dtype bfloat16 on cuda, poolings mean, last, template '...'; `` (what was set)."""
+    parts = []
+    if model.get("dtype"):
+        device = f" on {model['device']}" if model.get("device") else ""
+        parts.append(f"dtype {model['dtype']}{device}")
+    if model.get("poolings"):
+        parts.append(f"poolings {', '.join(str(p) for p in model['poolings'])}")
+    if model.get("template"):
+        parts.append(f"template '{model['template']}'")
+    return "".join(f"{p}; " for p in parts)
+
+
 def format_git(git: Mapping) -> str:
     """``abc1234 (dirty)`` / ``no commit``."""
     commit = git.get("commit")
     if not commit:
         return "no commit (not a git checkout or no commits yet)"
     return f"{commit[:12]}{' (dirty)' if git.get('dirty') else ''}"
+
+
+def _model_cell(model: Mapping) -> str:
+    """One model's identity, plus how its activations were read or how it was loaded."""
+    label = model.get("name")
+    text = (
+        f"{model.get('model_id', label)} @ {model.get('revision') or 'unknown revision'}; "
+        f"weights sha256 {str(model.get('weights_hash') or 'unknown')[:16]}; "
+    )
+    if "load_s" in model:  # run by the chapter itself (steering, neurons, pruning)
+        return text + (
+            f"{model.get('n_layers', '?')} layers; {model.get('dtype')} on "
+            f"{model.get('device')}; loaded in {model['load_s']:.1f} s"
+        )
+    return text + (
+        f"{model.get('n_layers', '?')} layers, read {_layer_list(model)}; "
+        f"{model.get('n_texts', '?')} texts; {_extraction_settings(model)}cache "
+        f"{'hit' if model.get('cache_hit') else 'miss'}"
+        f" ({str(model.get('cache_key') or 'no key')[:16]}); "
+        f"extraction {model.get('extraction_s', 0):.1f} s"
+    )
 
 
 def provenance_markdown(prov: Mapping) -> str:
@@ -174,18 +208,7 @@ def provenance_markdown(prov: Mapping) -> str:
     for model in prov.get("models") or []:
         label = model.get("name")
         variant = f" ({model['variant']})" if model.get("variant") else ""
-        rows.append(
-            (
-                f"model `{label}`{variant}",
-                f"{model.get('model_id', label)} @ {model.get('revision') or 'unknown revision'}; "
-                f"weights sha256 {str(model.get('weights_hash') or 'unknown')[:16]}; "
-                f"{model.get('n_layers', '?')} layers, read {_layer_list(model)}; "
-                f"{model.get('n_texts', '?')} texts; cache "
-                f"{'hit' if model.get('cache_hit') else 'miss'}"
-                f" ({str(model.get('cache_key') or 'no key')[:16]}); "
-                f"extraction {model.get('extraction_s', 0):.1f} s",
-            )
-        )
+        rows.append((f"model `{label}`{variant}", _model_cell(model)))
     for data in prov.get("data") or []:
         checks = data.get("checksums") or {}
         text = "; ".join(f"{Path(k).name} sha256 {str(v)[:16]}" for k, v in checks.items())

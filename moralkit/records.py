@@ -1,4 +1,6 @@
-"""The record table: one typed object for the moral ground truth (paper-methods §1).
+"""The record table: one typed object for the moral ground truth.
+
+(paper §1; book: Methods › Data, methods/data.md.)
 
 Every chapter works from a :class:`MoralRecords`: one row per (text, foundation) record,
 the unit the paper calls a "moral vector" after exploding multi-foundation rows.
@@ -25,7 +27,7 @@ RECORD_COLUMNS: dict[str, str] = {
     "pole": "string",  # virtue | vice | neutral
     "category": "string",  # DIMENSIONS entry for polar records, "neutral" otherwise
     "typicality": "float64",  # non-zero value of the vector on this record's category
-    "is_prototype": "bool",  # typicality == the source's most extreme stratum
+    "is_prototype": "bool",  # by the ground truth's prototype rule (moralkit.data.prototypes)
     "stratum": "string",  # virtue, virtue_typical, vice, vice_typical, neutral
     "split": "string",  # train | val | test
 }
@@ -57,6 +59,15 @@ class MoralRecords:
 
     def __len__(self) -> int:
         return len(self.table)
+
+    @property
+    def has_typicality(self) -> bool:
+        """False for ground truths without graded typicality (dictionaries such as MFD 2.0).
+
+        There every record is a prototype at typicality 1.0, so an analysis that correlates
+        with typicality (the gradient diagnostic) does not apply.
+        """
+        return bool(self.provenance.get("has_typicality", True))
 
     @property
     def texts(self) -> list[str]:

@@ -1,69 +1,266 @@
-"""Across-model statistics (paper-methods §3.2 substitute) with planted answers."""
+"""The diagnose entry point, headline tables and across-model statistics (paper §3.2
+substitute), with planted answers."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
 import pytest
 from synthetic import make_activations, make_records
 
+from moralkit.diagnostics import (
+    DIAGNOSTICS,
+    compare_headlines,
+    config_class,
+    diagnose,
+    headline_table,
+)
 from moralkit.diagnostics.across_models import (
+    CURVE_COLUMNS,
+    AcrossModelsResult,
+    compare_conditions,
+    compare_models,
+    curves_table,
+)
+from moralkit.diagnostics.categorical import CategoricalConfig
+from moralkit.diagnostics.conditions import (
+    ConditionConfig,
+    ConditionRun,
+    matched_subset,
+    run_conditions,
+)
+from moralkit.diagnostics.gradient import GradientConfig
+from moralkit.diagnostics.model_statistics import (
     alignment_test,
-    categorical_curves,
-    collect_headlines,
-    curves_from_table,
-    gradient_curves,
     paired_condition_test,
     paired_differences,
     scaling_test,
     sign_flip_p,
 )
-from moralkit.diagnostics.categorical import categorical_indifference
-from moralkit.diagnostics.gradient import gradient_indifference
+from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, claim_settings
+
+FAST = {
+    "categorical": CategoricalConfig(n_permutations=10, n_bootstrap=10),
+    "gradient": GradientConfig(n_bootstrap=0),
+    "structural": {"min_cluster_size": 10, "min_samples": 3, "scale_with_n": False},
+    "dimensional": {"probes": ("ridge_cv",), "controls": ()},
+}
 
 
 def _headlines(values: dict[str, float]) -> pd.DataFrame:
-    curves = pd.DataFrame(
-        [(m, 0, 0.5, v) for m, v in values.items()],
-        columns=["model", "layer", "relative_depth", "score"],
+    """A headline table with one toy metric per model."""
+    return pd.DataFrame(
+        [(m, "toy", "score", v, 0, 0.5) for m, v in values.items()],
+        columns=["model", "diagnostic", "metric", "value", "layer", "relative_depth"],
     )
-    return collect_headlines(curves_from_table(curves, "toy", {"score": "higher"}))
 
 
-def test_collect_headlines_picks_best_and_anchored_layers():
-    table = pd.DataFrame(
+@pytest.fixture(scope="module")
+def records():
+    return make_records(n_per_stratum=6, n_prototypes=10, n_neutral=10)
+
+
+@pytest.fixture(scope="module")
+def diagnosed(records):
+    acts = make_activations(records, {0: "shared", 1: "opposed"}, width=16, model_id="toy")
+    return diagnose(acts, records, configs=FAST)
+
+
+# ---------------------------------------------------------------- diagnose
+
+
+def test_diagnose_runs_all_four_with_one_shape(diagnosed):
+    assert list(diagnosed) == list(DIAGNOSTICS)
+    for name, result in diagnosed.items():
+        assert isinstance(result, AnalysisResult), name
+        assert isinstance(result.config, config_class(name))
+        assert result.models == ["toy"]
+        assert len(result.best()) >= 1
+        assert list(result.headline().columns) == list(HEADLINE_COLUMNS)
+        assert all(c.claim_id for c in result.claim())
+    assert diagnosed["categorical"].config.n_bootstrap == 10  # a config instance passes through
+    assert diagnosed["structural"].config.min_samples == 3  # a mapping of fields works too
+
+
+def test_diagnose_rejects_bad_names_and_configs(records):
+    acts = make_activations(records, {0: "random"}, width=8)
+    with pytest.raises(ValueError, match="unknown diagnostic"):
+        diagnose(acts, records, which=("categorical", "bogus"))
+    with pytest.raises(ValueError, match="configs has unknown"):
+        diagnose(acts, records, which=("gradient",), configs={"categorial": {}})
+    with pytest.raises(ValueError, match="unknown field"):
+        diagnose(acts, records, which=("gradient",), configs={"gradient": {"n_boot": 3}})
+    with pytest.raises(TypeError, match="GradientConfig"):
+        diagnose(acts, records, which=("gradient",), configs={"gradient": CategoricalConfig()})
+
+
+def test_headline_table_labels_and_compare_headlines(records, diagnosed):
+    table = headline_table(diagnosed, condition="before")
+    assert list(table.columns) == ["condition", *HEADLINE_COLUMNS]
+    assert set(table["diagnostic"]) == set(DIAGNOSTICS)
+    vv = table.set_index("metric").loc["virtue_vice_cosine"]
+    assert vv["layer"] == 1 and vv["value"] < -0.9  # the opposed layer
+    # the same model with the categories no longer opposed anywhere: one call compares
+    flat = make_activations(records, {0: "shared", 1: "identical"}, width=16, model_id="toy")
+    after = diagnose(
+        flat, records, which=("categorical",), configs={"categorical": FAST["categorical"]}
+    )
+    both = compare_headlines(diagnosed, after, names=("before", "sae"))
+    row = both.set_index("metric").loc["virtue_vice_cosine"]
+    assert row["value_sae"] > 0.5
+    assert row["difference"] == pytest.approx(row["value_sae"] - row["value_before"])
+    assert np.isnan(both.set_index("metric").loc["ari_mft15", "value_sae"])  # not re-run
+
+
+# ---------------------------------------------------------------- curves and conditions
+
+
+def test_curves_use_headline_metric_names(diagnosed):
+    curves = curves_table(diagnosed)
+    assert list(curves.columns) == list(CURVE_COLUMNS)
+    assert (curves["condition"] == "trained").all()
+    heads = headline_table(diagnosed)
+    assert set(heads["metric"]) == set(curves["metric"])
+    assert len(curves) == 2 * curves["metric"].nunique()  # two layers per metric
+
+
+def _curve_rows(model, condition, contrast, values):
+    return pd.DataFrame(
         {
-            "model": ["m"] * 3,
-            "layer": [0, 1, 2],
-            "relative_depth": [1 / 3, 2 / 3, 1.0],
-            "offdiag": [0.5, 0.1, 0.3],
-            "vv": [0.0, 0.4, -0.2],
+            "model": model,
+            "condition": condition,
+            "contrast": contrast,
+            "diagnostic": "toy",
+            "metric": "score",
+            "layer": np.arange(len(values)),
+            "relative_depth": np.arange(len(values)) / len(values),
+            "value": values,
         }
     )
-    curves = curves_from_table(
-        table, "cat", {"offdiag": "lower", "vv": "lower"}, anchors={"vv": "offdiag"}
+
+
+def test_compare_conditions_pairs_layers_and_detects_a_shift():
+    layers = np.arange(12)
+    curves = pd.concat(
+        [
+            _curve_rows("m", "trained", "untrained_twin", 0.6 + 0.01 * layers),
+            _curve_rows("m", "untrained_twin", "untrained_twin", 0.1 + 0.01 * layers[::-1]),
+        ]
     )
-    heads = collect_headlines(curves).set_index("metric")
-    assert heads.loc["offdiag", "layer"] == 1
-    assert heads.loc["vv", "layer"] == 1  # read at the anchor's best layer, not its own min
-    assert heads.loc["vv", "value"] == pytest.approx(0.4)
+    row = compare_conditions(curves, n_sign_flips=2000).iloc[0]
+    assert row["paired_over"] == "layers" and row["n_pairs"] == 12
+    assert (row["condition_a"], row["condition_b"]) == ("trained", "untrained_twin")
+    assert row["comparison"] == "m: trained − untrained_twin"
+    assert row["mean_difference"] == pytest.approx(0.5)
+    assert row["p_value"] < 0.001
 
 
-def test_curves_from_real_results():
-    records = make_records(n_per_stratum=6, n_prototypes=10, n_neutral=10)
-    acts = make_activations(records, {0: "shared", 1: "opposed"}, width=16, model_id="toy")
-    cat = categorical_indifference(acts, records, n_permutations=10, n_bootstrap=10, progress=False)
-    grad = gradient_indifference(acts, records, n_bootstrap=0, progress=False)
-    heads = collect_headlines(categorical_curves(cat), gradient_curves(grad))
-    assert set(heads["metric"]) == {
-        "mean_offdiag_cosine",
-        "mean_virtue_vice_cosine",
-        "spearman_paper",
-        "spearman_heldout",
-    }
-    vv = heads[heads["metric"] == "mean_virtue_vice_cosine"].iloc[0]
-    assert vv["layer"] == cat.optimal_layer == 1
-    assert vv["value"] < -0.9
+def test_condition_runs_are_typed_not_encoded_in_labels(records):
+    acts = make_activations(records, {0: "opposed", 1: "random"}, width=16, model_id="m")
+    calls = []
+
+    def extract(name, subset, **options):
+        calls.append(options)
+        plan = {0: "none", 1: "none"} if options.get("random_init") else {0: "opposed", 1: "random"}
+        twin = make_activations(subset, plan, width=16, seed=9, model_id="hub/id")
+        return dataclasses.replace(twin, meta={"random_init": bool(options.get("random_init"))})
+
+    config = ConditionConfig(twin_sample_scale=0.5, prompted_sample_scale=0.5)
+    runs = run_conditions(
+        records, {"m": acts}, extract, config, has_chat_template=lambda name: True,
+        which=("categorical",), configs={"categorical": FAST["categorical"]},
+    )  # fmt: skip
+    assert [(r.contrast, r.condition) for r in runs] == [
+        ("untrained_twin", "untrained_twin"),
+        ("untrained_twin", "trained"),
+        ("safety_prompt", "safety_prompt"),
+        ("safety_prompt", "trained"),
+    ]
+    assert calls[0]["random_init"] is True and "system_prompt" in calls[1]
+    assert all(r.results["categorical"].models == ["m"] for r in runs)  # the plain model name
+    groups = pd.DataFrame(
+        {"model": ["m"], "family": ["f"], "stage": ["offline"], "params_b": [0.1]}
+    )
+    diagnosed = {"m": diagnose(acts, records, which=("categorical",), configs=FAST)}
+    result = compare_models(diagnosed, groups, runs)
+    curves = result["condition_curves"]
+    assert set(curves["condition"]) == {"trained", "untrained_twin", "safety_prompt"}
+    assert set(curves["model"]) == {"m"}
+    tests = result["condition_tests"].set_index(["contrast", "metric"])
+    assert set(tests.index.get_level_values("contrast")) == {"untrained_twin", "safety_prompt"}
+    with pytest.raises(ValueError, match="condition"):
+        ConditionRun("m", "untrained_twin", "twin")
+
+
+def test_condition_config_selects_twin_models():
+    models = ["a", "b", "c"]
+    assert ConditionConfig().twin_models(models) == models
+    assert ConditionConfig(untrained_twins="none").twin_models(models) == []
+    assert ConditionConfig(untrained_twins="c, a").twin_models(models) == ["a", "c"]
+    assert ConditionConfig(untrained_twins=["b"]).twin_models(models) == ["b"]
+    assert ConditionConfig(untrained_twins=False).twin_models(models) == []
+
+
+def test_matched_subset_aligns_rows():
+    records = make_records(n_per_stratum=20, n_prototypes=20, n_neutral=20)
+    acts = make_activations(records, {0: "random"}, width=8)
+    subset, sub_acts = matched_subset(records, acts, sample_scale=0.02, seed=1)
+    assert 0 < len(subset) < len(records)
+    assert sub_acts.n_texts == len(subset)
+    rows = records.table.reset_index().set_index("record_id").loc[subset.table["record_id"]]
+    assert np.allclose(sub_acts.get(0), acts.get(0)[rows["index"].to_numpy()])
+
+
+# ---------------------------------------------------------------- compare_models and claims
+
+
+def _diagnosed_family(records, n_models: int) -> tuple[dict, pd.DataFrame]:
+    diagnosed, rows = {}, []
+    for i in range(n_models):
+        for stage in ("base", "instruct"):
+            name = f"fam{i}-{stage}"
+            plan = {0: "opposed" if stage == "instruct" else "random", 1: "shared"}
+            acts = make_activations(records, plan, width=16, seed=i, model_id=name)
+            diagnosed[name] = diagnose(acts, records, which=("categorical",), configs=FAST)
+            rows.append((name, f"fam{i}", stage, 0.5 * 2**i))
+    groups = pd.DataFrame(rows, columns=["model", "family", "stage", "params_b"])
+    return diagnosed, groups
+
+
+def test_compare_models_tables_and_claim_thresholds_from_claims_yaml(records):
+    diagnosed, groups = _diagnosed_family(records, 6)
+    result = compare_models(diagnosed, groups)
+    assert isinstance(result, AcrossModelsResult)
+    heads = result.best()
+    assert set(heads["stage"]) == {"base", "instruct"}
+    assert set(result["scaling"]["stage"]) == {"base", "instruct"}
+    assert (result["scaling"]["n"] == 6).all()
+    assert set(result["alignment"]["n_pairs"]) == {6}
+    claims = {c.claim_id: c for c in result.claim()}
+    assert claims["n_models"].value == 12
+    # instruct models are planted with opposed centres: a consistent shift in every family
+    align = result["alignment"].set_index("metric").loc["virtue_vice_cosine"]
+    assert align["p_value"] < claim_settings("alignment_no_effect")["alpha"]
+    assert claims["alignment_no_effect"].value is False
+    assert "scale_no_effect" in claims  # 6 models per stage >= min_models
+
+
+def test_too_few_models_record_no_scale_or_alignment_claim(records):
+    diagnosed, groups = _diagnosed_family(records, 2)
+    claims = {c.claim_id for c in compare_models(diagnosed, groups).claim()}
+    assert claims == {"n_models"}
+    with pytest.raises(ValueError, match="groups lacks"):
+        compare_models(diagnosed, groups.iloc[:1])
+
+
+def test_claim_settings_name_the_missing_claim():
+    assert claim_settings("scale_no_effect")["min_models"] >= 1
+    with pytest.raises(KeyError, match="no_such_claim"):
+        claim_settings("no_such_claim")
+    with pytest.raises(KeyError, match="measure"):
+        claim_settings("n_models")
 
 
 def test_scaling_test_recovers_a_monotone_relation():
@@ -151,10 +348,9 @@ def test_paired_condition_test():
         paired_condition_test([1, 2, 3], [1, 2])
 
 
-def test_figures_render():
+def test_figures_render_with_reader_titles(records):
     import matplotlib.pyplot as plt
 
-    from moralkit.diagnostics.across_models import compare_conditions
     from moralkit.figures.across_models import (
         plot_condition_differences,
         plot_headline_curves,
@@ -162,21 +358,31 @@ def test_figures_render():
         plot_scaling,
     )
 
-    records = make_records(n_per_stratum=4, n_prototypes=8, n_neutral=8)
-    curves = []
-    for name, plan in (("a", "opposed"), ("b", "random")):
-        acts = make_activations(records, {0: plan, 1: "shared"}, width=16, model_id=name)
-        res = categorical_indifference(
-            acts, records, n_permutations=5, n_bootstrap=5, progress=False
-        )
-        curves.append(categorical_curves(res))
-    heads = collect_headlines(*curves)
-    pairs = paired_differences(heads, {"a": ("f", "base"), "b": ("f", "instruct")})
+    diagnosed, groups = _diagnosed_family(records, 2)
+    result = compare_models(diagnosed, groups)
+    curves = result["curves"]
+    fig = plot_headline_curves(curves)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "Virtue–vice centre cosine" in titles
+    assert not any("_" in t for t in titles)  # reader titles, not column names
+    plt.close(fig)
+    layers = np.arange(6)
+    conditions = pd.concat(
+        [
+            _curve_rows("m", "trained", "untrained_twin", 0.5 + 0 * layers),
+            _curve_rows("m", "untrained_twin", "untrained_twin", 0.1 + 0.01 * layers),
+        ]
+    )
+    fig = plot_headline_curves(conditions)
+    labels = fig.legends[0].get_texts()
+    assert {t.get_text() for t in labels} == {"m · trained", "m · untrained twin"}
+    plt.close(fig)
     for fig in (
-        plot_headline_curves(pd.concat(curves)),
-        plot_scaling(heads, {"a": 0.1, "b": 1.0}, "mean_offdiag_cosine"),
-        plot_paired_differences(pairs),
-        plot_condition_differences(compare_conditions(pd.concat(curves), {"a vs b": ("a", "b")})),
+        plot_scaling(
+            result["headlines"], {"fam0-base": 0.5, "fam1-base": 1.0}, "virtue_vice_cosine"
+        ),
+        plot_paired_differences(result["pairs"]),
+        plot_condition_differences(compare_conditions(conditions)),
     ):
         plt.close(fig)
 
@@ -193,35 +399,3 @@ def test_model_groups_pairs_paper_models():
     assert diffs.loc["guard − instruct", "difference"] == pytest.approx(-0.1)
     with pytest.raises(KeyError, match="unknown model"):
         model_groups(["no-such-model"])
-
-
-def test_compare_conditions_pairs_layers_and_detects_a_shift():
-    from moralkit.diagnostics.across_models import compare_conditions
-
-    layers = np.arange(12)
-    table = pd.DataFrame(
-        {
-            "model": ["trained"] * 12 + ["twin"] * 12,
-            "layer": np.concatenate([layers, layers]),
-            "relative_depth": np.concatenate([layers, layers]) / 12,
-            "score": np.concatenate([0.6 + 0.01 * layers, 0.1 + 0.01 * layers[::-1]]),
-        }
-    )
-    curves = curves_from_table(table, "toy", {"score": "higher"})
-    out = compare_conditions(curves, {"twin": ("trained", "twin")}, n_permutations=2000)
-    row = out.iloc[0]
-    assert row["paired_over"] == "layers" and row["n_pairs"] == 12
-    assert row["mean_difference"] == pytest.approx(0.5)
-    assert row["p_value"] < 0.001
-
-
-def test_matched_subset_aligns_rows_and_condition_config():
-    from moralkit.diagnostics.across_models import matched_subset
-
-    records = make_records(n_per_stratum=20, n_prototypes=20, n_neutral=20)
-    acts = make_activations(records, {0: "random"}, width=8)
-    subset, sub_acts = matched_subset(records, acts, sample_scale=0.02, seed=1)
-    assert 0 < len(subset) < len(records)
-    assert sub_acts.n_texts == len(subset)
-    rows = records.table.reset_index().set_index("record_id").loc[subset.table["record_id"]]
-    assert np.allclose(sub_acts.get(0), acts.get(0)[rows["index"].to_numpy()])

@@ -1,4 +1,7 @@
-"""Extraction correctness on tiny random models (paper-methods §2.1): no downloads, seconds."""
+"""Extraction correctness on tiny random models: no downloads, seconds.
+
+(paper §2.1; book: Methods › Activations, methods/activations.md.)
+"""
 
 from __future__ import annotations
 
@@ -134,10 +137,32 @@ def test_official_index_gives_other_vectors_on_a_left_padded_batch():
 
 
 def test_layer_out_of_range_names_layer_and_depth(tiny):
-    with pytest.raises(ValueError, match=f"layer {tiny.n_layers} .*{tiny.n_layers} decoder layers"):
-        extract_activations(tiny, TEXTS, layers=[0, tiny.n_layers], progress=False)
-    with pytest.raises(ValueError, match="layer -1"):
-        extract_activations(tiny, TEXTS, layers=[-1], progress=False)
+    depth = tiny.n_layers
+    with pytest.raises(ValueError, match=rf"layers: .*\[{depth}\] out of range .*{depth}-layer"):
+        extract_activations(tiny, TEXTS, layers=[0, depth], progress=False)
+    with pytest.raises(ValueError, match=rf"\[-{depth + 1}\] out of range"):
+        extract_activations(tiny, TEXTS, layers=[-depth - 1], progress=False)
+
+
+def test_layers_take_the_one_layer_grammar(tiny):
+    """Negative indices, 'every:K', text lists and LayerSpec values all work (was ValueError)."""
+    from moralkit.layers import LayerSpec
+
+    depth = tiny.n_layers
+    last = extract_activations(tiny, TEXTS[:2], layers=-1, progress=False)
+    assert last.layers == (depth - 1,)
+    assert extract_activations(tiny, TEXTS[:2], layers="0,-1", progress=False).layers == (
+        0,
+        depth - 1,
+    )
+    every = extract_activations(tiny, TEXTS[:2], layers="every:2", progress=False)
+    assert every.layers == LayerSpec.parse("every:2").resolve(depth)
+    spec = extract_activations(tiny, TEXTS[:2], layers=LayerSpec.parse("all"), progress=False)
+    assert spec.layers == tuple(range(depth))
+    np.testing.assert_array_equal(last.get(depth - 1), spec.get(depth - 1))
+    import moralkit.activations as activations
+
+    assert not hasattr(activations, "resolve_layers")  # one parser: moralkit.layers
 
 
 def test_stops_after_the_deepest_requested_layer():
@@ -165,7 +190,7 @@ def test_stops_after_the_deepest_requested_layer():
 
 
 def test_hooks_are_removed_even_after_an_error(monkeypatch):
-    import moralkit.activations as activations
+    from moralkit.activations import hooks
 
     loaded = load_model("tiny-qwen2")
     parts = find_decoder(loaded.model)
@@ -173,7 +198,7 @@ def test_hooks_are_removed_even_after_an_error(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(activations, "pool_flat", broken)
+    monkeypatch.setattr(hooks, "pool_flat", broken)
     with pytest.raises(RuntimeError, match="boom"):
         extract_activations(loaded, TEXTS, progress=False)
     assert all(len(layer._forward_hooks) == 0 for layer in parts.layers)
@@ -244,3 +269,41 @@ def test_thread_choice_is_one_of_two_and_restores_the_setting():
         assert acts.meta["torch_threads"] == 1 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("bad", ["one text", b"bytes", ["a", None], ["a", 3], None])
+def test_texts_must_be_a_list_of_strings(bad):
+    """A bare str used to be iterated character by character; None became the text 'None'."""
+    loaded = load_model("tiny-qwen2")
+    with pytest.raises(TypeError, match="texts"):
+        extract_activations(loaded, bad, layers=[0], progress=False)
+
+
+def test_a_none_text_is_named_by_its_position():
+    with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
+        extract_activations(load_model("tiny-qwen2"), ["a", None], progress=False)
+
+
+def test_long_texts_are_truncated_counted_and_warned_about():
+    loaded = load_model("tiny-llama")
+    long_text = " ".join(["word"] * 10_000)  # 50k byte tokens; the tiny model has 512 positions
+    with pytest.warns(UserWarning, match="1 of 2 prompts .*truncated"):
+        acts = extract_activations(loaded, ["short", long_text], layers=[0], progress=False)
+    assert acts.meta["n_truncated"] == 1 and acts.meta["max_tokens"] == loaded.max_positions
+    assert np.isfinite(acts.get(0)).all()
+    alone = extract_activations(loaded, ["short"], layers=[0], progress=False)
+    np.testing.assert_allclose(acts.get(0)[0], alone.get(0)[0], atol=1e-5)
+
+
+def test_truncation_keeps_the_first_max_tokens_tokens():
+    loaded = load_model("tiny-llama")  # byte-level tokens, BOS first
+    with pytest.warns(UserWarning, match="truncated"):
+        cut = extract_activations(
+            loaded, ["abcdefghijkl"], layers=[1], max_tokens=8, progress=False
+        )
+    head = extract_activations(loaded, ["abcdefg"], layers=[1], template="{action}", progress=False)
+    assert cut.meta["n_tokens"] == 8 and cut.meta["n_truncated"] == 1
+    for pooling in ("mean", "last"):
+        np.testing.assert_allclose(cut.get(1, pooling), head.get(1, pooling), atol=1e-5)
+    with pytest.raises(ValueError, match="max_tokens"):
+        extract_activations(loaded, ["a"], max_tokens=0, progress=False)

@@ -1,15 +1,19 @@
-"""The on-disk activation cache (paper-methods §2.1): keys, hits without loading, safety."""
+"""The on-disk activation cache: keys, hits without loading, layer subsets, safety.
+
+(paper §2.1; book: Methods › Activations, methods/activations.md.)
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-import moralkit.activations as activations
-from moralkit.activations import cached_activations, extract_activations
+from moralkit.activations import cache as cache_module
+from moralkit.activations import cached_activations, extract_activations, store
 from moralkit.models import load_model
 from moralkit.models import loading as model_loading
 
@@ -26,8 +30,31 @@ def cache(tmp_path, monkeypatch):
 
 
 def entries(cache_dir) -> list[str]:
+    """Entry folders (not the writers' lock file, not temp folders)."""
     root = cache_dir / "activations"
-    return sorted(os.listdir(root)) if root.exists() else []
+    return sorted(n for n in os.listdir(root) if not n.startswith(".")) if root.exists() else []
+
+
+def temporaries(cache_dir) -> list[str]:
+    root = cache_dir / "activations"
+    return sorted(n for n in os.listdir(root) if n.endswith((".tmp", ".del")))
+
+
+def entry_of(acts) -> Path:
+    return Path(acts.meta["cache_entry"])
+
+
+def count_extractions(monkeypatch) -> list[tuple[int, ...]]:
+    """Spy on extraction: the layers of each call."""
+    calls: list[tuple[int, ...]] = []
+    real = cache_module.extract_activations
+
+    def spy(loaded, texts, layers, *args, **kwargs):
+        calls.append(tuple(layers))
+        return real(loaded, texts, layers, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module, "extract_activations", spy)
+    return calls
 
 
 def forbid_loading(monkeypatch):
@@ -48,7 +75,8 @@ def test_second_call_hits_without_loading_the_model(cache, monkeypatch):
     assert second.meta["cache_key"] == first.meta["cache_key"]
     for pooling in ("mean", "last"):
         np.testing.assert_array_equal(second.arrays[pooling], first.arrays[pooling])
-    assert entries(cache) == [first.meta["cache_key"][:32]]
+    assert entries(cache) == [entry_of(first).name]
+    assert entry_of(first).name.startswith(first.meta["cache_key"][:32])
 
 
 def test_cache_matches_direct_extraction_and_records_provenance(cache):
@@ -71,7 +99,7 @@ def test_cache_matches_direct_extraction_and_records_provenance(cache):
     ):
         assert key in meta, key
     assert meta["model_id"] == "tiny-gemma3" and meta["n_unique"] == 3
-    stored = json.loads((cache / "activations" / meta["cache_key"][:32] / "meta.json").read_text())
+    stored = json.loads((entry_of(acts) / "meta.json").read_text())
     assert stored["files"]["mean"]["shape"] == [2, 3, 32]
 
 
@@ -87,7 +115,7 @@ def test_a_loaded_model_and_its_name_share_the_entry(cache, monkeypatch):
     "change",
     [
         {"template": "{action} is"},
-        {"layers": [0]},
+        {"max_tokens": 64},
         {"dtype": "bfloat16"},
         {"poolings": ("mean",)},
         {"system_prompt": "Be good."},
@@ -120,18 +148,18 @@ def test_interrupted_write_leaves_no_entry(cache, monkeypatch):
             raise KeyboardInterrupt("simulated interruption mid-write")
         real_save(path, array)
 
-    monkeypatch.setattr(activations.np, "save", crash_on_second)
+    monkeypatch.setattr(store.np, "save", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         cached_activations("tiny-llama", TEXTS, progress=False)
     assert entries(cache) == []  # the temp folder is gone as well
-    monkeypatch.setattr(activations.np, "save", real_save)
+    monkeypatch.setattr(store.np, "save", real_save)
     fresh = cached_activations("tiny-llama", TEXTS, progress=False)
     assert fresh.meta["cache_hit"] is False
 
 
 def test_corrupt_entry_is_detected_and_recomputed(cache):
     first = cached_activations("tiny-llama", TEXTS, progress=False)
-    npy = cache / "activations" / first.meta["cache_key"][:32] / "mean.npy"
+    npy = entry_of(first) / "mean.npy"
     data = npy.read_bytes()
     npy.write_bytes(data[: len(data) // 2])  # truncated
     with pytest.warns(RuntimeWarning, match="corrupt"):
@@ -144,7 +172,7 @@ def test_corrupt_entry_is_detected_and_recomputed(cache):
 
 def test_flipped_bytes_fail_the_checksum(cache):
     first = cached_activations("tiny-llama", TEXTS, progress=False)
-    npy = cache / "activations" / first.meta["cache_key"][:32] / "last.npy"
+    npy = entry_of(first) / "last.npy"
     data = bytearray(npy.read_bytes())
     data[-1] ^= 0xFF
     npy.write_bytes(bytes(data))
@@ -155,7 +183,136 @@ def test_flipped_bytes_fail_the_checksum(cache):
 
 def test_explicit_cache_dir_and_layer_errors(tmp_path, cache):
     acts = cached_activations("tiny-qwen2", TEXTS, cache_dir=tmp_path / "elsewhere", progress=False)
-    assert (tmp_path / "elsewhere" / "activations" / acts.meta["cache_key"][:32]).is_dir()
+    assert entry_of(acts).parent == tmp_path / "elsewhere" / "activations"
+    assert entry_of(acts).is_dir()
     assert entries(cache) == []
-    with pytest.raises(ValueError, match="layer 5 is out of range.*2 decoder layers"):
+    with pytest.raises(ValueError, match=r"layers: .*\[5\] out of range for a 2-layer model"):
         cached_activations("tiny-qwen2", TEXTS, layers=[5], progress=False)
+
+
+# --------------------------------------------------------------------------- layer subsets (A7)
+def test_a_subset_of_cached_layers_is_served_without_extraction(cache, monkeypatch):
+    full = cached_activations("tiny-llama", TEXTS, layers="all", progress=False)
+    calls = count_extractions(monkeypatch)
+    forbid_loading(monkeypatch)
+    for layers, expected in (("0,2", (0, 2)), (-1, (2,)), ("every:2", (0, 2)), ([1], (1,))):
+        part = cached_activations("tiny-llama", TEXTS, layers=layers, progress=False)
+        assert part.meta["cache_hit"] is True and part.layers == expected
+        for layer in expected:
+            np.testing.assert_array_equal(part.get(layer), full.get(layer))
+    assert calls == []
+    assert entries(cache) == [entry_of(full).name]
+
+
+def test_missing_layers_are_extracted_alone_and_merged(cache, monkeypatch):
+    calls = count_extractions(monkeypatch)
+    first = cached_activations("tiny-llama", TEXTS, layers=[1], progress=False)
+    both = cached_activations("tiny-llama", TEXTS, layers="0,1", progress=False)
+    assert calls == [(1,), (0,)]  # only layer 0 was new
+    assert both.meta["cache_hit"] is False and both.layers == (0, 1)
+    np.testing.assert_array_equal(both.get(1), first.get(1))
+    assert entries(cache) == [entry_of(both).name]  # the layer-1 entry was superseded
+    direct = extract_activations(load_model("tiny-llama"), list(dict.fromkeys(TEXTS)), "0,1")
+    np.testing.assert_allclose(both.get(0)[[0, 1, 3]], direct.get(0), atol=1e-6)
+    again = cached_activations("tiny-llama", TEXTS, layers=[0], progress=False)
+    assert again.meta["cache_hit"] is True and calls == [(1,), (0,)]
+
+
+# --------------------------------------------------------------------------- bad input (B)
+def test_a_single_string_or_none_is_refused_before_any_work(cache, monkeypatch):
+    forbid_loading(monkeypatch)
+    with pytest.raises(TypeError, match="texts must be a list of texts, not a single str"):
+        cached_activations("tiny-llama", "one text", progress=False)
+    with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
+        cached_activations("tiny-llama", ["lying", None], progress=False)
+    assert entries(cache) == []
+
+
+def test_truncation_count_is_in_the_meta_of_misses_and_hits(cache):
+    texts = ["short", "word " * 10_000]
+    with pytest.warns(UserWarning, match="truncated"):
+        first = cached_activations("tiny-qwen2", texts, layers=[0], progress=False)
+    assert first.meta["n_truncated"] == 1
+    with pytest.warns(UserWarning, match="truncated"):
+        second = cached_activations("tiny-qwen2", texts, layers=[0], progress=False)
+    assert second.meta["cache_hit"] and second.meta["n_truncated"] == 1
+
+
+@pytest.mark.parametrize("drop", ["files", "layers", "cache_key"])
+def test_meta_missing_a_key_is_corrupt_and_recomputed(cache, drop):
+    first = cached_activations("tiny-llama", TEXTS, progress=False)
+    meta_path = entry_of(first) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta[drop]
+    meta_path.write_text(json.dumps(meta))  # valid JSON, one key short
+    with pytest.warns(RuntimeWarning, match=f"corrupt.*lacks.*{drop}"):
+        again = cached_activations("tiny-llama", TEXTS, progress=False)
+    assert again.meta["cache_hit"] is False
+    np.testing.assert_allclose(again.arrays["mean"], first.arrays["mean"], atol=1e-6)
+    assert cached_activations("tiny-llama", TEXTS, progress=False).meta["cache_hit"] is True
+
+
+def test_file_entry_without_its_keys_is_corrupt(cache):
+    first = cached_activations("tiny-llama", TEXTS, progress=False)
+    meta_path = entry_of(first) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["files"]["mean"]["sha256"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.warns(RuntimeWarning, match="corrupt.*'mean' lacks.*sha256"):
+        again = cached_activations("tiny-llama", TEXTS, progress=False)
+    assert again.meta["cache_hit"] is False
+
+
+def test_unwritable_cache_fails_before_loading_or_extracting(tmp_path, monkeypatch):
+    """A cache path under a regular file cannot be created, even by root (chmod would not stop
+    root); the probe writes a real file rather than asking os.access."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MORALKIT_CACHE", str(blocker / "cache"))
+    calls = count_extractions(monkeypatch)
+    forbid_loading(monkeypatch)
+    with pytest.raises(PermissionError, match="MORALKIT_CACHE.*nothing was extracted"):
+        cached_activations("tiny-llama", TEXTS, progress=False)
+    assert calls == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_cache_folder_fails_before_extracting(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    (root / "activations").mkdir(parents=True)
+    (root / "activations").chmod(0o555)
+    monkeypatch.setenv("MORALKIT_CACHE", str(root))
+    calls = count_extractions(monkeypatch)
+    try:
+        with pytest.raises(PermissionError, match="MORALKIT_CACHE"):
+            cached_activations("tiny-llama", TEXTS, progress=False)
+    finally:
+        (root / "activations").chmod(0o755)
+    assert calls == []
+
+
+def test_a_read_only_cache_still_serves_hits(cache, monkeypatch):
+    first = cached_activations("tiny-llama", TEXTS, progress=False)
+    monkeypatch.setattr(cache_module, "ensure_writable", _refuse)
+    forbid_loading(monkeypatch)
+    again = cached_activations("tiny-llama", TEXTS, progress=False)
+    assert again.meta["cache_hit"]
+    np.testing.assert_array_equal(again.arrays["mean"], first.arrays["mean"])
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("a hit must not need a writable cache")
+
+
+def test_stale_temporaries_are_cleaned_but_not_live_ones(cache):
+    from moralkit.io import clean_stale_temporaries, writers_lock
+
+    root = cache / "activations"
+    (root / ".abc.x1.tmp").mkdir(parents=True)
+    (root / ".abc.x1.tmp" / "mean.npy").write_bytes(b"half")
+    (root / ".abc.x2.del").mkdir()
+    with writers_lock(root):  # a writer is busy: nothing may be removed
+        assert clean_stale_temporaries(root) == 0
+    assert temporaries(cache) == [".abc.x1.tmp", ".abc.x2.del"]
+    cached_activations("tiny-qwen2", TEXTS, layers=[0], progress=False)
+    assert temporaries(cache) == []

@@ -12,15 +12,17 @@ from moralkit import book
 from moralkit.book import (
     BookLayout,
     ChapterSource,
+    OutputFolderError,
+    cache_state,
     find_chapter,
     list_chapters,
-    notebook_parameters,
     prepare_figure_cells,
+    prepare_output_dir,
     prune_executed,
     status_markdown,
     strip_progress_bars,
 )
-from moralkit.chapter import FIGURE_DATA_KEY
+from moralkit.notebooks import FIGURE_DATA_KEY, OUTPUT_MARKER, notebook_parameters
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 
@@ -148,11 +150,12 @@ def test_strip_progress_bars_keeps_warnings(tmp_path):
     assert strip_progress_bars(path) == 0
 
 
-def _executed(layout: BookLayout, chapter_id: str, profile: str, status: str = "ok") -> None:
+def _executed(
+    layout: BookLayout, chapter_id: str, profile: str, status: str = "ok", **record
+) -> None:
     layout.executed_dir.mkdir(parents=True, exist_ok=True)
     (layout.executed_dir / f"{chapter_id}.ipynb").write_text("{}")
-    out = layout.executed_dir / chapter_id
-    out.mkdir(exist_ok=True)
+    out = prepare_output_dir(layout.executed_dir / chapter_id)
     (out / "run.json").write_text(
         json.dumps(
             {
@@ -161,6 +164,7 @@ def _executed(layout: BookLayout, chapter_id: str, profile: str, status: str = "
                 "started": "2026-01-01 10:00:00",
                 "wall_time_s": 200.0,
                 "source_sha": "0",
+                **record,
             }
         )
     )
@@ -182,7 +186,7 @@ def test_prune_and_status(tmp_path):
     for name in ("01_a", "02_b", "03_c", "04_d"):
         (sources / f"{name}.md").write_text(f"# {name} title\n")
     chapters = list_chapters(sources)
-    _executed(layout, "01_a", "tiny")
+    _executed(layout, "01_a", "tiny", caches="warm", times={"cold": 900.0, "warm": 200.0})
     _executed(layout, "02_b", "quick")  # other profile: not in a tiny book
     _executed(layout, "03_c", "tiny", status="failed")
     _executed(layout, "99_gone", "tiny")  # its source was deleted
@@ -190,13 +194,19 @@ def test_prune_and_status(tmp_path):
     assert sorted(dropped) == ["02_b", "03_c", "99_gone"]
     assert sorted(p.name for p in layout.executed_dir.glob("*.ipynb")) == ["01_a.ipynb"]
     assert not (layout.executed_dir / "99_gone").exists()
+    foreign = layout.executed_dir / "98_mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not moralkit's")
+    prune_executed(chapters, "tiny", layout)
+    assert (foreign / "notes.txt").exists()  # never delete what moralkit did not write
 
     table = status_markdown(chapters, layout)
     rows = {line.split(" | ")[0]: line for line in table.splitlines()[2:]}
     assert rows["| [01_a title](_executed/01_a.ipynb)"].count("tiny") == 1
     first = rows["| [01_a title](_executed/01_a.ipynb)"]
     assert "ok (source changed since)" in first  # the recorded source hash differs
-    assert "3.3 min" in first and "1234 MiB" in first and "CPU X (2 cores)" in first
+    assert "3.3 min (warm caches)" in first and "1234 MiB" in first and "CPU X (2 cores)" in first
+    assert "| 15.0 min / 3.3 min |" in first  # the cold and the cached run's times
     assert "not in this book" in rows["| 02_b title"]
     assert "| failed |" in rows["| 03_c title"]
     assert "not run" in rows["| 04_d title"]
@@ -207,3 +217,123 @@ def test_mathjax_is_vendored():
     assert (mathjax / "tex-mml-chtml.js").stat().st_size > 500_000
     assert len(list((mathjax / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))) > 10
     assert book.ensure_mathjax() == mathjax
+
+
+def test_cache_state_from_provenance():
+    assert cache_state({"models": [{"cache_hit": True}, {"cache_hit": True}]}) == "warm"
+    assert cache_state({"models": [{"cache_hit": True}, {"cache_hit": False}]}) == "cold"
+    assert cache_state({"models": []}) == ""
+
+
+def test_output_dir_refuses_a_folder_moralkit_did_not_write(tmp_path):
+    """Table B #1: a user's non-empty folder is refused and left as it was."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(OutputFolderError, match=r"mine already holds files.*-o"):
+        prepare_output_dir(mine)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    assert not (mine / OUTPUT_MARKER).exists()
+
+
+def test_output_dir_clears_its_own_earlier_run(tmp_path):
+    folder = prepare_output_dir(tmp_path / "run")
+    (folder / "figures").mkdir()
+    (folder / "figures" / "stale.png").write_bytes(b"old")
+    assert prepare_output_dir(folder) == folder.resolve()
+    assert not (folder / "figures").exists() and (folder / OUTPUT_MARKER).is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert prepare_output_dir(empty) == empty.resolve()  # an empty folder is fine
+    with pytest.raises(OutputFolderError, match="is not a folder"):
+        prepare_output_dir(tmp_path / "empty" / OUTPUT_MARKER)
+
+
+TIMING_CHAPTER = """---
+jupytext:
+  text_representation:
+    format_name: myst
+kernelspec:
+  name: python3
+---
+
+# 01 · Timing
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+profile = "quick"
+hit = None
+```
+
+```{code-cell} ipython3
+import json, os
+path = os.path.join(os.environ["MORALKIT_OUTPUT_DIR"], "provenance.json")
+json.dump({"models": [{"cache_hit": hit}]}, open(path, "w"))
+```
+"""
+
+
+def test_status_keeps_the_cold_and_the_cached_time(tmp_path):
+    """A first run with cold caches, a second with warm ones: the status shows both times."""
+    layout = BookLayout(tmp_path)
+    source = tmp_path / "nb" / "01_timing.md"
+    source.parent.mkdir()
+    source.write_text(TIMING_CHAPTER)
+    (chapter,) = list_chapters(source.parent)
+    runs = []
+    for hit in (False, True):
+        runs.append(
+            book.execute_chapter(
+                chapter,
+                layout.executed_dir / "01_timing.ipynb",
+                layout.executed_dir / "01_timing",
+                "tiny",
+                {"hit": hit},
+            )
+        )
+    assert [r.ok for r in runs] == [True, True], runs[0].error
+    assert [r.caches for r in runs] == ["cold", "warm"]
+    record = json.loads((layout.executed_dir / "01_timing" / "run.json").read_text())
+    assert record["times"] == {
+        "cold": round(runs[0].wall_time_s, 1),
+        "warm": round(runs[1].wall_time_s, 1),
+    }
+    row = status_markdown([chapter], layout).splitlines()[2]
+    assert "(warm caches)" in row
+    cold, warm = (book.pages.duration(r.wall_time_s) for r in runs)
+    assert f"| {cold} / {warm} |" in row
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_book_and_chapter_do_not_import_each_other():
+    package = Path(book.__file__).parent
+    chapter = package.parent / "chapter.py"
+    assert not any(name.startswith("moralkit.book") for name in _imports(chapter))
+    for module in package.glob("*.py"):
+        assert "moralkit.chapter" not in _imports(module), module.name
+        assert len(module.read_text().splitlines()) <= 450, module.name
+
+
+def test_strip_progress_bars_drops_notebook_widget_bars(tmp_path):
+    widget = {"application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2}}
+    cell = nbformat.v4.new_code_cell("run()")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={**widget, "text/plain": "  0%| | 0/3"}),
+        nbformat.v4.new_output("display_data", data={"text/plain": "a table"}),
+    ]
+    path = _write(tmp_path / "08_x.ipynb", [cell])
+    assert strip_progress_bars(path) == 1
+    (kept,) = nbformat.read(path, as_version=4).cells[0].outputs
+    assert kept.data["text/plain"] == "a table"

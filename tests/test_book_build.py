@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from browser import find_chromium, rendered_dom, screenshot_page
 from shared_data import SHARED_DATA
 
-from moralkit import book
 from moralkit.book import BookLayout, ChapterFailed, build_book, list_chapters
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +65,7 @@ def test_tiny_book_status_and_claims_pages(tiny_book):
     for chapter in list_chapters(REPO / "notebooks"):
         assert chapter.chapter_id in status or chapter.title.split("·")[-1].strip() in status
     assert status.count("<td><p>tiny</p></td>") == len(list_chapters(REPO / "notebooks"))
+    assert "caches)</p></td>" in status  # wall times say whether caches were cold or warm
     claims = (tiny_book.html_dir / "claims.html").read_text()
     assert "16,315" in claims and "0.26" in claims
     assert "not checkable here" in claims
@@ -115,15 +116,15 @@ def test_failing_chapter_fails_the_build(tmp_path):
     assert (layout.build_dir / "failed" / "02_broken.ipynb").exists()
 
 
-@pytest.mark.skipif(book.find_chromium() is None, reason="no chromium (apt-get install chromium)")
+@pytest.mark.skipif(find_chromium() is None, reason="no chromium (apt-get install chromium)")
 def test_chapter_page_screenshot_and_math(tiny_book, tmp_path):
     page = sorted((tiny_book.html_dir / "_executed").glob("*.html"))[0]
-    png = book.screenshot_page(page, tmp_path / "page.png", height=2000)
+    png = screenshot_page(page, tmp_path / "page.png", height=2000)
     assert png.stat().st_size > 50_000
     import matplotlib.image
 
     pixels = matplotlib.image.imread(png)
     assert pixels.shape[:2] == (2000, 1280)
     assert pixels[..., :3].std() > 0.05  # not a blank page
-    dom = book.rendered_dom(tiny_book.html_dir / "intro.html")
+    dom = rendered_dom(tiny_book.html_dir / "intro.html")
     assert "<mjx-container" in dom  # MathJax typeset the intro's math offline

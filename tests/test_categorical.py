@@ -1,14 +1,22 @@
-"""Categorical indifference (paper-methods §2.2) on synthetic activations with known answers."""
+"""Categorical indifference (paper §2.2) on synthetic activations with known answers."""
 
 from __future__ import annotations
+
+from dataclasses import FrozenInstanceError
 
 import numpy as np
 import pytest
 from synthetic import make_activations, make_records
 
-from moralkit.diagnostics.categorical import categorical_indifference
+from moralkit.claims import load_claims
+from moralkit.diagnostics.categorical import (
+    CategoricalConfig,
+    CategoricalResult,
+    categorical_indifference,
+)
 from moralkit.diagnostics.centring import category_centres, centre_activations
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS
+from moralkit.results import HEADLINE_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +29,12 @@ def result(records):
     plan = {0: "shared", 1: "identical", 2: "opposed", 3: "random", 4: "none"}
     acts = make_activations(records, plan, n_model_layers=6, width=64, seed=2)
     return categorical_indifference(
-        acts, records, n_permutations=200, n_bootstrap=200, seed=0, progress=False
+        acts, records, CategoricalConfig(n_permutations=200, n_bootstrap=200)
     )
 
 
 def _vv(result, layer):
-    table = result.virtue_vice
+    table = result["virtue_vice"]
     return table[table["layer"] == layer].set_index("foundation")
 
 
@@ -64,9 +72,9 @@ def test_identical_centres_give_cosine_one(result):
 
 
 def test_optimal_layer_is_the_planted_one(result):
-    assert result.optimal_layer == 2
-    assert result.summary["optimal_layer"].iloc[0] == 2
-    assert result.by_layer.loc[result.by_layer["is_optimal"], "layer"].tolist() == [2]
+    assert result.optimal_layers["synthetic"] == 2
+    assert result["summary"]["optimal_layer"].iloc[0] == 2
+    assert result["by_layer"].loc[result["by_layer"]["is_optimal"], "layer"].tolist() == [2]
     assert len(result.at_optimal_layer()) == len(FOUNDATIONS)
 
 
@@ -83,14 +91,14 @@ def test_null_band_excludes_a_planted_strong_effect(result):
     vv = _vv(result, 2)
     assert (vv["cosine"] < vv["null_low"]).all()
     assert (vv["p_null"] < 0.05).all()
-    assert not bool(result.summary["inside_null"].iloc[0])
+    assert not bool(result["summary"]["inside_null"].iloc[0])
 
 
 def test_bootstrap_interval_contains_the_true_value(result):
     opposed, identical = _vv(result, 2), _vv(result, 1)
     assert ((opposed["ci_low"] <= -1.0 + 1e-9) & (opposed["ci_high"] >= -1.0)).all()
     assert ((identical["ci_low"] <= 1.0) & (identical["ci_high"] >= 1.0 - 1e-9)).all()
-    assert (result.virtue_vice["ci_low"] <= result.virtue_vice["ci_high"]).all()
+    assert (result["virtue_vice"]["ci_low"] <= result["virtue_vice"]["ci_high"]).all()
 
 
 def test_bootstrap_interval_covers_a_known_intermediate_cosine():
@@ -107,19 +115,19 @@ def test_bootstrap_interval_covers_a_known_intermediate_cosine():
         w /= np.linalg.norm(w)
         dirs[2 * k + 1] = 0.5 * u + np.sqrt(0.75) * w
     records = make_records(n_per_stratum=5, n_prototypes=40, n_neutral=10, seed=3)
-    kwargs = dict(n_permutations=20, n_bootstrap=300, progress=False)
+    config = CategoricalConfig(n_permutations=20, n_bootstrap=300)
     clean = make_activations(records, {0: dirs}, width=width, noise=0.0, signal=3.0, seed=4)
-    truth = categorical_indifference(clean, records, **kwargs).virtue_vice["cosine"].to_numpy()
+    truth = categorical_indifference(clean, records, config)["virtue_vice"]["cosine"].to_numpy()
     assert 0.1 < truth.min() and truth.max() < 0.9  # genuinely intermediate
     noisy = make_activations(records, {0: dirs}, width=width, noise=2.0, signal=3.0, seed=4)
-    vv = categorical_indifference(noisy, records, **kwargs).virtue_vice
+    vv = categorical_indifference(noisy, records, config)["virtue_vice"]
     covered = (vv["ci_low"].to_numpy() <= truth) & (vv["ci_high"].to_numpy() >= truth)
     assert covered.sum() >= 4
     assert (vv["ci_high"] - vv["ci_low"]).min() > 0.01  # a real interval, not a point
 
 
 def test_centre_cosine_matrix_is_long_and_symmetric(result):
-    cc = result.centre_cosines
+    cc = result["centre_cosines"]
     assert len(cc) == 5 * 100
     layer = cc[cc["layer"] == 2].pivot(index="category_a", columns="category_b", values="cosine")
     assert np.allclose(layer.to_numpy(), layer.to_numpy().T)
@@ -128,18 +136,20 @@ def test_centre_cosine_matrix_is_long_and_symmetric(result):
 
 
 def test_tables_carry_model_layer_depth(result):
-    vv = result.virtue_vice
+    vv = result["virtue_vice"]
     assert {"model", "layer", "relative_depth", "n_virtue_prototypes"} <= set(vv.columns)
     assert np.isclose(vv.loc[vv["layer"] == 2, "relative_depth"].iloc[0], 3 / 6)
     assert (vv["n_virtue_prototypes"] == 30).all()
 
 
 def test_bad_layers_and_misaligned_records_raise(records):
-    acts = make_activations(records, {0: "random"}, width=8)
+    acts = make_activations(records, {0: "random"}, n_model_layers=6, width=8)
     with pytest.raises(ValueError, match="not stored"):
-        categorical_indifference(acts, records, layers=[3], progress=False)
+        categorical_indifference(acts, records, CategoricalConfig(layers=[3]))
+    with pytest.raises(ValueError, match="out of range"):
+        categorical_indifference(acts, records, CategoricalConfig(layers=[6]))
     with pytest.raises(ValueError, match="aligned"):
-        categorical_indifference(acts, records.where(records.table.index < 10), progress=False)
+        categorical_indifference(acts, records.where(records.table.index < 10))
 
 
 def test_figures_render(result):
@@ -152,15 +162,15 @@ def test_figures_render(result):
     )
 
     figs = [
-        plot_virtue_vice_by_depth(result.virtue_vice),
-        plot_centre_heatmap(result.centre_cosines, result.optimal_layer),
+        plot_virtue_vice_by_depth(result["virtue_vice"]),
+        plot_centre_heatmap(result["centre_cosines"], result.optimal_layers["synthetic"]),
         plot_optimal_layer_bars(result.at_optimal_layer()),
     ]
     assert len(figs[0].axes) >= 5
     for fig in figs:
         plt.close(fig)
     with pytest.raises(ValueError, match="lacks columns"):
-        plot_virtue_vice_by_depth(result.by_layer)
+        plot_virtue_vice_by_depth(result["by_layer"])
 
 
 def test_standardise_gives_unit_variance_columns():
@@ -183,10 +193,9 @@ def test_dimension_dominance_flags_a_massive_dimension(records):
     assert table.loc[1, "top_k_variance_share"] > 0.95
     assert table.loc[0, "top_k_variance_share"] < 0.5
     # Standardising removes the massive dimension's grip on the centre cosines.
-    res = categorical_indifference(
-        acts, records, n_permutations=20, n_bootstrap=20, standardise=True, progress=False
-    )
-    assert res.by_layer["standardised"].all()
+    config = CategoricalConfig(n_permutations=20, n_bootstrap=20, standardise=True)
+    res = categorical_indifference(acts, records, config)
+    assert res["by_layer"]["standardised"].all()
 
 
 def test_missing_prototypes_give_nan_foundation_and_one_warning():
@@ -194,11 +203,64 @@ def test_missing_prototypes_give_nan_foundation_and_one_warning():
     acts = make_activations(records, {0: "opposed", 1: "random"}, width=16, seed=2)
     with pytest.warns(UserWarning, match="cheating") as caught:
         res = categorical_indifference(
-            acts, records, n_permutations=20, n_bootstrap=20, progress=False
+            acts, records, CategoricalConfig(n_permutations=20, n_bootstrap=20)
         )
     assert len([w for w in caught if "cheating" in str(w.message)]) == 1
-    vv = res.virtue_vice.set_index(["layer", "foundation"])
+    vv = res["virtue_vice"].set_index(["layer", "foundation"])
     assert vv.loc[(0, "fairness"), ["cosine", "null_low", "ci_low"]].isna().all()
     assert (vv.loc[0]["cosine"].drop("fairness") < -0.9).all()
-    assert res.optimal_layer == 0
-    assert np.isfinite(res.summary["mean_virtue_vice_cosine"].iloc[0])
+    assert res.optimal_layers["synthetic"] == 0
+    assert np.isfinite(res["summary"]["mean_virtue_vice_cosine"].iloc[0])
+
+
+# ---------------------------------------------------------------- one result shape
+
+
+def test_config_is_frozen_validated_and_parses_layers():
+    config = CategoricalConfig(layers="0,-1")
+    assert str(config.layers) == "0,-1"
+    with pytest.raises(FrozenInstanceError):
+        config.n_bootstrap = 5
+    with pytest.raises(ValueError, match="n_permutations"):
+        CategoricalConfig(n_permutations=0)
+    with pytest.raises(ValueError, match="pooling"):
+        CategoricalConfig(pooling="max")
+    with pytest.raises(ValueError, match="layers"):
+        CategoricalConfig(layers="1.5")
+
+
+def test_negative_layers_resolve_against_the_model_depth(records):
+    acts = make_activations(records, {0: "random", 5: "opposed"}, n_model_layers=6, width=16)
+    res = categorical_indifference(acts, records, CategoricalConfig(layers=-1, n_bootstrap=5))
+    assert res["by_layer"]["layer"].tolist() == [5]
+
+
+def test_best_headline_and_claim(result):
+    best = result.best()
+    assert best["layer"].tolist() == [2]  # the lowest mean off-diagonal cosine
+    head = result.headline().set_index("metric")
+    assert list(result.headline().columns) == list(HEADLINE_COLUMNS)
+    assert head.loc["virtue_vice_cosine", "layer"] == 2
+    assert head.loc["virtue_vice_cosine", "value"] < -0.98
+    assert head.loc["virtue_vice_cosine", "ci_low"] <= head.loc["virtue_vice_cosine", "ci_high"]
+    (claim,) = result.claim()
+    assert claim.claim_id == "categorical_indifference"
+    assert claim.extra["inside_null_band"] is False  # layer 2 is planted far below the band
+    assert claim.claim_id in load_claims()
+
+
+def test_concat_keeps_each_models_optimal_layer(records):
+    config = CategoricalConfig(n_permutations=10, n_bootstrap=10)
+    a = make_activations(records, {0: "opposed", 1: "random"}, width=16, model_id="a", seed=1)
+    b = make_activations(records, {0: "random", 1: "opposed"}, width=16, model_id="b", seed=1)
+    both = CategoricalResult.concat([categorical_indifference(x, records, config) for x in (a, b)])
+    assert both.optimal_layers == {"a": 0, "b": 1}
+    assert both.best().set_index("model")["layer"].to_dict() == {"a": 0, "b": 1}
+    assert set(both.at_optimal_layer()["model"]) == {"a", "b"}
+    assert len(both.centre_cosines_at_optimal_layer("b")) == 100
+
+
+def test_standardised_run_records_no_claim(records):
+    acts = make_activations(records, {0: "random"}, width=16)
+    config = CategoricalConfig(n_permutations=5, n_bootstrap=5, standardise=True)
+    assert categorical_indifference(acts, records, config).claim() == []

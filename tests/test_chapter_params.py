@@ -1,19 +1,19 @@
-"""Profile resolution, parameter validation and layer specs (moralkit.profiles)."""
+"""Profile resolution and parameter validation (moralkit.profiles, moralkit.parameters)."""
 
 from __future__ import annotations
 
 import pytest
 
 from moralkit import profiles
+from moralkit.layers import LayerSpec
+from moralkit.parameters import DTYPES, ParameterError, coerce, split_names
 from moralkit.profiles import (
     COMMON_PARAMETERS,
     check_parameter_names,
     get_profile,
     load_profiles,
-    parse_layers,
-    parse_models,
-    resolve_layers,
     resolve_parameters,
+    select_models,
 )
 
 PROFILE_YAML = """
@@ -72,7 +72,7 @@ def test_defaults_then_chapter_values_then_arguments(toy_profiles):
     assert p["sample_scale"] == 0.1
     assert p["seed"] == 7  # a non-None argument wins
     assert p["n_permutations"] == 5  # child's "02" beats base's "02"
-    assert p["layers"] == [0, -1]  # full-id chapter entry
+    assert p["layers"] == LayerSpec("list", indices=(0, -1))  # full-id chapter entry, parsed
     assert p["ground_truth"] == "moralstrength"  # inherited from base
     assert p["template"] is None  # common, never set
 
@@ -80,7 +80,7 @@ def test_defaults_then_chapter_values_then_arguments(toy_profiles):
 def test_chapter_values_do_not_leak_to_other_chapters(toy_profiles):
     p = resolve_parameters("04_structural", "base")
     assert "n_permutations" not in p
-    assert p["layers"] == "all"
+    assert p["layers"] == LayerSpec("all")
     assert resolve_parameters("03_gradient", "base")["n_bootstrap"] == 50
 
 
@@ -121,56 +121,87 @@ def test_pooling_is_added_to_extracted_poolings(toy_profiles):
     ("value", "expected"),
     [("a", ["a"]), ("a, b", ["a", "b"]), (["a", "b"], ["a", "b"]), ("a,,b,", ["a", "b"])],
 )
-def test_parse_models(value, expected):
-    assert parse_models(value) == expected
+def test_split_names(value, expected):
+    assert split_names(value, "model") == expected
 
 
-def test_parse_models_rejects_empty():
-    with pytest.raises(ValueError):
-        parse_models(" , ")
+def test_split_names_rejects_empty():
+    with pytest.raises(ParameterError, match="model"):
+        split_names(" , ", "model")
 
 
 @pytest.mark.parametrize(
-    ("spec", "expected"),
+    ("name", "text", "expected"),
     [
-        ("all", "all"),
-        ("ALL", "all"),
-        ("every:3", "every:3"),
-        ("0,6,12", [0, 6, 12]),
-        ("0, -1", [0, -1]),
-        (5, [5]),
-        ([3, 1], [3, 1]),
+        ("seed", "x", r"seed='x': expected a whole number \(int\)"),
+        ("seed", "1.5", r"seed='1.5': expected a whole number \(int\)"),
+        ("sample_scale", "abc", r"sample_scale='abc': expected a number \(float\)"),
+        ("layers", "1.5", r"layers='1.5': '1.5' is not a whole-number layer index"),
+        ("dtype", "foo", r"dtype='foo': expected one of float32, bfloat16, float16"),
+        ("pooling", "max", r"pooling='max': expected one of mean, last"),
+        ("device", "gpu", r"device='gpu': expected cpu, cuda, cuda:N or mps"),
+        ("template", "no slot", r"template='no slot': expected .*\{action\}"),
+        ("ground_truth", "nowhere", r"ground_truth='nowhere'.*unknown: \['nowhere'\]"),
+        ("sample_scale", "2", r"sample_scale='2': expected a fraction in \(0, 1\]"),
     ],
 )
-def test_parse_layers(spec, expected):
-    assert parse_layers(spec) == expected
+def test_bad_values_name_parameter_value_and_type(toy_profiles, name, text, expected):
+    """Table B #7 (and #2's invalid values): refused with the parameter, value and type."""
+    with pytest.raises(ParameterError, match=expected):
+        resolve_parameters("02_categorical", "base", **{name: text})
 
 
-@pytest.mark.parametrize("spec", ["every:0", "every:x", "first", "1,a", "", True])
-def test_parse_layers_rejects(spec):
-    with pytest.raises(ValueError, match="layers spec"):
-        parse_layers(spec)
+def test_command_line_text_becomes_typed_values(toy_profiles):
+    p = resolve_parameters(
+        "02_categorical",
+        "base",
+        seed="7",
+        sample_scale="0.5",
+        layers="-1,-2",
+        model="a,b",
+        n_permutations="50",
+        dtype="BFloat16",
+    )
+    assert p["seed"] == 7 and p["sample_scale"] == 0.5 and p["n_permutations"] == 50
+    assert p["layers"].resolve(30) == (28, 29)
+    assert p["model"] == ["a", "b"] and p["dtype"] == "bfloat16"
 
 
-def test_resolve_layers():
-    assert resolve_layers("all", 4) == [0, 1, 2, 3]
-    assert resolve_layers(None, 3) == [0, 1, 2]
-    assert resolve_layers("every:4", 10) == [0, 4, 8, 9]
-    assert resolve_layers("every:3", 7) == [0, 3, 6]
-    assert resolve_layers("0,-1,15", 30) == [0, 15, 29]
-    assert resolve_layers([2, 2, -10], 10) == [0, 2]
+def test_chapter_extras_take_their_profile_values_type(toy_profiles):
+    with pytest.raises(ParameterError, match=r"n_permutations='many'.*whole number"):
+        resolve_parameters("02_categorical", "base", n_permutations="many")
+    with pytest.raises(ParameterError, match=r"n_bootstrap=2\.5"):
+        resolve_parameters("03_gradient", "base", n_bootstrap=2.5)
 
 
-def test_resolve_layers_out_of_range_names_the_depth():
-    with pytest.raises(ValueError, match=r"\[18\] out of range for a 18-layer model"):
-        resolve_layers("0,18", 18)
-    with pytest.raises(ValueError, match="out of range"):
-        resolve_layers([-19], 18)
+def test_layer_extras_are_layer_specs():
+    assert coerce("probe_layers", "every:3") == LayerSpec("every", step=3)
+    with pytest.raises(ParameterError, match="probe_layers"):
+        coerce("probe_layers", "every:x")
+
+
+def test_notebook_only_parameters_take_python_literals():
+    assert coerce("window", "5") == 5
+    assert coerce("names", "['a', 'b']") == ["a", "b"]
+    assert coerce("label", "plain text") == "plain text"
+    assert coerce("flag", "true") is True and coerce("anything", "None") is None
+
+
+def test_declared_dtypes_are_the_loaders():
+    from moralkit.models.loading import DTYPES as LOADER_DTYPES
+
+    assert set(DTYPES) == set(LOADER_DTYPES)
+
+
+def test_profile_with_a_bad_default_value_is_rejected(tmp_path, monkeypatch):
+    path = tmp_path / "p.yaml"
+    path.write_text("bad:\n  defaults:\n    dtype: float64\n")
+    monkeypatch.setenv("MORALKIT_PROFILES", str(path))
+    with pytest.raises(ValueError, match=r"profile 'bad' defaults: parameter dtype='float64'"):
+        get_profile("bad")
 
 
 def test_select_models():
-    from moralkit.profiles import select_models
-
     models = ["a", "b", "c"]
     assert select_models(None, models) == ["a"]
     assert select_models("all", models) == models

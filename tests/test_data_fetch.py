@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from manifest_files import entry, write_manifest
 from shared_data import SHARED_DATA, needs_mirror
 
 from moralkit.data import (
@@ -30,20 +31,6 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("MORALKIT_DATA_MIRROR", raising=False)
 
 
-def write_manifest(path: Path, entries: dict[str, dict]) -> Path:
-    lines = []
-    for name, fields in entries.items():
-        lines.append(f"[files.{name}]")
-        for key, value in fields.items():
-            lines.append(f"{key} = {value!r}" if isinstance(value, int) else f'{key} = "{value}"')
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def entry(url: str, mirror_path: str, **extra) -> dict:
-    return {"url": url, "mirror_path": mirror_path, "licence": "test", "citation": "test", **extra}
-
-
 def test_manifest_lists_the_required_files():
     manifest = load_manifest()
     assert manifest.path == find_manifest_path() == REPO / "data" / "manifest.toml"
@@ -56,6 +43,9 @@ def test_manifest_lists_the_required_files():
         "flames-1k",
         "moralmi-train-buckets",
         "moralmi-val-buckets",
+        "emfd",
+        "mfd2",
+        "mft-original",
     }
     assert expected <= set(manifest.files)
     full = manifest["social-chem-101"]
@@ -64,6 +54,7 @@ def test_manifest_lists_the_required_files():
     assert full.url.endswith("/social-chem-101.zip") and "CC BY-SA 4.0" in full.licence
     for item in manifest:
         assert item.url.startswith("https://") and item.licence and item.citation
+        assert item.official_url is None or item.official_url.startswith("https://")
         assert item.sha256 is None or len(item.sha256) == 64
 
 
@@ -81,7 +72,7 @@ def test_manifest_checksums_match_the_mirror_and_its_csv(monkeypatch):
     monkeypatch.setenv("MORALKIT_DATA_MIRROR", str(SHARED_DATA))
     manifest = load_manifest()
     pinned = [e for e in manifest if e.sha256]
-    assert len(pinned) == 12
+    assert {e.mirror_path for e in pinned} == set(shared)  # every mirror file, each pinned
     for item in pinned:
         assert shared[item.mirror_path]["sha256"] == item.sha256
         assert shared[item.mirror_path]["url"] == item.url

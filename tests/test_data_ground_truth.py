@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +20,7 @@ from moralkit.data import (
     stratified_subset,
 )
 from moralkit.data.moral_vectors import FOUNDATION_FLAGS, explode_records
+from moralkit.data.sources import REGISTRY
 from moralkit.data.subset import scaled_cap
 from moralkit.foundations import FOUNDATIONS
 from moralkit.records import MoralRecords
@@ -35,7 +38,7 @@ def test_split_by_id_fractions_and_determinism():
     assert split.value_counts().to_dict() == {"train": 800, "val": 100, "test": 100}
     assert split.equals(split_by_id(ids, seed=42))
     assert not split.equals(split_by_id(ids, seed=7))
-    # numpy's legacy seeded shuffle of the unique ids (paper-methods §1.4)
+    # numpy's legacy seeded shuffle of the unique ids (paper §1.4)
     shuffled = np.array(ids, dtype=object)
     np.random.RandomState(42).shuffle(shuffled)
     assert set(shuffled[:800]) == {i for i, s in zip(ids, split, strict=True) if s == "train"}
@@ -124,7 +127,14 @@ def test_stratified_subset_scale_rounding():
 def test_unknown_ground_truth_lists_valid_names():
     with pytest.raises(ValueError, match="valid names: \\['socialchem', 'socialchem-subset'"):
         load_records("socialchemistry")
-    assert GROUND_TRUTHS == ("socialchem", "socialchem-subset", "moralstrength")
+    assert GROUND_TRUTHS == (
+        "socialchem",
+        "socialchem-subset",
+        "moralstrength",
+        "emfd",
+        "mfd2",
+        "mfd",
+    )
 
 
 @needs_mirror
@@ -135,7 +145,8 @@ def test_second_call_reads_the_cache(monkeypatch, tmp_path):
     def fail(*args, **kwargs):
         raise AssertionError("the record table was rebuilt instead of read from the cache")
 
-    monkeypatch.setitem(ground_truth._BUILDERS, "moralstrength", fail)
+    spec = dataclasses.replace(REGISTRY["moralstrength"], read=fail)
+    monkeypatch.setitem(REGISTRY, "moralstrength", spec)
     second = load_records("moralstrength")
     pd.testing.assert_frame_equal(first.table, second.table)
     assert second.provenance == first.provenance

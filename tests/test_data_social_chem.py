@@ -1,4 +1,4 @@
-"""Social-Chem-101 pipeline (paper-methods §1.2-1.4) on SYNTHETIC and real subset rows.
+"""Social-Chem-101 pipeline (paper §1.2-1.4) on SYNTHETIC and real subset rows.
 
 Expected values for tests/fixtures/synthetic_social_chem.tsv are computed by hand; the table
 in tests/fixtures/README.md lists each row's fate.

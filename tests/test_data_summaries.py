@@ -11,7 +11,9 @@ from moralkit.data import load_records, stratified_subset
 from moralkit.data.ground_truth import ground_truth_names
 from moralkit.data.summaries import (
     paper_stratum_counts,
+    prototype_counts,
     prototype_examples,
+    prototype_table,
     stratum_counts,
     stratum_table,
     subset_composition,
@@ -70,7 +72,8 @@ def test_tables(lexicon):
     protos = prototype_examples(records, per_category=2)
     assert len(protos) == 10
     row = protos.set_index("category")
-    assert row.loc["cheating", "prototypes"] == 0 and row.loc["cheating", "examples"] == ""
+    # no cheating word above the 0.5 stratum: the lexicon rule pools down to it (42 words)
+    assert row.loc["cheating", "prototypes"] == 42 and row["prototypes"].min() >= 20
     assert (
         row.loc["harm", "prototypes"] == 39 and len(row.loc["harm", "examples"].split(" | ")) == 2
     )
@@ -83,3 +86,19 @@ def test_tables(lexicon):
     assert all(isinstance(f, Figure) for f in figures)
     with pytest.raises(ValueError, match="lacks columns"):
         plot_subset_composition(counts)
+
+
+def test_prototype_counts_for_every_ground_truth(offline_mirror):
+    names = ["moralstrength", "emfd", "mfd2", "socialchem-subset"]
+    counts = prototype_counts({name: load_records(name) for name in names})
+    assert len(counts) == 10 * len(names)
+    wide = prototype_table(counts)
+    assert wide.shape == (4, 10)
+    assert wide.loc[("moralstrength", "lexicon"), "cheating"] == 42
+    assert wide.loc[("mfd2", "all"), "betrayal"] == 49
+    lexicons = wide.drop(index=("socialchem-subset", "paper"))
+    assert (lexicons.to_numpy() > 0).all()  # every lexicon: prototypes in all ten categories
+    assert (wide.loc[("socialchem-subset", "paper"), ["harm", "cheating"]] == 0).all()  # no vice
+    rows = counts.set_index(["source", "category"])
+    assert rows.loc[("moralstrength", "authority"), "threshold"] == 0.75
+    assert not rows.loc[("mfd2", "care"), "has_typicality"]

@@ -1,4 +1,7 @@
-"""Model registry, tiny-model loading, identity and storage primitives (paper-methods §3.1)."""
+"""Model registry, tiny-model loading, identity, depth and storage primitives.
+
+(paper §3.1; book: Methods › Across models, methods/across-models.md.)
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from moralkit.models import (
     find_decoder,
     get_model_spec,
     load_model,
+    model_depth,
     model_identity,
     normalise_dtype,
     registry_table,
@@ -163,7 +167,7 @@ def test_fingerprint_samples_huge_files(tmp_path):
 
 
 def test_hub_cache_blobs_are_identified_by_their_lfs_name(tmp_path):
-    from moralkit.models.loading import weights_hash_of
+    from moralkit.models.identity import weights_hash_of
 
     blob = tmp_path / "blobs" / ("a" * 64)
     blob.parent.mkdir()
@@ -190,3 +194,112 @@ def test_incomplete_sharded_checkpoint_has_no_identity(tmp_path):
     }
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
     assert model_identity(str(tmp_path)) is None
+
+
+# --------------------------------------------------------------------------- depth
+@pytest.mark.parametrize(
+    ("name", "depth"),
+    [("tiny-llama", 3), ("tiny-qwen2", 2), ("smollm2-135m", 30), ("gemma-3-270m", 18)],
+)
+def test_model_depth_from_the_registry_without_loading(name, depth, monkeypatch):
+    from moralkit.models import loading
+
+    monkeypatch.setattr(loading, "load_model", _no_load)
+    assert model_depth(name) == depth
+
+
+def test_model_depth_of_a_local_folder_reads_only_its_config(tmp_path, monkeypatch):
+    tiny = load_model("tiny-gemma3")
+    folder = tmp_path / "saved"
+    tiny.model.config.save_pretrained(folder)  # a config and no weights at all
+    assert model_depth(str(folder)) == tiny.n_layers
+    assert model_depth(folder) == tiny.n_layers
+
+
+def test_model_depth_of_an_unknown_id_offline_is_a_clear_error(monkeypatch):
+    from moralkit.models import hub
+
+    monkeypatch.setattr(hub, "hub_answers", lambda: False)
+    with pytest.raises(ModelNotAvailableError, match="did not answer"):
+        model_depth("moralkit-tests/no-such-model-xyz")
+
+
+def _no_load(*args, **kwargs):
+    raise AssertionError("model_depth must not load a model")
+
+
+# --------------------------------------------------------------------------- hub off-line (B13)
+def test_unreachable_hub_means_local_files_only_and_a_fast_clear_error(monkeypatch):
+    """Without network, every hub call must ask for local files only: transformers then fails
+    at once instead of retrying for a minute (the old loader never passed the flag)."""
+    import transformers
+
+    from moralkit.models import hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "hub_answers", lambda: False)
+    seen: list[dict] = []
+
+    def from_pretrained(source, **kwargs):
+        seen.append(kwargs)
+        raise OSError(f"{source} is not in the local cache")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+    with pytest.raises(ModelNotAvailableError) as err:
+        load_model("moralkit-tests/no-such-model-xyz")
+    assert seen and all(kwargs.get("local_files_only") is True for kwargs in seen)
+    message = str(err.value)
+    assert "did not answer" in message and "local Hugging Face cache" in message
+    assert "smollm2-135m" in message
+
+
+@pytest.fixture
+def hub_probe(monkeypatch):
+    """Configure what the hub probe sees (HF_HUB_OFFLINE, its HTTP session); returns the hub
+    module. The probe's remembered answer is cleared before and after the test."""
+    from huggingface_hub import utils as hub_utils
+
+    from moralkit.models import hub
+
+    def configure(offline: bool, get_session):
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+        monkeypatch.setattr(hub_utils, "get_session", get_session)
+        hub.hub_answers.cache_clear()
+        return hub
+
+    yield configure
+    hub.hub_answers.cache_clear()
+
+
+def test_the_hub_probe_is_skipped_when_hf_hub_offline_is_set(hub_probe):
+    def no_network():
+        raise AssertionError("HF_HUB_OFFLINE must be honoured without a network call")
+
+    hub = hub_probe(True, no_network)
+    assert hub.local_files_only() is True
+    assert "HF_HUB_OFFLINE" in hub.hub_status()
+
+
+def test_the_hub_probe_counts_any_failure_as_unreachable(hub_probe):
+    from moralkit.models.hub import HUB_PROBE_TIMEOUT_S
+
+    class Session:
+        def head(self, url, timeout):
+            assert timeout == HUB_PROBE_TIMEOUT_S
+            raise ConnectionError("no route to host")
+
+    hub = hub_probe(False, Session)
+    assert hub.local_files_only() is True
+    assert "did not answer" in hub.hub_status()
+
+
+def test_cached_activations_of_an_unknown_id_offline_fails_with_the_clear_error(
+    tmp_path, monkeypatch
+):
+    from moralkit.activations import cached_activations
+    from moralkit.models import hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "hub_answers", lambda: False)
+    with pytest.raises(ModelNotAvailableError, match="not a moralkit registry id"):
+        cached_activations("moralkit-tests/no-such-model-xyz", ["lying"], progress=False)

@@ -87,6 +87,10 @@ def record():
                 "cache_key": "k1",
                 "cache_hit": False,
                 "extraction_s": 80.0,
+                "dtype": "bfloat16",
+                "device": "cuda",
+                "poolings": ["mean", "last"],
+                "template": "{action} is morally",
             }
         ],
         "data": [
@@ -123,6 +127,7 @@ def test_provenance_markdown_shows_every_field(record):
         "HuggingFaceTB/SmolLM2-135M-Instruct @ gguf-q4_1",
         "weights sha256 0123456789abcdef",
         "cache miss",
+        "dtype bfloat16 on cuda; poolings mean, last; template '{action} is morally'",
         "moralstrength-lexicon sha256 feedbeeffeedbeef",
         "| moralkit | 0.1.0 |",
         "cccccccccccc (dirty)",

@@ -1,6 +1,8 @@
-"""Tests for the clustering diagnostic (paper-methods §2.4) on planted structure."""
+"""Tests for the clustering diagnostic (paper §2.4) on planted structure."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,8 @@ from moralkit.activation_set import ActivationSet
 from moralkit.diagnostics.structural import (
     METRICS,
     StructuralConfig,
+    StructuralResult,
+    cluster_layer,
     label_sets,
     scaled_hdbscan_params,
     score_layer,
@@ -43,7 +47,7 @@ def planted(records):
 
 @pytest.fixture(scope="module")
 def result(planted, records):
-    return structural_indifference(planted, records, progress=False)
+    return structural_indifference(planted, records)
 
 
 def value(result, layer, label_set, scoring, metric="ARI") -> float:
@@ -52,7 +56,7 @@ def value(result, layer, label_set, scoring, metric="ARI") -> float:
 
 
 def test_separated_categories_recovered(result):
-    layer0 = result.layers.set_index("layer").loc[0]
+    layer0 = result["layers"].set_index("layer").loc[0]
     assert layer0["n_clusters"] == 15
     assert layer0["noise_ratio"] < 0.1
     assert value(result, 0, "MFT15", "non_noise") > 0.95
@@ -76,13 +80,13 @@ def test_random_data_does_not_match_labels(result):
 
 
 def test_best_layer_is_the_structured_one(result):
-    best = result.best
+    best = result.best()
     assert list(best["model"]) == ["toy"]
     assert int(best["layer"].iloc[0]) == 0
 
 
 def test_table_is_tidy_and_complete(result):
-    t = result.table
+    t = result["scores"]
     for col in ("model", "layer", "relative_depth", "n_clusters", "noise_ratio"):
         assert col in t.columns
     assert set(t["scoring"]) == {"non_noise", "noise_as_cluster", "permuted"}
@@ -127,7 +131,7 @@ def test_scaling_can_be_switched_off():
 
 
 def test_result_records_the_settings_used(result, records):
-    layers = result.layers
+    layers = result["layers"]
     assert (layers["min_cluster_size"] == scaled_hdbscan_params(len(records))[0]).all()
     assert (layers["n_components"] >= 1).all()
 
@@ -136,7 +140,9 @@ def test_misaligned_rows_and_missing_layers_raise(planted, records):
     with pytest.raises(ValueError, match="aligned"):
         structural_indifference(planted, records.where(np.arange(len(records)) > 0))
     with pytest.raises(ValueError, match="layers"):
-        structural_indifference(planted, records, layers=[5])
+        structural_indifference(planted, records, StructuralConfig(layers=[1, 5]))
+    with pytest.raises(ValueError, match="pooling"):
+        structural_indifference(planted, records, StructuralConfig(pooling="last"))
 
 
 def test_label_sets_have_paper_sizes(records):
@@ -165,7 +171,7 @@ def test_figures_draw_from_the_tables(result, records):
 
     from moralkit.figures.structural import plot_structure_by_depth, plot_umap
 
-    assert isinstance(plot_structure_by_depth(result.table), Figure)
+    assert isinstance(plot_structure_by_depth(result["scores"]), Figure)
     rng = np.random.default_rng(0)
     fake = pd.DataFrame(
         {
@@ -176,3 +182,75 @@ def test_figures_draw_from_the_tables(result, records):
         }
     )
     assert isinstance(plot_umap(fake, title="toy"), Figure)
+
+
+# ---------------------------------------------------------------- fidelity to the official code
+
+
+@pytest.fixture(scope="module")
+def uneven_blobs() -> np.ndarray:
+    """Blobs of different density plus scattered points: HDBSCAN's partition of these changes
+    with min_samples (checked below), so an off-by-one in min_samples shows."""
+    rng = np.random.default_rng(0)
+    return np.concatenate(
+        [
+            rng.normal(0, 0.5, (40, 2)),
+            rng.normal(4, 1.0, (40, 2)),
+            rng.normal([0, 5], 1.5, (40, 2)),
+            rng.uniform(-4, 8, (30, 2)),
+        ]
+    )
+
+
+@pytest.mark.parametrize("min_samples", [3, 5, 8])
+def test_min_samples_follows_the_hdbscan_package(uneven_blobs, min_samples):
+    """The paper's code uses the hdbscan package, whose min_samples excludes the point itself;
+    cluster_layer must give the package's partition for the same min_samples."""
+    hdbscan = pytest.importorskip("hdbscan")
+    from sklearn.cluster import HDBSCAN
+    from sklearn.metrics import adjusted_rand_score
+
+    config = StructuralConfig(min_cluster_size=10, min_samples=min_samples, scale_with_n=False)
+    fit = cluster_layer(uneven_blobs, config)
+    assert fit.n_components == 2  # PCA only rotates: the same Euclidean distances
+    # the package's exact tree, like moralkit's; its default (algorithm="best", an approximate
+    # Borůvka tree) differs at some settings: a departure the chapter lists
+    official = hdbscan.HDBSCAN(
+        min_cluster_size=10,
+        min_samples=min_samples,
+        algorithm="generic",
+        approx_min_span_tree=False,
+    ).fit_predict(fit.reduced)
+    assert adjusted_rand_score(official, fit.labels) == pytest.approx(1.0)
+    assert np.array_equal(official == -1, fit.labels == -1)
+    assert fit.min_samples == min_samples  # reported in the paper's convention
+    # Passing the paper's value to scikit-learn unchanged gives another partition here.
+    naive = HDBSCAN(min_cluster_size=10, min_samples=min_samples).fit_predict(fit.reduced)
+    assert adjusted_rand_score(official, naive) < 0.99
+
+
+def test_clustering_depends_on_min_samples(uneven_blobs):
+    fits = [
+        cluster_layer(
+            uneven_blobs,
+            StructuralConfig(min_cluster_size=10, min_samples=ms, scale_with_n=False),
+        ).labels
+        for ms in (2, 3)
+    ]
+    assert not np.array_equal(fits[0], fits[1])
+
+
+def test_best_headline_claim_and_concat(result, planted, records):
+    head = result.headline().set_index("metric")
+    assert set(head.index) == {"ari_mft15", "noise_ratio"}
+    assert head.loc["ari_mft15", "layer"] == 0 and head.loc["ari_mft15", "value"] > 0.95
+    (claim,) = result.claim()
+    assert claim.claim_id == "structural_indifference"
+    assert claim.value == pytest.approx(head.loc["ari_mft15", "value"], abs=1e-4)
+    other = structural_indifference(
+        dataclasses.replace(planted, model_id="other"), records, StructuralConfig(layers=[1])
+    )
+    both = StructuralResult.concat([result, other])
+    assert both.best().set_index("model")["layer"].to_dict() == {"toy": 0, "other": 1}
+    assert len(both["layers"]) == 3
+    assert set(both.at_best_layer()["model"]) == {"toy", "other"}

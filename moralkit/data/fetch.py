@@ -1,6 +1,7 @@
 """Get a manifest file onto local disk, verified: the one way moralkit reads input data.
 
-Lookup order for ``fetch(name)`` (paper-methods §1.1 lists the sources):
+Lookup order for ``fetch(name)`` (paper §1.1 names the sources; book: Methods › Data,
+methods/data.md):
 
 1. ``$MORALKIT_DATA_MIRROR/<mirror_path>``: a local folder laid out like the manifest's
    ``mirror_path`` column (for example ``../shared/data``). A mirror file is verified
@@ -9,6 +10,9 @@ Lookup order for ``fetch(name)`` (paper-methods §1.1 lists the sources):
 2. ``$MORALKIT_CACHE/downloads/<name>/<file>`` (default ``~/.cache/moralkit``): pooch
    downloads ``url`` there into a temporary file, checks the sha256 and only then renames it
    into place, so a half-written download is never used. Later calls re-verify and reuse it.
+   A cached copy that fails its check is moved aside to ``<file>.corrupt`` (kept for
+   inspection, never deleted) and downloaded again; if that download fails too, the error
+   says both things (:class:`CorruptCacheError`).
 
 A file missing everywhere raises :class:`DataFileNotFoundError` naming the file, the mirror
 path looked at and the URL; a file whose bytes differ raises :class:`DataChecksumError`.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -38,6 +43,10 @@ class DataFileNotFoundError(FileNotFoundError):
 
 class DataChecksumError(ValueError):
     """A file's bytes (or row count) differ from what the manifest promises."""
+
+
+class CorruptCacheError(DataFileNotFoundError):
+    """A cached download failed its checksum, was moved aside, and could not be re-fetched."""
 
 
 def default_cache_dir() -> Path:
@@ -63,7 +72,7 @@ def verify_file(entry: DataFile, path: Path) -> str:
         raise DataChecksumError(
             f"checksum mismatch for data file {entry.name!r} at {path}: sha256 {actual}, "
             f"manifest expects {entry.sha256} (url {entry.url}). The file is corrupt or a "
-            "different version; delete it or fix the mirror."
+            "different version."
         )
     if entry.sha256 is None and entry.bytes is not None:
         size = path.stat().st_size
@@ -118,6 +127,13 @@ def fetch_with_checksum(name: str, manifest: Manifest | None = None) -> tuple[Pa
         return mirror_file, verify_file(entry, mirror_file)
 
     target_dir = default_cache_dir() / "downloads" / name
+    cached = target_dir / entry.filename
+    moved: tuple[Path, DataChecksumError] | None = None
+    if cached.is_file():
+        try:
+            return cached, verify_file(entry, cached)
+        except DataChecksumError as err:
+            moved = (_move_aside(cached), err)
     try:
         path = _download(entry, target_dir)
     except ValueError as err:
@@ -125,22 +141,47 @@ def fetch_with_checksum(name: str, manifest: Manifest | None = None) -> tuple[Pa
             raise DataChecksumError(
                 f"checksum mismatch for data file {entry.name!r} downloaded from {entry.url}: {err}"
             ) from err
-        raise _not_found(entry, mirror_file, err) from err
+        raise _not_found(entry, mirror_file, err, moved) from err
     except Exception as err:  # network errors come in many types (requests, ftplib, OSError)
-        raise _not_found(entry, mirror_file, err) from err
+        raise _not_found(entry, mirror_file, err, moved) from err
+    if moved is not None:
+        warnings.warn(
+            f"the cached copy of data file {entry.name!r} failed its checksum; it was moved "
+            f"aside to {moved[0]} and downloaded again from {entry.url}",
+            stacklevel=2,
+        )
     return path, verify_file(entry, path)
 
 
-def _not_found(entry: DataFile, mirror_file: Path | None, err: Exception) -> DataFileNotFoundError:
+def _move_aside(path: Path) -> Path:
+    """Rename a cached file that failed its check to ``<file>.corrupt`` (never delete it)."""
+    target = path.with_name(path.name + ".corrupt")
+    os.replace(path, target)
+    return target
+
+
+def _not_found(
+    entry: DataFile,
+    mirror_file: Path | None,
+    err: Exception,
+    moved: tuple[Path, DataChecksumError] | None = None,
+) -> DataFileNotFoundError:
     looked = (
         f"mirror file {mirror_file} does not exist"
         if mirror_file is not None
         else f"${MIRROR_ENV} is not set (no local mirror searched)"
     )
+    advice = f"Set {MIRROR_ENV} to a folder holding {entry.mirror_path}, or allow network access."
+    if moved is not None:
+        aside, check = moved
+        return CorruptCacheError(
+            f"data file {entry.name!r}: the cached copy fails its checksum ({check}); it was "
+            f"moved aside to {aside}. A fresh download from {entry.url} was attempted and "
+            f"failed ({type(err).__name__}: {err}); {looked}. {advice}"
+        )
     return DataFileNotFoundError(
         f"data file {entry.name!r} ({entry.filename}) is not available: {looked}, and the "
-        f"download from {entry.url} failed ({type(err).__name__}: {err}). Set {MIRROR_ENV} to "
-        f"a folder holding {entry.mirror_path}, or allow network access."
+        f"download from {entry.url} failed ({type(err).__name__}: {err}). {advice}"
     )
 
 

@@ -1,16 +1,17 @@
 """The ground truths a chapter can ask for, their cached record tables, and paper counts.
 
 ``load_records(name)`` fetches the source files (:mod:`moralkit.data.fetch`), builds the
-expanded record table (paper-methods §1.1-1.4) and caches it as parquet in
-``$MORALKIT_CACHE/records/``, keyed by the files' sha256, the split seed and the code
-version, so a second call only re-verifies the files and reads the cache.
+expanded record table (paper §1.1-1.4; book: Methods › Data, methods/data.md), marks its
+prototypes by the ground truth's rule (:mod:`moralkit.data.prototypes`) and caches it as
+parquet in ``$MORALKIT_CACHE/records/``, keyed by the files' sha256 (their content, never
+their size or modification time), the split seed and the code version, so a second call only
+re-verifies the files and reads the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +22,24 @@ import pyarrow.parquet as pq
 from moralkit import __version__
 from moralkit.data.fetch import default_cache_dir, fetch_with_checksum
 from moralkit.data.manifest import Manifest, load_manifest
-from moralkit.data.moral_strength import MORALSTRENGTH_FILES, moral_strength_items
-from moralkit.data.moral_vectors import explode_records
-from moralkit.data.social_chem import read_social_chem_file, social_chem_items
+from moralkit.data.moral_vectors import SourceItems, explode_records
+from moralkit.data.prototypes import assign_prototypes
+from moralkit.data.sources import REGISTRY
 from moralkit.data.subset import stratified_subset
+from moralkit.data.tables import read_text
 from moralkit.foundations import FOUNDATION_LABELS
 from moralkit.io import atomic_write
 from moralkit.records import MoralRecords
 
-#: The ground truths moralkit knows (see the package docstring).
-GROUND_TRUTHS: tuple[str, ...] = ("socialchem", "socialchem-subset", "moralstrength")
+#: The ground truths moralkit knows (see :data:`moralkit.data.sources.REGISTRY`).
+GROUND_TRUTHS: tuple[str, ...] = tuple(REGISTRY)
 #: Manifest files each ground truth is built from.
-GROUND_TRUTH_FILES: dict[str, tuple[str, ...]] = {
-    "socialchem": ("social-chem-101",),
-    "socialchem-subset": ("social-chem-101-obligatory", "social-chem-101-optional"),
-    "moralstrength": tuple(MORALSTRENGTH_FILES.values()),
-}
+GROUND_TRUTH_FILES: dict[str, tuple[str, ...]] = {g.name: g.files for g in REGISTRY.values()}
 #: Bump when the record-building logic changes: old cache entries are then ignored.
-RECORDS_FORMAT = 1
+RECORDS_FORMAT = 2
 _METADATA_KEY = b"moralkit-provenance"
 
-# Paper numbers (paper-methods §1.1, §1.4, §1.5).
+# Paper numbers (paper §1.1, §1.4, §1.5; book: Methods › Data, methods/data.md).
 PAPER_RAW_ROWS = 355_922
 PAPER_EXPANDED_RECORDS = 251_000  # reported as "251k"
 PAPER_TRAIN_RECORDS = 201_023
@@ -65,30 +63,10 @@ def ground_truth_names(value: str | list[str] | tuple[str, ...]) -> list[str]:
     return names
 
 
-def _build_social_chem(name: str, files: dict[str, tuple[Path, str]], manifest: Manifest):
-    raw_tables = [
-        read_social_chem_file(path, manifest[file_name], sha)
-        for file_name, (path, sha) in files.items()
-    ]
-    return social_chem_items(raw_tables)
-
-
-def _build_moral_strength(name: str, files: dict[str, tuple[Path, str]], manifest: Manifest):
-    paths = {f: files[file_name][0] for f, file_name in MORALSTRENGTH_FILES.items()}
-    return moral_strength_items(paths)
-
-
-_BUILDERS: dict[str, Callable] = {
-    "socialchem": _build_social_chem,
-    "socialchem-subset": _build_social_chem,
-    "moralstrength": _build_moral_strength,
-}
-
-
-def _count_summary(table: pd.DataFrame, raw_rows: int, cleaned_rows: int) -> dict:
+def _count_summary(table: pd.DataFrame, built: SourceItems) -> dict:
     return {
-        "raw_rows": int(raw_rows),
-        "cleaned_rows": int(cleaned_rows),
+        "raw_rows": int(built.raw_rows),
+        "cleaned_rows": int(built.cleaned_rows),
         "expanded_records": int(len(table)),
         "by_split": {k: int(v) for k, v in table["split"].value_counts().sort_index().items()},
         "by_pole": {k: int(v) for k, v in table["pole"].value_counts().sort_index().items()},
@@ -96,6 +74,7 @@ def _count_summary(table: pd.DataFrame, raw_rows: int, cleaned_rows: int) -> dic
             f"{s}/{p}": int(v) for (s, p), v in table.groupby(["split", "pole"]).size().items()
         },
         "prototypes": int(table["is_prototype"].sum()),
+        "dropped": dict(built.dropped),
     }
 
 
@@ -140,17 +119,21 @@ def load_records(
 ) -> MoralRecords:
     """All expanded records of a ground truth, with their train/val/test split.
 
-    paper-methods §1.1-1.4. ``ground_truth`` is one of :data:`GROUND_TRUTHS`:
+    paper §1.1-1.4 (book: Methods › Data, methods/data.md; Methods › Ground truths,
+    methods/ground-truths.md). ``ground_truth`` is one of :data:`GROUND_TRUTHS`:
     ``"socialchem"`` (the official Social-Chem-101 zip, 355,922 rows; needs the file or
     internet), ``"socialchem-subset"`` (real Social-Chem rows with good/okay judgments only:
-    no vice records) or ``"moralstrength"`` (the MoralStrength lexicon, both poles; offline).
-    ``manifest`` replaces the package manifest (tests use this to point at small files).
-    The result's ``provenance`` holds the ground truth, ``files`` ({manifest name: sha256}),
-    the split seed and ``counts`` (raw rows, cleaned rows, expanded records, per split/pole).
+    no vice records), or one of the offline lexicons with both poles: ``"moralstrength"``,
+    ``"emfd"``, ``"mfd2"`` and ``"mfd"`` (the original MFD); the last two have no typicality
+    (``records.has_typicality`` is False). ``manifest`` replaces the package manifest (tests
+    use this to point at small files). The result's ``provenance`` holds the ground truth,
+    ``files`` ({manifest name: sha256}), the split seed, ``has_typicality``,
+    ``prototype_rule`` (rule and per-category thresholds) and ``counts`` (raw rows, cleaned
+    rows, expanded records, per split/pole, what was dropped).
     """
-    check_ground_truth(ground_truth)
+    spec = REGISTRY[check_ground_truth(ground_truth)]
     manifest = manifest if manifest is not None else load_manifest()
-    files = {name: fetch_with_checksum(name, manifest) for name in GROUND_TRUTH_FILES[ground_truth]}
+    files = {name: fetch_with_checksum(name, manifest) for name in spec.files}
     checksums = {name: sha for name, (_, sha) in files.items()}
     cache_path = _cache_path(ground_truth, checksums, split_seed)
     if use_cache and cache_path.is_file():
@@ -158,17 +141,20 @@ def load_records(
         if cached is not None:
             return cached
 
-    built = _BUILDERS[ground_truth](ground_truth, files, manifest)
+    built = spec.read(files, manifest)
     table = explode_records(built.items, source=ground_truth, split_seed=split_seed)
+    table, prototypes = assign_prototypes(table, spec.prototype_rule)
     provenance = {
         "ground_truth": ground_truth,
-        "paper_section": "paper-methods §1.1-1.4",
+        "paper_section": "paper §1.1-1.4 (book: Methods › Data, methods/data.md)",
         "files": checksums,
         "licences": {name: manifest[name].licence for name in checksums},
         "split_seed": split_seed,
         "records_format": RECORDS_FORMAT,
         "moralkit_version": __version__,
-        "counts": _count_summary(table, built.raw_rows, built.cleaned_rows),
+        "has_typicality": spec.has_typicality,
+        "prototype_rule": prototypes,
+        "counts": _count_summary(table, built),
     }
     records = MoralRecords(table, provenance)
     if use_cache:
@@ -183,7 +169,7 @@ def diagnostic_records(
     *,
     manifest: Manifest | None = None,
 ) -> MoralRecords:
-    """The stratified diagnostic subset of a ground truth (paper-methods §1.5).
+    """The stratified diagnostic subset of a ground truth (paper §1.5; book: Methods › Data).
 
     ``load_records(ground_truth)`` followed by ``stratified_subset(records, sample_scale,
     seed)``; the split seed stays the paper's 42.
@@ -193,7 +179,7 @@ def diagnostic_records(
 
 
 def paper_bucket_counts(manifest: Manifest | None = None) -> pd.DataFrame:
-    """The paper's own expanded-record counts from the MoralMi bucket files (§1.4).
+    """The paper's own expanded-record counts from the MoralMi bucket files (paper §1.4).
 
     Tidy table: ``split`` (train | val), ``foundation``, ``pole`` (virtue | vice | neutral),
     ``typicality`` (0.0 for neutral), ``records``.
@@ -202,7 +188,7 @@ def paper_bucket_counts(manifest: Manifest | None = None) -> pd.DataFrame:
     rows = []
     for split, name in (("train", "moralmi-train-buckets"), ("val", "moralmi-val-buckets")):
         path, _ = fetch_with_checksum(name, manifest)
-        buckets = json.loads(Path(path).read_text(encoding="utf-8"))
+        buckets = json.loads(read_text(path, f"{name} ({path})"))
         for label, poles in buckets.items():
             if label not in FOUNDATION_LABELS:
                 raise ValueError(f"bucket file {path} has unknown dimension {label!r}")
@@ -216,11 +202,11 @@ def paper_bucket_counts(manifest: Manifest | None = None) -> pd.DataFrame:
 def compare_with_paper(records: MoralRecords, manifest: Manifest | None = None) -> pd.DataFrame:
     """Our counts beside the paper's: columns ``quantity, paper, measured, matches, note``.
 
-    paper-methods §1.1, §1.4, §1.5. Works on the full records of :func:`load_records` or on a
-    subset from :func:`stratified_subset` (full-set counts come from the provenance). Only
-    ``"socialchem"`` (the official full file) is expected to match; other ground truths are
-    listed for orientation and get ``matches`` = NA. The paper's per-pole train counts come
-    from :func:`paper_bucket_counts`.
+    paper §1.1, §1.4, §1.5 (book: Methods › Data, methods/data.md). Works on the full records
+    of :func:`load_records` or on a subset from :func:`stratified_subset` (full-set counts come
+    from the provenance). Only ``"socialchem"`` (the official full file) is expected to match;
+    other ground truths are listed for orientation and get ``matches`` = NA. The paper's
+    per-pole train counts come from :func:`paper_bucket_counts`.
     """
     prov = records.provenance
     counts = prov.get("counts")
@@ -233,7 +219,24 @@ def compare_with_paper(records: MoralRecords, manifest: Manifest | None = None) 
     else:
         subset_size, subset_scale = len(stratified_subset(records)), 1.0
     buckets = paper_bucket_counts(manifest)
-    train = buckets[buckets["split"] == "train"]
+    rows = _paper_rows(counts, buckets[buckets["split"] == "train"], subset_size, subset_scale)
+    out = [_judge_row(row, comparable, name) for row in rows]
+    table = pd.DataFrame(out, columns=["quantity", "paper", "measured", "matches", "note"])
+    table["paper"] = table["paper"].astype("Int64")
+    table["measured"] = table["measured"].astype("Int64")
+    table["matches"] = table["matches"].astype("boolean")
+    table.insert(0, "ground_truth", name)
+    return table
+
+
+# (quantity, paper value, measured value, matching rule, note); rule None: not compared
+_PaperRow = tuple[str, float, int, str | None, str]
+
+
+def _paper_rows(
+    counts: dict, train: pd.DataFrame, subset_size: int, subset_scale: float
+) -> list[_PaperRow]:
+    """The quantities the paper reports, each with our count and how the two should match."""
 
     def by(split: str, pole: str | None = None) -> int:
         key = split if pole is None else f"{split}/{pole}"
@@ -267,20 +270,18 @@ def compare_with_paper(records: MoralRecords, manifest: Manifest | None = None) 
             "min(cap, stratum size), so it does not depend on the random draw",
         )
     )
-    out = []
-    for quantity, paper, measured, rule, note in rows:
-        if not comparable or rule is None:
-            matches = pd.NA
-        elif rule == "thousands":
-            matches = round(measured / 1000) == round(paper / 1000)
-        else:
-            matches = measured == paper
-        if not comparable:
-            note = f"{note} [{name}: not the paper's file; for orientation only]"
-        out.append((quantity, paper, measured, matches, note))
-    table = pd.DataFrame(out, columns=["quantity", "paper", "measured", "matches", "note"])
-    table["paper"] = table["paper"].astype("Int64")
-    table["measured"] = table["measured"].astype("Int64")
-    table["matches"] = table["matches"].astype("boolean")
-    table.insert(0, "ground_truth", name)
-    return table
+    return rows
+
+
+def _judge_row(row: _PaperRow, comparable: bool, name: str) -> tuple:
+    """``row`` with ``matches`` (NA when not compared) and, off the paper's file, a caveat."""
+    quantity, paper, measured, rule, note = row
+    if not comparable or rule is None:
+        matches = pd.NA
+    elif rule == "thousands":
+        matches = round(measured / 1000) == round(paper / 1000)
+    else:
+        matches = measured == paper
+    if not comparable:
+        note = f"{note} [{name}: not the paper's file; for orientation only]"
+    return quantity, paper, measured, matches, note

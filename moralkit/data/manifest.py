@@ -1,6 +1,6 @@
 """The data manifest: for each input file, where it comes from and how to verify it.
 
-The manifest is ``data/manifest.toml`` at the repository top (paper-methods §1.1 names the
+The manifest is ``data/manifest.toml`` at the repository top (paper §1.1 names the
 sources). It lists URLs, checksums, licences and citations, never the data itself.
 
 Where the file is looked for, in order:

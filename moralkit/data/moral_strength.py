@@ -1,7 +1,8 @@
 """MoralStrength lexicon v1.1 as moral source items with both poles.
 
-An offline ground truth in the paper's record schema (paper-methods §1.3 applied to a
-lexicon; a departure from the paper, which uses Social-Chem-101 only). Each of the five
+An offline ground truth in the paper's record schema (paper §1.3 applied to a lexicon; a
+departure from the paper, which uses Social-Chem-101 only; book: Methods › Ground truths,
+methods/ground-truths.md). Each of the five
 TSVs (``WORD``, ``EXPRESSED_MORAL``) rates words on a 1-9 scale from the foundation's vice
 pole (1) to its virtue pole (9); MoralStrength's "purity" is the paper's sanctity.
 
@@ -16,20 +17,21 @@ Mapping, per (word, foundation):
       [0.25,  0.375) -> 0.25         [0.75,  0.875) -> 0.75
       [0.375, 0.5)   -> 0.375        [0.875, 1.0]   -> 1.0  (prototype)
 
-The vector is that value on the foundation's virtue or vice slot and 0 elsewhere. A word
+The vector is that value on the foundation's virtue or vice slot and 0 elsewhere. Prototypes
+follow the lexicon rule of :mod:`moralkit.data.prototypes` (the top stratum, pooled with the
+next ones down while it holds fewer than 20 words). A word
 rated in several files gives one record per file (its ratings differ per foundation, so
 they are not merged); its source id is the word, so all its records share a split.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from moralkit.data.moral_vectors import FOUNDATION_FLAGS
+from moralkit.data.moral_vectors import FOUNDATION_FLAGS, SourceItems
 from moralkit.data.tables import parse_numbers, read_table
 from moralkit.foundations import FOUNDATIONS
 
@@ -54,15 +56,6 @@ NEUTRAL_BELOW = 0.125
 SOURCE_ID_PREFIX = "moralstrength"
 
 
-@dataclass(frozen=True)
-class MoralStrengthItems:
-    """The lexicon as a source table, plus the number of (word, foundation) rows read."""
-
-    items: pd.DataFrame
-    raw_rows: int
-    cleaned_rows: int
-
-
 def bin_typicality(strength: np.ndarray) -> np.ndarray:
     """|v| in [0, 1] -> typicality stratum (0.0 for neutral, |v| < 0.125); see module doc."""
     strength = np.round(np.asarray(strength, dtype=np.float64), 9)  # 4.5/5.5 land on 0.125
@@ -73,7 +66,7 @@ def bin_typicality(strength: np.ndarray) -> np.ndarray:
     return values[np.searchsorted(edges, strength, side="right")]
 
 
-def moral_strength_items(paths: dict[str, Path]) -> MoralStrengthItems:
+def moral_strength_items(paths: dict[str, Path]) -> SourceItems:
     """Read the five lexicon files (``{foundation: path}``) into one source table."""
     parts = []
     for foundation in FOUNDATIONS:
@@ -99,4 +92,4 @@ def moral_strength_items(paths: dict[str, Path]) -> MoralStrengthItems:
             part[flag] = f == foundation
         parts.append(part)
     items = pd.concat(parts, ignore_index=True)
-    return MoralStrengthItems(items=items, raw_rows=len(items), cleaned_rows=len(items))
+    return SourceItems(items=items, raw_rows=len(items), cleaned_rows=len(items))

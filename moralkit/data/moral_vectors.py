@@ -3,12 +3,13 @@
 A *source table* (what a ground-truth reader returns) has one row per source item with
 columns ``source_id``, ``text``, ``m_virtue``, ``m_vice`` and one boolean ``has_<foundation>``
 column per foundation (the foundations the item is labelled with). This module turns it into
-the record table of :class:`moralkit.records.MoralRecords` (paper-methods §1.3-1.4).
+the record table of :class:`moralkit.records.MoralRecords` (paper §1.3-1.4).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -28,10 +29,24 @@ SOURCE_TABLE_COLUMNS: tuple[str, ...] = (
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
+@dataclass(frozen=True)
+class SourceItems:
+    """What a ground-truth reader returns: the source table and the counts the provenance reports.
+
+    ``raw_rows`` are the rows (or entries) read, ``cleaned_rows`` the distinct items kept, and
+    ``dropped`` counts what was left out on the way, by reason.
+    """
+
+    items: pd.DataFrame
+    raw_rows: int
+    cleaned_rows: int
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
 def pole_values(judgment: np.ndarray, agree: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(m_virtue, m_vice)`` from Social-Chem judgment (-2..2) and agreement (0..4).
 
-    paper-methods §1.3: v = judgment/2, w = agree/4, m_virtue = max(0, v)·w,
+    paper §1.3: v = judgment/2, w = agree/4, m_virtue = max(0, v)·w,
     m_vice = max(0, -v)·w. Judgment 0 or agreement 0 gives (0, 0): a neutral item.
     """
     v = np.asarray(judgment, dtype=np.float64) / 2.0
@@ -40,7 +55,7 @@ def pole_values(judgment: np.ndarray, agree: np.ndarray) -> tuple[np.ndarray, np
 
 
 def split_by_id(ids: Sequence[str] | pd.Series, seed: int = 42) -> pd.Series:
-    """80/10/10 train/val/test split made on unique ids (paper-methods §1.4).
+    """80/10/10 train/val/test split made on unique ids (paper §1.4).
 
     The unique ids, in order of first appearance, are shuffled with
     ``numpy.random.RandomState(seed)`` (the same permutation as ``np.random.seed(seed);
@@ -62,7 +77,7 @@ def split_by_id(ids: Sequence[str] | pd.Series, seed: int = 42) -> pd.Series:
 def explode_records(items: pd.DataFrame, source: str, split_seed: int = 42) -> pd.DataFrame:
     """One record per (item, listed foundation), with the 10-d vector and the split.
 
-    paper-methods §1.3-1.4: the vector is ``m_virtue`` on the virtue slot and ``m_vice`` on
+    paper §1.3-1.4: the vector is ``m_virtue`` on the virtue slot and ``m_vice`` on
     the vice slot of **every** foundation the item lists (0 elsewhere); the split is drawn
     on ``source_id`` before exploding (:func:`split_by_id`); each record's ``foundation`` is
     the one it was exploded on, ``record_id`` is ``"<source_id>:<foundation>"``.

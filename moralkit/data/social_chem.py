@@ -1,4 +1,4 @@
-"""Social-Chem-101 as moral source items, paper-exact (paper-methods §1.1-1.3).
+"""Social-Chem-101 as moral source items, paper-exact (paper §1.1-1.3; book: Methods › Data).
 
 Reads the official ``social-chem-101.v1.0.tsv`` (inside the release zip) or the
 comma-separated subset files with the same 25 columns, applies the paper's cleaning and
@@ -9,20 +9,19 @@ computes each row's pole values. Exploding into records is
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from moralkit.data.fetch import default_cache_dir, verify_row_count
+from moralkit.data.fetch import DataChecksumError, default_cache_dir, verify_row_count
 from moralkit.data.manifest import DataFile
-from moralkit.data.moral_vectors import FOUNDATION_FLAGS, pole_values
+from moralkit.data.moral_vectors import FOUNDATION_FLAGS, SourceItems, pole_values
 from moralkit.data.tables import parse_numbers, read_table
 from moralkit.foundations import FOUNDATION_LABELS, FOUNDATIONS
 from moralkit.io import atomic_path
 
-#: The 25 columns of social-chem-101.v1.0.tsv, in file order (paper-methods §1.1).
+#: The 25 columns of social-chem-101.v1.0.tsv, in file order (paper §1.1).
 SOCIAL_CHEM_COLUMNS: tuple[str, ...] = (
     "area", "m", "split", "rot-agree", "rot-categorization", "rot-moral-foundations",
     "rot-char-targeting", "rot-bad", "rot-judgment", "action", "action-agency",
@@ -30,24 +29,15 @@ SOCIAL_CHEM_COLUMNS: tuple[str, ...] = (
     "action-char-involved", "action-hypothetical", "situation", "situation-short-id", "rot",
     "rot-id", "rot-worker-id", "breakdown-worker-id", "n-characters", "characters",
 )  # fmt: skip
-#: The columns the paper uses (paper-methods §1.2); only these are read.
+#: The columns the paper uses (paper §1.2); only these are read.
 USED_COLUMNS: tuple[str, ...] = (
     "m", "rot-bad", "rot-moral-foundations", "action", "action-moral-judgment", "action-agree",
 )  # fmt: skip
-#: Columns that must be non-null for a row to be kept (paper-methods §1.2 step 3).
+#: Columns that must be non-null for a row to be kept (paper §1.2 step 3).
 REQUIRED_NON_NULL: tuple[str, ...] = (
     "action", "rot-moral-foundations", "action-moral-judgment", "action-agree",
 )  # fmt: skip
 SOURCE_ID_PREFIX = "socialchem"
-
-
-@dataclass(frozen=True)
-class SocialChemItems:
-    """Cleaned Social-Chem rows as a source table, plus the counts the paper reports."""
-
-    items: pd.DataFrame  # source table (see moral_vectors), one row per cleaned RoT breakdown
-    raw_rows: int
-    cleaned_rows: int
 
 
 def extract_member(zip_path: Path, member: str, sha256: str) -> Path:
@@ -84,6 +74,12 @@ def read_social_chem_file(path: Path, entry: DataFile, sha256: str) -> pd.DataFr
             raise ValueError(f"manifest entry {entry.name!r} is a zip but names no member")
         table_path = extract_member(path, entry.member, sha256)
         label = f"{entry.name} ({path} :: {entry.member})"
+    elif entry.member is not None:  # a cut download of the zip: say so, not "bad UTF-8"
+        raise DataChecksumError(
+            f"data file {entry.name!r} at {path} should be a zip holding {entry.member!r} but is "
+            f"not a complete zip archive: the download from {entry.url} is truncated or not "
+            "the release. Remove the file to download it again."
+        )
     else:
         table_path = path
     sep = "\t" if table_path.suffix.lower() in {".tsv", ".tab"} else ","
@@ -119,11 +115,11 @@ def clean_social_chem(raw: pd.DataFrame, label: str) -> pd.DataFrame:
     return raw[keep.to_numpy()].reset_index(drop=True)
 
 
-def social_chem_items(raw_tables: list[pd.DataFrame]) -> SocialChemItems:
+def social_chem_items(raw_tables: list[pd.DataFrame]) -> SourceItems:
     """Clean the concatenated raw tables and compute pole values and foundation flags.
 
     Source ids are ``socialchem_<6-digit index>`` over the cleaned rows in file order
-    ([INF] the numbering of the paper's code, paper-methods §1.3).
+    (our reconstruction of the numbering in the paper's code; paper §1.3, methods/data.md).
     """
     cleaned = []
     for raw in raw_tables:
@@ -143,4 +139,4 @@ def social_chem_items(raw_tables: list[pd.DataFrame]) -> SocialChemItems:
     items = pd.concat(cleaned, ignore_index=True)
     items.insert(0, "source_id", [f"{SOURCE_ID_PREFIX}_{i:06d}" for i in range(len(items))])
     raw_rows = sum(len(r) for r in raw_tables)
-    return SocialChemItems(items=items, raw_rows=raw_rows, cleaned_rows=len(items))
+    return SourceItems(items=items, raw_rows=raw_rows, cleaned_rows=len(items))

@@ -30,7 +30,7 @@ def _strata_grid() -> pd.DataFrame:
 def stratum_counts(records: Mapping[str, MoralRecords]) -> pd.DataFrame:
     """Records per source x foundation x pole x typicality, empty cells included as 0.
 
-    paper-methods §1.3-1.4. Columns: ``source, foundation, pole, typicality, records``.
+    paper §1.3-1.4. Columns: ``source, foundation, pole, typicality, records``.
     """
     parts = []
     for source, recs in records.items():
@@ -64,8 +64,9 @@ def _tidy(table: pd.DataFrame) -> pd.DataFrame:
 def stratum_table(counts: pd.DataFrame) -> pd.DataFrame:
     """:func:`stratum_counts` as a wide table: one row per source x foundation.
 
-    Columns ``virtue 0.125`` ... ``virtue 1``, ``vice 0.125`` ... ``vice 1`` (1 = prototypes)
-    and ``neutral``.
+    Columns ``virtue 0.125`` ... ``virtue 1``, ``vice 0.125`` ... ``vice 1`` (the top stratum:
+    the paper's prototypes; lexicons may pool lower strata, see :func:`prototype_counts`) and
+    ``neutral``.
     """
     labels = counts["pole"] + np.where(
         counts["pole"] == "neutral", "", " " + counts["typicality"].map("{:g}".format)
@@ -93,7 +94,7 @@ def typicality_shares(counts: pd.DataFrame) -> pd.DataFrame:
 
 
 def subset_composition(subsets: Mapping[str, MoralRecords]) -> pd.DataFrame:
-    """Stratified-subset records per source x foundation x stratum (paper-methods §1.5).
+    """Stratified-subset records per source x foundation x stratum (paper §1.5).
 
     Columns: ``source, foundation, stratum, records`` (strata in :data:`STRATA_ORDER`).
     """
@@ -123,3 +124,41 @@ def prototype_examples(
             picked = rng.choice(texts, size=min(per_category, len(texts)), replace=False)
             rows.append((source, category, len(texts), " | ".join(sorted(picked))))
     return pd.DataFrame(rows, columns=["source", "category", "prototypes", "examples"])
+
+
+def prototype_counts(records: Mapping[str, MoralRecords]) -> pd.DataFrame:
+    """Prototypes per source x category, and the lowest typicality that counts as one.
+
+    The prototype rule of each ground truth (:mod:`moralkit.data.prototypes`) decides; an
+    empty category (0) has no centre in the diagnostics. Columns: ``source, rule, category,
+    prototypes, threshold`` (NaN where the rule set none) and ``has_typicality``.
+    """
+    rows = []
+    for source, recs in records.items():
+        rule = recs.provenance.get("prototype_rule", {})
+        table = recs.table[recs.table["is_prototype"]]
+        sizes = table.groupby("category").size()
+        for category in DIMENSIONS:
+            threshold = rule.get("categories", {}).get(category, {}).get("threshold")
+            rows.append(
+                (
+                    source,
+                    rule.get("rule", "paper"),
+                    category,
+                    int(sizes.get(category, 0)),
+                    np.nan if threshold is None else float(threshold),
+                    recs.has_typicality,
+                )
+            )
+    columns = ["source", "rule", "category", "prototypes", "threshold", "has_typicality"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def prototype_table(counts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`prototype_counts` as a wide table: one row per source, one column per category."""
+    wide = counts.pivot_table(
+        index=["source", "rule"], columns="category", values="prototypes", sort=False
+    )
+    wide = wide.reindex(columns=list(DIMENSIONS)).fillna(0).astype(int)
+    wide.columns.name = None
+    return wide

@@ -1,4 +1,7 @@
-"""Per-layer centring and category centres shared by all diagnostics (paper-methods §2.1, §2.2).
+"""Per-layer centring and category centres shared by all diagnostics.
+
+(paper §2.1-2.2; book: Methods › Activations, methods/activations.md, and Methods ›
+Categorical, methods/categorical.md)
 
 The paper's "anisotropy correction" subtracts, per model and layer, the mean activation over
 all diagnostic records before any cosine is taken. Category centres are means of the centred
@@ -15,12 +18,18 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
+from moralkit.diagnostics.selection import (
+    LayersArg,
+    check_alignment,
+    check_pooling,
+    stored_layers,
+)
 from moralkit.foundations import DIMENSIONS
 from moralkit.records import MoralRecords
 
 
 def centre_activations(X: np.ndarray, standardise: bool = False) -> np.ndarray:
-    """Subtract the mean over all records from one layer's (n, d) activations (paper-methods §2.1).
+    """Subtract the mean over all records from one layer's (n, d) activations (paper §2.1).
 
     The mean is accumulated in float64 so large float32 layers do not lose precision. With
     ``standardise=True`` every dimension is also divided by its standard deviation (a
@@ -41,8 +50,8 @@ def centre_activations(X: np.ndarray, standardise: bool = False) -> np.ndarray:
 
 
 def dimension_dominance(
-    acts: ActivationSet,
-    layers: Sequence[int] | None = None,
+    acts: ActivationSet | Sequence[ActivationSet],
+    layers: LayersArg = None,
     pooling: str = "mean",
     k: int = 3,
 ) -> pd.DataFrame:
@@ -52,10 +61,13 @@ def dimension_dominance(
     centred variance in the ``k`` largest-variance dimensions), ``top_dimensions`` and
     ``norm_max_over_median`` (largest record norm / median record norm). Large values mean
     cosines are driven by a handful of coordinates ("massive activations"), which the paper's
-    centring does not remove.
+    centring does not remove. ``acts`` may be several models' sets: their rows are stacked.
     """
+    if not isinstance(acts, ActivationSet):
+        frames = [dimension_dominance(a, layers, pooling, k) for a in acts]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     rows = []
-    for layer in resolve_layers(acts, layers):
+    for layer in stored_layers(acts, layers):
         Xc = centre_activations(acts.get(layer, pooling).astype(np.float64))
         var = Xc.var(axis=0)
         top = np.argsort(var)[::-1][:k]
@@ -73,6 +85,20 @@ def dimension_dominance(
             }
         )
     return pd.DataFrame(rows)
+
+
+def summarise_dominance(table: pd.DataFrame) -> pd.DataFrame:
+    """Per model, the median and maximum over layers of :func:`dimension_dominance`'s shares."""
+    columns = ["top_k_variance_share", "norm_max_over_median"]
+    return table.groupby("model", sort=False)[columns].agg(["median", "max"])
+
+
+def prototype_counts(records: MoralRecords) -> pd.DataFrame:
+    """One row: the number of prototypes behind each category centre (0: no centre)."""
+    table = records.table
+    counts = table[table["is_prototype"]].groupby("category").size()
+    counts = counts.reindex(list(DIMENSIONS), fill_value=0)
+    return counts.rename("prototypes").to_frame().T
 
 
 def category_codes(records: MoralRecords) -> np.ndarray:
@@ -100,7 +126,7 @@ def category_centres(
 ) -> np.ndarray:
     """The (10, d) category centres: mean centred prototype representation per category.
 
-    Rows follow :data:`DIMENSIONS` (paper-methods §2.2). ``Xc`` are centred activations aligned
+    Rows follow :data:`DIMENSIONS` (paper §2.2). ``Xc`` are centred activations aligned
     with ``records``; ``mask`` optionally restricts which prototypes build the centres (e.g.
     one half of the prototypes in the held-out gradient variant). A category without
     prototypes gets a NaN row and a warning, so downstream cosines come out NaN rather than
@@ -131,33 +157,10 @@ def category_centres(
     return centres
 
 
-def resolve_layers(acts: ActivationSet, layers: Sequence[int] | None = None) -> list[int]:
-    """The stored layers to analyse: all of them for ``None``, else checked against the set."""
-    if layers is None:
-        return list(acts.layers)
-    chosen = [int(x) for x in layers]
-    missing = [x for x in chosen if x not in acts.layers]
-    if missing:
-        raise ValueError(
-            f"layers {missing} are not stored for {acts.model_id};"
-            f" stored layers: {list(acts.layers)}"
-        )
-    return chosen
-
-
-def check_alignment(acts: ActivationSet, records: MoralRecords) -> None:
-    """Raise unless the activation rows are aligned 1:1 with the records."""
-    if acts.n_texts != len(records):
-        raise ValueError(
-            f"activations for {acts.model_id} have {acts.n_texts} rows but there are"
-            f" {len(records)} records; rows must be aligned 1:1"
-        )
-
-
 def iter_centred_layers(
     acts: ActivationSet,
     records: MoralRecords,
-    layers: Sequence[int] | None = None,
+    layers: LayersArg = None,
     pooling: str = "mean",
     desc: str | None = None,
     progress: bool = True,
@@ -166,13 +169,12 @@ def iter_centred_layers(
     """Yield ``(layer, relative_depth, centred float64 activations)`` for each chosen layer.
 
     Validates alignment and layers once, then centres each layer over all records
-    (paper-methods §2.1) with a progress bar over layers; ``standardise`` as in
+    (paper §2.1) with a progress bar over layers; ``standardise`` as in
     :func:`centre_activations`.
     """
     check_alignment(acts, records)
-    chosen = resolve_layers(acts, layers)
-    if pooling not in acts.poolings:
-        raise ValueError(f"pooling {pooling!r} not stored for {acts.model_id}: {acts.poolings}")
+    chosen = stored_layers(acts, layers)
+    check_pooling(acts, pooling)
     for layer in tqdm(chosen, desc=desc or acts.model_id, disable=not progress, leave=False):
         X = acts.get(layer, pooling).astype(np.float64)
         yield layer, acts.relative_depth(layer), centre_activations(X, standardise=standardise)

@@ -1,22 +1,28 @@
-"""Dimensional indifference: is the 10-d moral vector linearly readable? (paper-methods §2.5)
+"""Dimensional indifference: is the 10-d moral vector linearly readable?
+
+(paper §2.5, §3.3; book: Methods › Dimensional, methods/dimensional.md)
 
 Two probes per layer, both mapping pooled activations to the 10-d moral vector of
 :data:`~moralkit.foundations.DIMENSIONS` (neutral records, all-zero targets, included):
 
-* ``"paper"``: the paper's probe (paper-methods §2.5, §3.3). Raw activations (not centred, not
+* ``"paper"``: the paper's probe (paper §2.5, §3.3). Raw activations (not centred, not
   standardised) into ``nn.Linear(d, 10)`` with bias; a 70/10/20 train/val/test split; MSE,
   AdamW (lr 1e-3, weight decay 1e-4), batch 512, at most 100 epochs, ReduceLROnPlateau
   (factor 0.5, patience 5), early stopping on validation MSE (patience 10) restoring the best
   weights; scored by test R². The paper calls this number "adjusted R²"; it is the plain R²
   of :func:`sklearn.metrics.r2_score` (uniform average over the 10 outputs), which is what we
-  report too. The paper's best value is 0.26.
+  report too. The paper's best value is 0.26. The weights restored are those of the best
+  validation epoch (a deep copy), as the paper says; the official script's shallow
+  ``state_dict().copy()`` in fact restores the *last* epoch's weights (a departure the
+  chapter lists).
 * ``"ridge_cv"``: the field's standard check. Standardised features and ridge regression with
   the penalty chosen by efficient leave-one-out CV (:class:`sklearn.linear_model.RidgeCV`)
   inside every fold of an outer K-fold; scored by out-of-fold R².
 
-Controls: ``"shuffled"`` permutes the rows of the target matrix (expected R² <= ~0). The
-untrained-model control is the same call on activations of the random-init twin; rows are then
-marked ``weights="untrained"`` (taken from ``acts.meta["random_init"]``).
+Controls: ``"shuffled"`` permutes the rows of the target matrix (expected R² <= ~0); it runs on
+trained weights only. The untrained-twin control is the same call on activations of the
+random-init twin; rows are then marked ``weights="untrained"`` (taken from
+``acts.meta["random_init"]``).
 
 A dimension whose evaluated targets are constant (e.g. no vice records in a ground truth) has
 no defined R²: it gets NaN and a note, and "overall" averages the dimensions that are defined.
@@ -25,7 +31,9 @@ no defined R²: it gets NaN and a note, and "overall" averages the dimensions th
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,37 +46,54 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
-from moralkit.diagnostics.centring import check_alignment, resolve_layers
+from moralkit.diagnostics.selection import (
+    DiagnosticConfig,
+    check_alignment,
+    check_pooling,
+    stored_layers,
+)
 from moralkit.foundations import DIMENSIONS
+from moralkit.layers import LayerSpec
 from moralkit.records import MoralRecords
+from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, ClaimValue
 from moralkit.threads import blas_threads, torch_threads
 
 PROBES: tuple[str, ...] = ("paper", "ridge_cv")
 CONTROLS: tuple[str, ...] = ("shuffled",)
-#: The paper's best probe R² over models and layers (paper-methods §2.5, reported as "adjusted").
+#: The paper's best probe R² over models and layers (paper §2.5, reported as "adjusted").
 PAPER_BEST_R2 = 0.26
 CONSTANT_TARGET_NOTE = "constant target in evaluated rows: R² undefined"
 
 
 @dataclass(frozen=True)
-class ProbeConfig:
-    """Settings of both probes (paper-methods §2.5).
+class DimensionalConfig(DiagnosticConfig):
+    """Settings of both probes (paper §2.5; book: Methods › Dimensional).
 
+    ``probes``: any of ("paper", "ridge_cv"); ``controls``: any of ("shuffled",).
+    ``probe_layers`` narrows the analysed layers (LayerSpec grammar; the layers both select,
+    or all analysed layers when they share none); ``control_layers`` narrows the probed layers
+    for the controls (None: every probed layer).
     Paper probe: ``test_size`` and ``val_size`` are fractions of all records, split with
-    ``split_seed`` (the paper's ``random_state=42``); optimiser and schedule as the paper.
-    Ridge probe: ``ridge_alphas`` is the penalty grid, ``cv_folds`` the outer K-fold.
+    ``split_seed`` (the paper's ``random_state=42``); optimiser and schedule as the paper
+    (``learning_rate``, ``probe_batch_size``, ``max_epochs`` ...). Ridge probe:
+    ``ridge_alphas`` is the penalty grid, ``cv_folds`` the outer K-fold.
     ``torch_threads`` caps torch's CPU threads while the paper probe trains: its matrices are
     tiny, and on a busy 2-core machine two OpenMP threads were 10-20x slower than one.
     ``blas_threads`` caps the BLAS threads of the ridge fits (1 avoids the same slowdown on a
     shared small machine; use None, the library default, for wide models on many cores).
+    ``seed`` fixes probe initialisation, batch order, the CV folds and the shuffled control.
     """
 
+    probes: Any = PROBES
+    controls: Any = CONTROLS
+    probe_layers: Any = None
+    control_layers: Any = None
     test_size: float = 0.2
     val_size: float = 0.1
     split_seed: int = 42
-    lr: float = 1e-3
+    learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    batch_size: int = 512
+    probe_batch_size: int = 512
     max_epochs: int = 100
     lr_factor: float = 0.5
     lr_patience: int = 5
@@ -78,11 +103,36 @@ class ProbeConfig:
     torch_threads: int | None = 1
     blas_threads: int | None = 1
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name, allowed in (("probes", PROBES), ("controls", CONTROLS)):
+            value = getattr(self, name)
+            value = (value,) if isinstance(value, str) else tuple(value)
+            unknown = [v for v in value if v not in allowed]
+            if unknown:
+                raise ValueError(f"{name}: unknown {unknown}; expected some of {allowed}")
+            object.__setattr__(self, name, value)
+        for name in ("probe_layers", "control_layers"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, LayerSpec.parse(getattr(self, name), name))
+
+
+def probed_layers(
+    acts: ActivationSet, config: DimensionalConfig = DimensionalConfig()
+) -> list[int]:
+    """The layers the probes read: ``config.layers`` (or every stored layer) narrowed by
+    ``config.probe_layers`` (:meth:`LayerSpec.narrow` semantics)."""
+    analysed = stored_layers(acts, config.layers)
+    if config.probe_layers is None:
+        return analysed
+    wanted = config.probe_layers.resolve(acts.n_model_layers, "probe_layers")
+    return [x for x in analysed if x in wanted] or analysed
+
 
 def paper_split(
-    n: int, config: ProbeConfig = ProbeConfig()
+    n: int, config: DimensionalConfig = DimensionalConfig()
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train / val / test row indices, 70/10/20 as the paper (paper-methods §2.5).
+    """Train / val / test row indices, 70/10/20 as the paper (paper §2.5).
 
     Two calls of ``train_test_split(random_state=split_seed)``: first the test fraction off all
     rows, then ``val_size / (1 - test_size)`` of the rest (10% of the total) as validation.
@@ -94,6 +144,22 @@ def paper_split(
     val_of_rest = config.val_size / (1 - config.test_size)
     train, val = train_test_split(rest, test_size=val_of_rest, random_state=config.split_seed)
     return train, val, test
+
+
+def probe_plan(
+    n: int, config: DimensionalConfig = DimensionalConfig(), twins: Sequence[str] = ()
+) -> pd.DataFrame:
+    """One row describing a run: records, the paper probe's split, probed layers, twins."""
+    train, val, test = paper_split(n, config)
+    return pd.DataFrame(
+        {
+            "records": [n],
+            "train / val / test (paper probe)": [f"{len(train)} / {len(val)} / {len(test)}"],
+            "layers": [str(config.layers or "all stored")],
+            "probe_layers": [str(config.probe_layers or "all analysed")],
+            "untrained twins": [", ".join(twins) or "none"],
+        }
+    )
 
 
 def r2_by_dimension(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, np.ndarray]:
@@ -116,24 +182,28 @@ def r2_by_dimension(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, np.n
 class ProbeFit:
     """One fitted probe's predictions on its evaluation rows, plus training facts.
 
-    ``epochs`` / ``best_val_mse`` describe the paper probe, ``alpha`` the ridge penalty (median
-    over folds).
+    ``epochs`` / ``best_val_mse`` describe the paper probe and ``restored_val_mse`` the
+    validation error of the weights it kept (equal to ``best_val_mse`` when the best epoch
+    is restored); ``alpha`` is the ridge penalty (median over folds).
     """
 
     y_true: np.ndarray
     y_pred: np.ndarray
     epochs: int = 0
     best_val_mse: float = float("nan")
+    restored_val_mse: float = float("nan")
     alpha: float = float("nan")
 
 
 def fit_paper_probe(
-    X: np.ndarray, Y: np.ndarray, config: ProbeConfig = ProbeConfig(), seed: int = 0
+    X: np.ndarray, Y: np.ndarray, config: DimensionalConfig = DimensionalConfig(), seed: int = 0
 ) -> ProbeFit:
-    """Train the paper's probe on raw activations and predict its test rows (paper-methods §2.5).
+    """Train the paper's probe on raw activations and predict its test rows (paper §2.5).
 
-    Deterministic for a given ``seed`` (weight init and mini-batch order); torch's global RNG is
-    left untouched.
+    Early stopping restores the best validation epoch's weights (a deep copy, as the paper
+    describes; the official script's shallow copy restores the last epoch). Deterministic
+    for a given ``seed`` (weight init and mini-batch order); torch's global RNG is left
+    untouched.
     """
     train, val, test = paper_split(len(X), config)
     Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
@@ -141,7 +211,9 @@ def fit_paper_probe(
     with torch_threads(config.torch_threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         probe = torch.nn.Linear(Xt.shape[1], Yt.shape[1], bias=True)
-        opt = torch.optim.AdamW(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt = torch.optim.AdamW(
+            probe.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="min", factor=config.lr_factor, patience=config.lr_patience
         )
@@ -152,7 +224,7 @@ def fit_paper_probe(
         for _ in range(config.max_epochs):
             epochs += 1
             probe.train()
-            for batch in torch.randperm(len(train), generator=gen).split(config.batch_size):
+            for batch in torch.randperm(len(train), generator=gen).split(config.probe_batch_size):
                 opt.zero_grad()
                 loss = torch.nn.functional.mse_loss(probe(x_tr[batch]), y_tr[batch])
                 loss.backward()
@@ -171,11 +243,12 @@ def fit_paper_probe(
             probe.load_state_dict(best_state)
         with torch.no_grad():
             pred = probe(Xt[test]).numpy()
-    return ProbeFit(np.asarray(Y)[test], pred, epochs=epochs, best_val_mse=best_val)
+            restored = float(torch.nn.functional.mse_loss(probe(x_va), y_va))
+    return ProbeFit(np.asarray(Y)[test], pred, epochs, best_val, restored_val_mse=restored)
 
 
 def fit_ridge_probe(
-    X: np.ndarray, Y: np.ndarray, config: ProbeConfig = ProbeConfig(), seed: int = 0
+    X: np.ndarray, Y: np.ndarray, config: DimensionalConfig = DimensionalConfig(), seed: int = 0
 ) -> ProbeFit:
     """Standardised ridge with CV-chosen penalty; out-of-fold predictions for every row.
 
@@ -202,126 +275,165 @@ _PROBE_FITTERS = {"paper": fit_paper_probe, "ridge_cv": fit_ridge_probe}
 
 
 @dataclass
-class DimensionalResult:
-    """Linear-probe diagnostic for one or more models (paper-methods §2.5).
+class DimensionalResult(AnalysisResult):
+    """Linear-probe diagnostic for one or more models (paper §2.5).
 
-    ``table`` (tidy): model, layer, relative_depth, weights (trained | untrained), probe,
-    control (none | shuffled), dimension ("overall" or a DIMENSIONS name), r2, n_eval, note.
-    ``training``: one row per fitted probe with epochs run and best validation MSE (paper
-    probe) or the median CV-chosen penalty (ridge), for checking convergence and grid edges.
+    - ``r2`` (tidy): model, layer, relative_depth, weights (trained | untrained), probe,
+      control (none | shuffled), dimension ("overall" or a DIMENSIONS name), r2, n_eval, note.
+    - ``training``: one row per fitted probe with epochs run and best validation MSE (paper
+      probe) or the median CV-chosen penalty (ridge), for checking convergence and grid edges.
+
+    ``best()``: per model, weights and probe, the layer with the highest overall R² (no
+    control).
     """
 
-    table: pd.DataFrame
-    training: pd.DataFrame
-    config: ProbeConfig = field(default_factory=ProbeConfig)
-
-    @property
-    def best(self) -> pd.DataFrame:
-        """Per model, weights and probe: the layer with the highest overall R² (no control)."""
-        t = self.table
-        sel = t[(t["control"] == "none") & (t["dimension"] == "overall")].dropna(subset=["r2"])
-        if sel.empty:
-            return sel.reset_index(drop=True)
-        idx = sel.groupby(["model", "weights", "probe"])["r2"].idxmax()
-        return sel.loc[idx].reset_index(drop=True)
+    TABLES = ("r2", "training")
+    BEST_TABLE = "r2"
+    BEST_COLUMN = "r2"
+    BEST_WHERE = {"control": "none", "dimension": "overall"}
+    BEST_GROUP = ("model", "weights", "probe")
 
     def at_best_layer(self) -> pd.DataFrame:
         """Per-dimension R² rows (no control) at each model/weights/probe's best layer."""
-        keys = self.best[["model", "weights", "probe", "layer"]]
-        t = self.table[(self.table["control"] == "none") & (self.table["dimension"] != "overall")]
-        return t.merge(keys, on=["model", "weights", "probe", "layer"]).reset_index(drop=True)
+        keys = ["model", "weights", "probe", "layer"]
+        t = self.tables["r2"]
+        t = t[(t["control"] == "none") & (t["dimension"] != "overall")]
+        return t.merge(self.best()[keys], on=keys).reset_index(drop=True)
 
-    @classmethod
-    def concat(cls, results: list[DimensionalResult]) -> DimensionalResult:
-        """One result holding several models' (or weights') tables."""
-        if not results:
-            raise ValueError("need at least one DimensionalResult to concatenate")
-        table = pd.concat([r.table for r in results], ignore_index=True)
-        training = pd.concat([r.training for r in results], ignore_index=True)
-        return cls(table, training, results[0].config)
+    def headline(self) -> pd.DataFrame:
+        """Best-layer overall R² per model and probe (``r2_<probe>``; ``_untrained`` for the
+        untrained twin)."""
+        best = self.best()
+        suffix = np.where(best["weights"] == "untrained", "_untrained", "")
+        out = pd.DataFrame(
+            {
+                "model": best["model"],
+                "diagnostic": "dimensional",
+                "metric": "r2_" + best["probe"].astype(str) + suffix,
+                "value": best["r2"],
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+                "layer": best["layer"],
+                "relative_depth": best["relative_depth"],
+            }
+        )
+        return out[list(HEADLINE_COLUMNS)]
+
+    def claim(self) -> list[ClaimValue]:
+        """``best_probe_r2`` and ``dimensional_indifference``: the best R² of any probe on a
+        trained model, with each probe's best in the note."""
+        best = self.best()
+        trained = best[best["weights"] == "trained"]
+        if trained.empty:
+            return []
+        top = trained.loc[trained["r2"].idxmax()]
+        by_probe = trained.groupby("probe")["r2"].max()
+        value = round(float(top["r2"]), 4)
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in by_probe.items())
+        note = (
+            f"best R² over models, layers and probes: {top['probe']} probe, {top['model']} "
+            f"layer {int(top['layer'])}; best per probe: {shown} (paper: {PAPER_BEST_R2})"
+        )
+        per_probe = {str(k): round(float(v), 4) for k, v in by_probe.items()}
+        models = ", ".join(dict.fromkeys(trained["model"].astype(str)))
+        return [
+            ClaimValue("best_probe_r2", value, note, {"per_probe": per_probe}),
+            ClaimValue(
+                "dimensional_indifference",
+                value,
+                f"best R² of any probe on the models of this run ({models})",
+            ),
+        ]
+
+
+def training_summary(result: DimensionalResult) -> pd.DataFrame:
+    """Per model and weights, how the paper's probe trained: layers probed, how many stopped
+    early (before ``max_epochs``; a probe that never does is still improving) and the median
+    best validation MSE."""
+    t = result["training"]
+    runs = t[(t["probe"] == "paper") & (t["control"] == "none")]
+    max_epochs = result.config.max_epochs if result.config else DimensionalConfig().max_epochs
+    return runs.groupby(["model", "weights"], sort=False).agg(
+        layers=("layer", "size"),
+        stopped_early=("epochs", lambda e: int((e < max_epochs).sum())),
+        median_best_val_mse=("best_val_mse", "median"),
+    )
 
 
 def dimensional_indifference(
     acts: ActivationSet,
     records: MoralRecords,
-    layers: list[int] | None = None,
-    pooling: str = "mean",
-    probes: tuple[str, ...] = PROBES,
-    controls: tuple[str, ...] = CONTROLS,
-    config: ProbeConfig = ProbeConfig(),
-    seed: int = 0,
-    control_layers: list[int] | None = None,
-    progress: bool = True,
+    config: DimensionalConfig = DimensionalConfig(),
+    progress: bool = False,
 ) -> DimensionalResult:
-    """Per-layer linear probes from activations to the 10-d moral vector (paper-methods §2.5).
+    """Per-layer linear probes from activations to the 10-d moral vector (paper §2.5; book:
+    Methods › Dimensional, methods/dimensional.md).
 
-    ``probes`` is any of ("paper", "ridge_cv"); ``controls`` any of ("shuffled",). The
-    shuffled control permutes the target rows once (with ``seed``) and reuses that permutation
-    at every layer; ``control_layers`` limits the controls to some of ``layers`` to save time
-    (None = all). Returns a :class:`DimensionalResult`; its ``best`` gives each probe's best
-    layer.
+    The shuffled control permutes the target rows once (with ``config.seed``), reuses that
+    permutation at every layer, and runs on trained weights only, at ``control_layers``.
     """
-    unknown = [p for p in probes if p not in _PROBE_FITTERS]
-    if unknown:
-        raise ValueError(f"unknown probes {unknown}; expected some of {PROBES}")
-    bad = [c for c in controls if c not in CONTROLS]
-    if bad:
-        raise ValueError(f"unknown controls {bad}; expected some of {CONTROLS}")
     check_alignment(acts, records)
-    layers = resolve_layers(acts, layers)
-    if control_layers is None:
-        control_layers = list(layers)
-    stray = [x for x in control_layers if x not in layers]
-    if stray:
-        raise ValueError(f"control_layers {stray} are not among the probed layers {list(layers)}")
-    weights = "untrained" if acts.meta.get("random_init", False) else "trained"
+    check_pooling(acts, config.pooling)
+    layers = probed_layers(acts, config)
+    control_layers = layers
+    if config.control_layers is not None:
+        wanted = config.control_layers.resolve(acts.n_model_layers, "control_layers")
+        control_layers = [x for x in layers if x in wanted] or layers
+    untrained = bool(acts.meta.get("random_init", False))
     Y = records.vectors
-    rng = np.random.default_rng(seed)
-    shuffled_Y = Y[rng.permutation(len(Y))]
-    targets = {"none": Y, **({"shuffled": shuffled_Y} if "shuffled" in controls else {})}
-
+    targets = {"none": Y}
+    if not untrained and "shuffled" in config.controls:
+        targets["shuffled"] = Y[np.random.default_rng(config.seed).permutation(len(Y))]
     rows, training = [], []
-    for layer in tqdm(layers, desc="probing layers", disable=not progress):
-        X = acts.get(layer, pooling)
+    for layer in tqdm(layers, desc=f"probing {acts.model_id}", disable=not progress):
+        X = acts.get(layer, config.pooling)
         base = {
             "model": acts.model_id,
             "layer": layer,
             "relative_depth": acts.relative_depth(layer),
-            "weights": weights,
+            "weights": "untrained" if untrained else "trained",
         }
-        for probe in probes:
+        for probe in config.probes:
             for control, target in targets.items():
                 if control != "none" and layer not in control_layers:
                     continue
-                fit = _PROBE_FITTERS[probe](X, target, config, seed=seed)
-                overall, per_dim = r2_by_dimension(fit.y_true, fit.y_pred)
+                fit = _PROBE_FITTERS[probe](X, target, config, seed=config.seed)
                 key = {**base, "probe": probe, "control": control, "n_eval": len(fit.y_true)}
-                n_undefined = int(np.isnan(per_dim).sum())
-                note = ""
-                if n_undefined:
-                    note = f"{n_undefined} dimension(s) undefined, averaged over the rest"
-                rows.append({**key, "dimension": "overall", "r2": overall, "note": note})
-                for name, value in zip(DIMENSIONS, per_dim, strict=True):
-                    note = CONSTANT_TARGET_NOTE if np.isnan(value) else ""
-                    rows.append({**key, "dimension": name, "r2": float(value), "note": note})
+                rows.extend(_r2_rows(key, fit))
                 training.append(
                     {
                         **key,
                         "epochs": fit.epochs,
                         "best_val_mse": fit.best_val_mse,
+                        "restored_val_mse": fit.restored_val_mse,
                         "ridge_alpha": fit.alpha,
                     }
                 )
-    columns = [
-        "model",
-        "layer",
-        "relative_depth",
-        "weights",
-        "probe",
-        "control",
-        "dimension",
-        "r2",
-        "n_eval",
-        "note",
-    ]
-    return DimensionalResult(pd.DataFrame(rows)[columns], pd.DataFrame(training), config)
+    tables = {"r2": pd.DataFrame(rows)[list(R2_COLUMNS)], "training": pd.DataFrame(training)}
+    return DimensionalResult(tables, config)
+
+
+R2_COLUMNS: tuple[str, ...] = (
+    "model",
+    "layer",
+    "relative_depth",
+    "weights",
+    "probe",
+    "control",
+    "dimension",
+    "r2",
+    "n_eval",
+    "note",
+)
+
+
+def _r2_rows(key: dict, fit: ProbeFit) -> list[dict]:
+    """The overall and per-dimension R² rows of one fitted probe."""
+    overall, per_dim = r2_by_dimension(fit.y_true, fit.y_pred)
+    n_undefined = int(np.isnan(per_dim).sum())
+    note = f"{n_undefined} dimension(s) undefined, averaged over the rest" if n_undefined else ""
+    rows = [{**key, "dimension": "overall", "r2": overall, "note": note}]
+    for name, value in zip(DIMENSIONS, per_dim, strict=True):
+        note = CONSTANT_TARGET_NOTE if np.isnan(value) else ""
+        rows.append({**key, "dimension": name, "r2": float(value), "note": note})
+    return rows

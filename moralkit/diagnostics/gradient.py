@@ -1,16 +1,18 @@
 """Gradient indifference: does closeness to a category centre follow human typicality?
 
-paper-methods §2.3. Per layer, every polar record gives a pair (x, y): x is the cosine between
-its centred representation and the centre of its own category, y its typicality. Neutral
-records enter twice, as (cosine to the virtue centre of their foundation, 0) and (cosine to
-the vice centre, 0). The statistic is Spearman's rho between x and y, overall and per
-category; the paper also reports Pearson r with a Fisher-z interval, and the headline is the
-peak over layers.
+(paper §2.3; book: Methods › Gradient, methods/gradient.md)
+
+Per layer, every polar record gives a pair (x, y): x is the cosine between its centred
+representation and the centre of its own category, y its typicality. Neutral records enter
+twice, as (cosine to the virtue centre of their foundation, 0) and (cosine to the vice centre,
+0). The statistic is Spearman's rho between x and y, overall and per category; the paper also
+reports Pearson r with a Fisher-z interval, and the headline is the peak over layers.
 
 Two variants:
 
 - ``"paper"``: centres from all prototypes, and the prototypes also enter the correlation.
-  That is mildly circular (paper-methods §9 item 8): a prototype contributes to its own centre.
+  That is mildly circular: a prototype contributes to its own centre (book: Methods ›
+  Gradient, where it departs from the paper).
 - ``"heldout"``: the prototypes of each category are split in two halves (by ``seed``); centres
   come from one half, and the correlation uses every record except that half.
 
@@ -22,8 +24,8 @@ correlation, conditional on the centres.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,25 +38,101 @@ from moralkit.diagnostics.centring import (
     iter_centred_layers,
     prototype_mask,
 )
+from moralkit.diagnostics.selection import DiagnosticConfig
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS
 from moralkit.records import MoralRecords
+from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, ClaimValue
 
 VARIANTS: tuple[str, ...] = ("paper", "heldout")
 
 
-@dataclass
-class GradientResult:
-    """Tables of the gradient-indifference diagnostic for one model (paper-methods §2.3).
+@dataclass(frozen=True)
+class GradientConfig(DiagnosticConfig):
+    """Settings of the gradient diagnostic (paper §2.3; book: Methods › Gradient).
 
-    - ``by_layer``: one row per layer x variant x category (``"overall"`` or a DIMENSIONS
-      name): ``spearman`` with bootstrap ``ci_low``/``ci_high`` and ``spearman_p``, ``pearson``
-      with Fisher-z ``pearson_ci_low``/``pearson_ci_high``, and ``n`` (pairs, neutral records
-      counted twice overall).
-    - ``peaks``: per variant x category, the layer with the highest Spearman and its row.
+    ``variants``: any of ``("paper", "heldout")`` (a single name is accepted too).
+    ``n_bootstrap`` record resamples per interval (0: no intervals). ``seed`` also fixes
+    which half of the prototypes builds the held-out centres. ``standardise`` as in
+    :class:`~moralkit.diagnostics.categorical.CategoricalConfig`.
     """
 
-    by_layer: pd.DataFrame
-    peaks: pd.DataFrame
+    variants: Any = VARIANTS
+    n_bootstrap: int = 200
+    standardise: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        variants = (self.variants,) if isinstance(self.variants, str) else tuple(self.variants)
+        unknown = [v for v in variants if v not in VARIANTS]
+        if unknown or not variants:
+            raise ValueError(f"variants={self.variants!r}: expected some of {VARIANTS}")
+        object.__setattr__(self, "variants", variants)
+        if self.n_bootstrap < 0:
+            raise ValueError(f"n_bootstrap={self.n_bootstrap} must be >= 0")
+
+
+@dataclass
+class GradientResult(AnalysisResult):
+    """Tables of the gradient diagnostic, for one or more models (paper §2.3).
+
+    - ``by_layer``: one row per model x layer x variant x category (``"overall"`` or a
+      DIMENSIONS name): ``spearman`` with bootstrap ``ci_low``/``ci_high`` and ``spearman_p``,
+      ``pearson`` with Fisher-z ``pearson_ci_low``/``pearson_ci_high``, and ``n`` (pairs,
+      neutral records counted twice overall).
+    - ``peaks``: per model x variant x category, the row at the layer with the highest
+      Spearman.
+
+    ``best()`` is each model's and variant's overall peak.
+    """
+
+    TABLES = ("by_layer", "peaks")
+    BEST_TABLE = "by_layer"
+    BEST_COLUMN = "spearman"
+    BEST_WHERE = {"category": "overall"}
+    BEST_GROUP = ("model", "pooling", "variant")
+
+    def headline(self) -> pd.DataFrame:
+        """Peak overall Spearman rho per model and variant (metric ``spearman_<variant>``)."""
+        best = self.best()
+        out = pd.DataFrame(
+            {
+                "model": best["model"],
+                "diagnostic": "gradient",
+                "metric": "spearman_" + best["variant"].astype(str),
+                "value": best["spearman"],
+                "ci_low": best["ci_low"],
+                "ci_high": best["ci_high"],
+                "layer": best["layer"],
+                "relative_depth": best["relative_depth"],
+            }
+        )
+        return out[list(HEADLINE_COLUMNS)]
+
+    def claim(self) -> list[ClaimValue]:
+        """``gradient_indifference``: the highest peak overall Spearman of the paper variant
+        over models; the held-out peaks go into the note and ``per_model``."""
+        best = self.best()
+        paper = best[best["variant"] == "paper"]
+        if paper.empty:
+            return []
+        top = paper.loc[paper["spearman"].idxmax()]
+        heldout = best[best["variant"] == "heldout"]
+        note = (
+            f"best-layer overall Spearman, paper variant: {top['model']} layer {int(top['layer'])}"
+        )
+        if len(heldout):
+            shown = ", ".join(f"{r.model} {r.spearman:.3f}" for r in heldout.itertuples())
+            note += f"; held-out variant: {shown}"
+        per_model = {
+            f"{r.model} ({r.variant})": round(float(r.spearman), 4) for r in best.itertuples()
+        }
+        value = round(float(top["spearman"]), 4)
+        return [ClaimValue("gradient_indifference", value, note, {"per_model": per_model})]
+
+
+def typicality_counts(records: MoralRecords) -> pd.DataFrame:
+    """Records per pole (rows) and typicality stratum (columns): the y values of the gradient."""
+    return records.table.groupby(["pole", "typicality"]).size().unstack(fill_value=0)
 
 
 def split_prototypes(records: MoralRecords, seed: int = 0) -> np.ndarray:
@@ -80,7 +158,7 @@ def gradient_pairs(
     centres: np.ndarray,
     include: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The (x, y) pairs of paper-methods §2.3 for one layer.
+    """The (x, y) pairs of the paper's gradient analysis (paper §2.3) for one layer.
 
     Returns one row per pair with ``record`` (row index), ``category`` (the centre used),
     ``x`` (cosine to that centre), ``y`` (typicality, 0 for neutral) and ``neutral``. Polar
@@ -117,7 +195,7 @@ def gradient_pairs(
 
 
 def fisher_interval(r: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Fisher-z confidence interval for a Pearson correlation (paper-methods §2.3)."""
+    """Fisher-z confidence interval for a Pearson correlation (paper §2.3)."""
     if not np.isfinite(r) or n <= 3:
         return float("nan"), float("nan")
     z = np.arctanh(np.clip(r, -0.999999, 0.999999))
@@ -201,34 +279,35 @@ def correlate_pairs(
 def gradient_indifference(
     acts: ActivationSet,
     records: MoralRecords,
-    layers: Sequence[int] | None = None,
-    pooling: str = "mean",
-    variant: str | Sequence[str] = VARIANTS,
-    n_bootstrap: int = 200,
-    seed: int = 0,
-    progress: bool = True,
-    standardise: bool = False,
+    config: GradientConfig = GradientConfig(),
+    progress: bool = False,
 ) -> GradientResult:
-    """In-category typicality gradient per layer (paper-methods §2.3), in the paper's
-    (circular) and a held-out variant, with bootstrap intervals over records.
+    """In-category typicality gradient per layer (paper §2.3; book: Methods › Gradient,
+    methods/gradient.md), in the paper's (circular) and a held-out variant, with bootstrap
+    intervals over records.
 
     Per category, the pairs are that category's polar records plus, as y = 0 anchors, the
     neutral records of its foundation with their cosine to that category's centre (our reading
     of the paper's per-category analysis; the overall correlation pools all pairs).
-    ``standardise=True`` scales every centred dimension to unit variance (robustness check,
-    not the paper's method).
+
+    Ground truths without graded typicality (``records.has_typicality`` is False: MFD 2.0, the
+    original MFD) are refused: a correlation with a constant is meaningless.
     """
-    variants = (variant,) if isinstance(variant, str) else tuple(variant)
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        raise ValueError(f"unknown gradient variants {unknown}; expected some of {VARIANTS}")
+    if not records.has_typicality:
+        raise ValueError(
+            "the gradient diagnostic does not apply to these records: their ground truth has "
+            "no graded typicality (every record is a prototype); use a ground truth with "
+            "typicality strata (socialchem, moralstrength, emfd)"
+        )
+    variants, seed, n_bootstrap = config.variants, config.seed, config.n_bootstrap
+    pooling, standardise = config.pooling, config.standardise
     rng = np.random.default_rng(seed)
     heldout_half = split_prototypes(records, seed) if "heldout" in variants else None
     rows = []
     for layer, depth, Xc in iter_centred_layers(
         acts,
         records,
-        layers,
+        config.layers,
         pooling,
         desc=f"gradient {acts.model_id}",
         progress=progress,
@@ -264,7 +343,7 @@ def gradient_indifference(
     by_layer = by_layer.sort_values(
         ["variant", "layer", "category"], key=lambda s: s.map(order) if s.name == "category" else s
     ).reset_index(drop=True)
-    return GradientResult(by_layer=by_layer, peaks=peak_layers(by_layer))
+    return GradientResult({"by_layer": by_layer, "peaks": peak_layers(by_layer)}, config)
 
 
 def peak_layers(by_layer: pd.DataFrame) -> pd.DataFrame:

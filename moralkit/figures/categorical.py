@@ -1,4 +1,6 @@
-"""Figures for categorical indifference (paper-methods §2.2).
+"""Figures for categorical indifference.
+
+(paper §2.2; book: Methods › Categorical, methods/categorical.md)
 
 Inputs are the tables of :class:`moralkit.diagnostics.categorical.CategoricalResult`.
 """

@@ -1,6 +1,8 @@
-"""Figures for dimensional indifference (paper-methods §2.5).
+"""Figures for dimensional indifference.
 
-Inputs are :attr:`moralkit.diagnostics.dimensional.DimensionalResult.table` and
+(paper §2.5; book: Methods › Dimensional, methods/dimensional.md)
+
+Inputs are the ``r2`` table of :class:`moralkit.diagnostics.dimensional.DimensionalResult` and
 :meth:`~moralkit.diagnostics.dimensional.DimensionalResult.at_best_layer`.
 """
 

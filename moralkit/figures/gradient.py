@@ -1,4 +1,4 @@
-"""Figures for gradient indifference (paper-methods §2.3).
+"""Figures for gradient indifference (paper §2.3; book: Methods › Gradient, methods/gradient.md).
 
 Inputs are the tables of :class:`moralkit.diagnostics.gradient.GradientResult`.
 """

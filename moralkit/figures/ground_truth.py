@@ -1,4 +1,4 @@
-"""Figures for the ground-truth chapter (paper-methods §1).
+"""Figures for the ground-truth chapter (paper §1; book: Methods › Data, methods/data.md).
 
 Inputs are the tidy tables of :mod:`moralkit.data.summaries`; each function returns a
 matplotlib Figure and does no analysis.

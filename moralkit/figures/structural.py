@@ -1,7 +1,9 @@
-"""Figures for structural indifference (paper-methods §2.4).
+"""Figures for structural indifference.
 
-Inputs are :attr:`moralkit.diagnostics.structural.StructuralResult.table` and the frame of
-:func:`moralkit.diagnostics.structural.umap_embedding`.
+(paper §2.4; book: Methods › Structural, methods/structural.md)
+
+Inputs are the ``scores`` table of :class:`moralkit.diagnostics.structural.StructuralResult`
+and the frame of :func:`moralkit.diagnostics.structural.umap_embedding`.
 """
 
 from __future__ import annotations

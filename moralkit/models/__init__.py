@@ -1,17 +1,13 @@
 """Models: the registry of the paper's 23 models plus offline and test models, and loading.
 
-paper-methods §3.1 (model list), §2.1 (what extraction needs from a model).
+(paper §3.1 model list, §2.1 what extraction needs from a model; book: Methods › Activations,
+methods/activations.md.) :func:`model_depth` is the one source of a model's number of layers.
 """
 
 from moralkit.models.decoder import DecoderParts, find_decoder
-from moralkit.models.loading import (
-    LoadedModel,
-    ModelIdentity,
-    ModelNotAvailableError,
-    load_model,
-    model_identity,
-    normalise_dtype,
-)
+from moralkit.models.hub import ModelNotAvailableError
+from moralkit.models.identity import ModelIdentity, model_config, model_depth, model_identity
+from moralkit.models.loading import LoadedModel, load_model, normalise_dtype
 from moralkit.models.registry import (
     MODEL_REGISTRY,
     OFFLINE_MODELS,
@@ -37,6 +33,8 @@ __all__ = [
     "find_decoder",
     "get_model_spec",
     "load_model",
+    "model_config",
+    "model_depth",
     "model_identity",
     "normalise_dtype",
     "registry_table",

@@ -1,4 +1,6 @@
-"""Find the text decoder and its layer stack inside a transformers causal LM (paper-methods §2.1).
+"""Find the text decoder and its layer stack inside a transformers causal LM.
+
+(paper §2.1; book: Methods › Activations, methods/activations.md.)
 
 The paper hooks ``model.model.layers[i]``: the residual stream after decoder block ``i``. Model
 classes name that stack differently (``model.layers``, ``model.language_model.layers`` for
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
 
 if TYPE_CHECKING:
@@ -51,3 +54,10 @@ def find_decoder(model: PreTrainedModel) -> DecoderParts:
     owner_path, _, attr = path.rpartition(".")
     owner = model.get_submodule(owner_path) if owner_path else model
     return DecoderParts(text_model=owner, layers=getattr(owner, attr), path=path)
+
+
+def input_device(parts: DecoderParts) -> torch.device:
+    """The device of the decoder's first parameter (where input ids must go)."""
+    for param in parts.text_model.parameters():
+        return param.device
+    return torch.device("cpu")

@@ -1,4 +1,6 @@
-"""The models of the paper and the offline stand-ins (paper-methods §3.1).
+"""The models of the paper and the offline stand-ins.
+
+(paper §3.1; book: Methods › Across models, methods/across-models.md.)
 
 Every model a chapter can name is a :class:`ModelSpec` in :data:`MODEL_REGISTRY`:
 
@@ -8,9 +10,9 @@ Every model a chapter can name is a :class:`ModelSpec` in :data:`MODEL_REGISTRY`
   profile: SmolLM2-135M-Instruct and Gemma-3-270M (base);
 - test-only tiny random models ("Test" group) built locally with no download.
 
-Layer counts and widths of the hub models come from background knowledge ([BK] in paper-methods
-§3.1). ``verified=True`` means the numbers were checked against a copy of the model's
-``config.json`` (noted in ``verification``); unverified entries say "[BK] verify".
+Layer counts and widths of the hub models were written from background knowledge ("[BK]").
+``verified=True`` means the numbers were checked against a copy of the model's ``config.json``
+(noted in ``verification``); unverified entries say "[BK] verify".
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ class OfflineSource:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model of the registry (paper-methods §3.1).
+    """One model of the registry.
+
+    (paper §3.1; book: Methods › Across models, methods/across-models.md.)
 
     ``params_b`` is the total parameter count in billions (for MoE models, all experts);
     ``active_params_b`` the per-token active count for MoE models. ``alignment`` is the paper's
@@ -113,7 +117,7 @@ def _qwen3(name: str, hf_suffix: str, group: str, params: float, layers: int, wi
 
 
 _PAPER_MODELS: list[ModelSpec] = [
-    # Qwen3 (paper-methods §3.1 table)
+    # Qwen3 (the paper's §3.1 table)
     _qwen3("qwen3-0.6b-base", "Qwen3-0.6B-Base", "Base", 0.6, 28, 1024),
     _qwen3("qwen3-4b-base", "Qwen3-4B-Base", "Base", 4.0, 36, 2560),
     _qwen3("qwen3-8b-base", "Qwen3-8B-Base", "Base", 8.2, 36, 4096),
@@ -130,7 +134,7 @@ _PAPER_MODELS: list[ModelSpec] = [
         alignment="Instruct",
         verified=False,
         note="The paper groups it as Base, but the public checkpoint is post-trained "
-        "(paper-methods §9.9).",
+        "(see book: Methods › Across models, methods/across-models.md).",
     ),
     _qwen3("qwen3-0.6b", "Qwen3-0.6B", "Instruct", 0.6, 28, 1024),
     _qwen3("qwen3-4b", "Qwen3-4B", "Instruct", 4.0, 36, 2560),
@@ -141,7 +145,8 @@ _PAPER_MODELS: list[ModelSpec] = [
         8.2,
         36,
         4096,
-        note="SAE-intervention model (paper-methods §4); thinking mode on by default.",
+        note="SAE-intervention model (paper §4; book: Methods › SAE, methods/sae.md); "
+        "thinking mode on by default.",
     ),
     _qwen3("qwen3-14b", "Qwen3-14B", "Instruct", 14.8, 40, 5120),
     _qwen3("qwen3-32b", "Qwen3-32B", "Instruct", 32.8, 64, 5120),
@@ -326,48 +331,40 @@ _OFFLINE_MODELS: list[ModelSpec] = [
     ),
 ]
 
+
+def _tiny(name: str, n_layers: int, alignment: str, chat: bool, note: str) -> ModelSpec:
+    """A test-only random model (hidden size 32), built locally by :mod:`moralkit.models.tiny`."""
+    return ModelSpec(
+        name,
+        None,
+        "tiny",
+        0.0,
+        n_layers,
+        32,
+        "Test",
+        alignment=alignment,
+        chat=chat,
+        licence="generated locally",
+        in_paper=False,
+        note=note,
+    )
+
+
 _TEST_MODELS: list[ModelSpec] = [
-    ModelSpec(
+    _tiny(
         "tiny-llama",
-        None,
-        "tiny",
-        0.0,
         3,
-        32,
-        "Test",
-        alignment="Instruct",
-        chat=True,
-        licence="generated locally",
-        in_paper=False,
-        note="Random Llama-style model; byte tokenizer that adds BOS; has a chat template.",
+        "Instruct",
+        True,
+        "Random Llama-style model; byte tokenizer that adds BOS; has a chat template.",
     ),
-    ModelSpec(
-        "tiny-qwen2",
-        None,
-        "tiny",
-        0.0,
-        2,
-        32,
-        "Test",
-        alignment="Base",
-        chat=False,
-        licence="generated locally",
-        in_paper=False,
-        note="Random Qwen2-style model; byte tokenizer without BOS.",
-    ),
-    ModelSpec(
+    _tiny("tiny-qwen2", 2, "Base", False, "Random Qwen2-style model; byte tokenizer without BOS."),
+    _tiny(
         "tiny-gemma3",
-        None,
-        "tiny",
-        0.0,
         3,
-        32,
-        "Test",
-        alignment="Base",
-        chat=False,
-        licence="generated locally",
-        in_paper=False,
-        note="Random Gemma3-style model (sliding + full attention); byte tokenizer with BOS.",
+        "Base",
+        False,
+        "Random Gemma3-style model (sliding + full attention); byte tokenizer with BOS.",
     ),
 ]
 
@@ -391,7 +388,7 @@ def find_model_spec(name: str) -> ModelSpec | None:
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    """The registered spec for a short name or hub id (paper-methods §3.1); KeyError if unknown."""
+    """The registered spec for a short name or hub id; KeyError if unknown."""
     spec = find_model_spec(name)
     if spec is None:
         raise KeyError(f"unknown model {name!r}. {describe_available_models()}")
@@ -408,7 +405,10 @@ def describe_available_models() -> str:
 
 
 def registry_table(include_test: bool = False) -> pd.DataFrame:
-    """The registry as a table for the book (paper-methods §3.1): one row per model."""
+    """The registry as a table for the book: one row per model.
+
+    (paper §3.1; book: Methods › Across models, methods/across-models.md.)
+    """
     rows = []
     for spec in MODEL_REGISTRY.values():
         if spec.is_test and not include_test:

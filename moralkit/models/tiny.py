@@ -26,6 +26,8 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from moralkit.models.registry import find_model_spec
+
 TINY_VERSION = 1  # bump when the construction below changes (it is part of the weights hash)
 TINY_WEIGHTS_SEED = 20260316  # the "pretrained" tiny weights; random_init uses the caller's seed
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -39,7 +41,6 @@ _CHAT_TEMPLATE = (
 
 _COMMON = dict(
     vocab_size=VOCAB_SIZE,
-    hidden_size=32,
     intermediate_size=64,
     num_attention_heads=4,
     num_key_value_heads=2,
@@ -53,21 +54,27 @@ _COMMON = dict(
 
 
 def tiny_config(name: str) -> PreTrainedConfig:
-    """The transformers config of a tiny test model ("tiny-llama", "tiny-qwen2", "tiny-gemma3")."""
-    if name == "tiny-llama":
-        return LlamaConfig(num_hidden_layers=3, **_COMMON)
-    if name == "tiny-qwen2":
-        return Qwen2Config(num_hidden_layers=2, use_sliding_window=False, **_COMMON)
-    if name == "tiny-gemma3":
-        return Gemma3TextConfig(
-            num_hidden_layers=3,
-            head_dim=8,
-            query_pre_attn_scalar=8,
-            sliding_window=4,  # short, so that sliding layers really differ from full ones
-            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
-            **{**_COMMON, "num_key_value_heads": 1},
+    """The transformers config of a tiny test model ("tiny-llama", "tiny-qwen2", "tiny-gemma3").
+
+    Depth and width come from the model's registry entry, so the two cannot disagree.
+    """
+    spec = find_model_spec(name)
+    if spec is None or not spec.is_test or spec.name != name:
+        raise KeyError(
+            f"unknown tiny model {name!r}; expected tiny-llama, tiny-qwen2 or tiny-gemma3"
         )
-    raise KeyError(f"unknown tiny model {name!r}; expected tiny-llama, tiny-qwen2 or tiny-gemma3")
+    common = {**_COMMON, "num_hidden_layers": spec.n_layers, "hidden_size": spec.hidden_size}
+    if name == "tiny-llama":
+        return LlamaConfig(**common)
+    if name == "tiny-qwen2":
+        return Qwen2Config(use_sliding_window=False, **common)
+    return Gemma3TextConfig(
+        head_dim=8,
+        query_pre_attn_scalar=8,
+        sliding_window=4,  # short, so that sliding layers really differ from full ones
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+        **{**common, "num_key_value_heads": 1},
+    )
 
 
 _MODEL_CLASSES = {

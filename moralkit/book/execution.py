@@ -1,0 +1,227 @@
+"""Executing one chapter notebook with papermill, after every check that can fail early.
+
+Parameters are validated (names, types, choices) and the output folder is checked before a
+kernel starts; the kernel then runs with the environment of :mod:`moralkit.notebooks`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import papermill as pm
+from papermill.exceptions import PapermillExecutionError
+
+from moralkit.book.layout import RUN_RECORD
+from moralkit.book.output_dirs import prepare_output_dir
+from moralkit.book.sources import ChapterSource
+from moralkit.io import sha256_of
+from moralkit.notebooks import (
+    NOTEBOOK_SOURCE_ENV,
+    OUTPUT_DIR_ENV,
+    PARAMETERS_ENV,
+    absolute_path_variables,
+    notebook_parameters,
+    read_notebook,
+)
+from moralkit.parameters import to_cell_value
+from moralkit.profiles import resolve_parameters
+from moralkit.provenance import to_jsonable, write_json
+
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass
+class ChapterRun:
+    """The outcome of executing one chapter."""
+
+    chapter: ChapterSource
+    ok: bool
+    notebook: Path
+    output_dir: Path
+    wall_time_s: float
+    error: str = ""
+    #: "cold" (some activations extracted), "warm" (all cached) or "" (none read)
+    caches: str = ""
+
+
+def check_parameters(
+    chapter: ChapterSource, profile: str, parameters: Mapping[str, object]
+) -> dict[str, object]:
+    """The user's parameters validated and converted, or a ``ValueError`` naming the problem.
+
+    Runs the same resolution as ``Chapter.start`` (profile, names, types, choices), so a bad
+    value fails here rather than in a kernel minutes later. Returns the overrides in the
+    literal form a notebook cell and ``$MORALKIT_PARAMETERS`` carry.
+    """
+    names = notebook_parameters(chapter.path)
+    resolved = resolve_parameters(chapter.chapter_id, profile, names, **parameters)
+    return {name: to_cell_value(resolved[name]) for name in parameters}
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _kernel_environment(chapter: ChapterSource, output_dir: Path, profile: str, params) -> dict:
+    return {
+        **absolute_path_variables(),  # the kernel runs in another folder
+        OUTPUT_DIR_ENV: str(output_dir),
+        NOTEBOOK_SOURCE_ENV: str(chapter.path.resolve()),
+        PARAMETERS_ENV: json.dumps(to_jsonable(params)),
+        "MORALKIT_PROFILE": profile,
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        # progress bars are for interactive use; in an executed page they are noise, and
+        # tqdm.auto's "IProgress not found" warning (no ipywidgets) with them
+        "TQDM_DISABLE": "1",
+        "PYTHONWARNINGS": ",".join(
+            x for x in (os.environ.get("PYTHONWARNINGS"), "ignore:IProgress not found") if x
+        ),
+    }
+
+
+def execute_chapter(
+    chapter: ChapterSource,
+    notebook_path: str | Path,
+    output_dir: str | Path,
+    profile: str,
+    parameters: Mapping[str, object] | None = None,
+    cwd: str | Path | None = None,
+    kernel_name: str = "python3",
+) -> ChapterRun:
+    """Execute one chapter with papermill.
+
+    ``output_dir`` becomes ``MORALKIT_OUTPUT_DIR`` (tables, figures, provenance.json); it must
+    be new, empty or written by moralkit before (:func:`prepare_output_dir`). ``cwd`` (default:
+    the notebook's folder) is where the kernel runs, so the download links a chapter prints are
+    relative to the executed notebook. Bad parameters raise ``ValueError`` before a kernel
+    starts. The executed notebook is written even when a cell fails; the failing cell and its
+    traceback are returned in ``ChapterRun.error``. Writes ``run.json`` (status, timing, cold
+    or warm caches) into ``output_dir``.
+    """
+    params = check_parameters(chapter, profile, dict(parameters or {}))
+    notebook_path = Path(notebook_path).resolve()
+    output_dir = Path(output_dir).resolve()
+    cwd = Path(cwd or notebook_path.parent).resolve()
+    earlier = _recorded_times(output_dir, profile)
+    prepare_output_dir(output_dir)
+    cwd.mkdir(parents=True, exist_ok=True)
+    notebook_path.parent.mkdir(parents=True, exist_ok=True)
+    nb = read_notebook(chapter.path)
+    nb.metadata["kernelspec"] = {
+        "name": kernel_name,
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    # the injected cell shows what the parameters cell declares; the rest (dtype, template...)
+    # reaches Chapter.start through $MORALKIT_PARAMETERS
+    cell_names = set(notebook_parameters(chapter.path))
+    injected = {"profile": profile, **{k: v for k, v in params.items() if k in cell_names}}
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    t0 = time.perf_counter()
+    with _environment(**_kernel_environment(chapter, output_dir, profile, params)):
+        error = _papermill(nb, notebook_path, injected, cwd, kernel_name)
+    wall = time.perf_counter() - t0
+    caches = _write_run_record(chapter, output_dir, profile, params, started, wall, error, earlier)
+    return ChapterRun(chapter, not error, notebook_path, output_dir, wall, error, caches)
+
+
+def _papermill(nb, notebook_path: Path, parameters: dict, cwd: Path, kernel_name: str) -> str:
+    """Run the notebook; returns the error ("" when every cell ran)."""
+    try:
+        pm.execute_notebook(
+            nb,
+            str(notebook_path),
+            parameters=parameters,
+            cwd=str(cwd),
+            kernel_name=kernel_name,
+            progress_bar=False,
+        )
+    except pm.PapermillExecutionError as exc:
+        return describe_failure(exc)
+    except Exception as exc:  # kernel died, unreadable notebook...: same treatment
+        return f"{type(exc).__name__}: {exc}"
+    return ""
+
+
+def cache_state(provenance: Mapping) -> str:
+    """``"cold"`` when any activation came from extraction, ``"warm"`` when all were cached,
+    ``""`` when the chapter read no activations."""
+    hits = [bool(m.get("cache_hit")) for m in provenance.get("models") or []]
+    if not hits:
+        return ""
+    return "warm" if all(hits) else "cold"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _recorded_times(output_dir: Path, profile: str) -> dict[str, float]:
+    """The cold and warm wall times an earlier run under this profile recorded."""
+    record = _read_json(output_dir / RUN_RECORD)
+    if record.get("profile") != profile:
+        return {}
+    return {k: float(v) for k, v in (record.get("times") or {}).items() if v is not None}
+
+
+def _write_run_record(
+    chapter: ChapterSource,
+    output_dir: Path,
+    profile: str,
+    params: Mapping[str, object],
+    started: str,
+    wall: float,
+    error: str,
+    earlier: Mapping[str, float],
+) -> str:
+    """Write run.json; returns the run's cache state."""
+    caches = cache_state(_read_json(output_dir / "provenance.json"))
+    times = dict(earlier)
+    if caches and not error:
+        times[caches] = round(wall, 1)
+    write_json(
+        {
+            "chapter": chapter.chapter_id,
+            "title": chapter.title,
+            "profile": profile,
+            "parameters": to_jsonable(params),
+            "status": "failed" if error else "ok",
+            "started": started,
+            "wall_time_s": round(wall, 1),
+            "caches": caches,
+            "times": times,
+            "source_sha": sha256_of(chapter.path)[:16],
+            "error": error,
+        },
+        output_dir / RUN_RECORD,
+    )
+    return caches
+
+
+def describe_failure(exc: PapermillExecutionError) -> str:
+    """The failing cell, its traceback and the error, without terminal colour codes."""
+    trace = "\n".join(exc.traceback or [])
+    text = f"cell [{exc.exec_count}] failed:\n{exc.source}\n\n{trace}\n{exc.ename}: {exc.evalue}"
+    return _ANSI_RE.sub("", text)

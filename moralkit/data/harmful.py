@@ -1,0 +1,244 @@
+"""Harmful requests, safety refusals, offline harmful completions and benign retain text.
+
+(paper §7(b); book: Methods › Harmful weights, methods/harmful-weights.md.) Sources, all through
+:func:`moralkit.data.fetch`:
+
+- ``advbench``: the 520 AdvBench behaviours (Zou et al. 2023). Wei et al. evaluate on the first
+  100 (:data:`N_EVAL_PROMPTS`); prompts from 100 on are free for calibration.
+- ``align-short``: Wei et al.'s safety calibration set: harmful requests with the first sentence
+  of a Llama-2-7b-chat refusal.
+- Harmful *completions* are not distributed. :func:`harmful_completions` generates them with a
+  base model (Gemma-3-270M continues a harmful request) on AdvBench prompts outside the
+  evaluation prompts, and caches them.
+- Benign retain text: Moral Stories (norm + moral action) and ETHICS commonsense scenarios
+  labelled not wrong.
+
+:data:`HARM_GROUPS` is a documented keyword grouping of AdvBench into harm types (first match
+wins, in the order given), used to test whether the pruned set is shared across harm types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from moralkit.data.benchmarks import ethics_commonsense, moral_stories, sample_rows
+from moralkit.data.fetch import default_cache_dir, fetch
+from moralkit.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from moralkit.models import LoadedModel
+
+N_EVAL_PROMPTS = 100  # Wei et al. measure attack success on AdvBench's first 100 behaviours
+
+#: harm type -> lower-case keywords (word prefixes); the first group with a match wins
+HARM_GROUPS: dict[str, tuple[str, ...]] = {
+    "cyber": (
+        "hack",
+        "malware",
+        "virus",
+        "ransomware",
+        "password",
+        "computer",
+        "network",
+        "database",
+        "cyber",
+        "software",
+        "exploit",
+        "phishing",
+        "botnet",
+        "website",
+    ),
+    "violence_weapons": (
+        "bomb",
+        "weapon",
+        "explosive",
+        "kill",
+        "murder",
+        "assassinat",
+        "gun",
+        "firearm",
+        "poison",
+        "violen",
+        "attack",
+        "terror",
+        "harm",
+        "hurt",
+    ),
+    "fraud_theft": (
+        "steal",
+        "fraud",
+        "scam",
+        "counterfeit",
+        "theft",
+        "identity",
+        "money",
+        "financial",
+        "insider",
+        "tax",
+        "launder",
+        "shoplift",
+        "credit card",
+        "cheat",
+    ),
+    "misinformation_hate": (
+        "fake news",
+        "misinformation",
+        "propaganda",
+        "conspiracy",
+        "hate",
+        "racis",
+        "discriminat",
+        "false information",
+        "defam",
+        "manipulat",
+    ),
+    "drugs_selfharm": (
+        "drug",
+        "suicide",
+        "self-harm",
+        "anorexi",
+        "bulimi",
+        "eating disorder",
+        "alcohol",
+        "overdose",
+        "substance",
+    ),
+}
+OTHER_GROUP = "other"
+#: the frame the base model continues to produce a harmful completion
+COMPLETION_PREFIX = " Sure, here is"
+_INST = re.compile(r"^\s*\[INST\]\s*|\s*\[/INST\]\s*$")
+
+
+def advbench_prompts() -> list[str]:
+    """The 520 AdvBench behaviours in file order (index = AdvBench line number)."""
+    lines = fetch("advbench").read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]
+
+
+def harm_group(prompt: str) -> str:
+    """The harm type of a request by :data:`HARM_GROUPS` (``"other"`` when nothing matches)."""
+    text = prompt.lower()
+    for group, keywords in HARM_GROUPS.items():
+        if any(re.search(rf"\b{re.escape(k)}", text) for k in keywords):
+            return group
+    return OTHER_GROUP
+
+
+def advbench_table(n_eval: int = N_EVAL_PROMPTS) -> pd.DataFrame:
+    """AdvBench with ``index``, ``prompt``, ``group`` and ``split`` (eval = the first n_eval)."""
+    prompts = advbench_prompts()
+    return pd.DataFrame(
+        {
+            "index": range(len(prompts)),
+            "prompt": prompts,
+            "group": [harm_group(p) for p in prompts],
+            "split": ["eval" if i < n_eval else "calibration" for i in range(len(prompts))],
+        }
+    )
+
+
+def align_short() -> pd.DataFrame:
+    """Wei et al.'s align_short set: ``request`` (the [INST] wrapper removed) and ``response``."""
+    raw = pd.read_csv(fetch("align-short"))
+    table = pd.DataFrame(
+        {
+            "request": [_INST.sub("", str(p)).strip() for p in raw["prompt"]],
+            "response": [str(r).strip() for r in raw["response"]],
+        }
+    )
+    return table[table["response"].str.len() > 0].reset_index(drop=True)
+
+
+def benign_texts(source: str, n: int | None, seed: int) -> list[str]:
+    """Benign text: ``"moral-stories"`` (norm + moral action) or ``"ethics"`` (not-wrong
+    commonsense scenarios), ``n`` sampled with ``seed`` (all when None)."""
+    if source == "moral-stories":
+        table = moral_stories("test")
+        table = table.assign(text=table["context"] + " " + table["acceptable"])
+    elif source == "ethics":
+        table = ethics_commonsense("test")
+        table = table[table["label"] == 0]
+    else:
+        raise ValueError(f"source={source!r}; expected 'moral-stories' or 'ethics'")
+    return sample_rows(table[["text"]], n, seed)["text"].tolist()
+
+
+def calibration_prompts(per_group: int, groups: Sequence[str], seed: int) -> pd.DataFrame:
+    """``per_group`` AdvBench calibration prompts (never evaluation ones) of each harm type."""
+    table = advbench_table()
+    pool = table[table["split"] == "calibration"]
+    picked = []
+    for group in groups:
+        rows = pool[pool["group"] == group]
+        if len(rows) < per_group:
+            raise ValueError(
+                f"harm group {group!r} has {len(rows)} calibration prompts, fewer than "
+                f"per_group={per_group}"
+            )
+        picked.append(sample_rows(rows, per_group, seed))
+    return pd.concat(picked, ignore_index=True)
+
+
+def _generator(model: str | LoadedModel) -> tuple[str, str | None]:
+    """(name, weights hash) of a model, without loading it when its identity is known."""
+    if not isinstance(model, str):
+        return model.name, model.weights_hash
+    from moralkit.models import model_identity
+
+    identity = model_identity(model)
+    return model, identity.weights_hash if identity is not None else None
+
+
+def harmful_completions(
+    model: str | LoadedModel,
+    indices: Sequence[int],
+    max_new_tokens: int = 48,
+    progress: bool = True,
+    num_threads: int | str | None = "auto",
+) -> pd.DataFrame:
+    """Greedy completions of AdvBench requests by ``model`` (a base model), cached.
+
+    ``model`` is a registry name (loaded only when the cache misses) or a loaded model. The
+    model continues ``request`` + :data:`COMPLETION_PREFIX`; the returned ``response`` is the
+    prefix plus the continuation. Refuses evaluation prompts (index < N_EVAL_PROMPTS).
+    Columns: index, prompt, group, response, generator.
+    """
+    from moralkit.pruning.generation import generate_greedy
+
+    bad = [i for i in indices if i < N_EVAL_PROMPTS]
+    if bad:
+        raise ValueError(f"indices {bad[:5]} are evaluation prompts (< {N_EVAL_PROMPTS})")
+    table = advbench_table().set_index("index").loc[list(indices)].reset_index()
+    name, weights = _generator(model)
+    key = hashlib.sha256(
+        json.dumps(
+            [name, weights, list(map(int, indices)), max_new_tokens, COMPLETION_PREFIX]
+        ).encode()
+    ).hexdigest()[:20]
+    path = default_cache_dir() / "harmful-completions" / f"{name.replace('/', '--')}-{key}.json"
+    if weights is not None and path.exists():
+        return pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
+    if isinstance(model, str):
+        from moralkit.models import load_model
+
+        model = load_model(model)
+    texts = generate_greedy(
+        model,
+        table["prompt"].tolist(),
+        max_new_tokens,
+        prefix=COMPLETION_PREFIX,
+        progress=progress,
+    )
+    table["response"] = [COMPLETION_PREFIX.strip() + " " + t for t in texts]
+    table["generator"] = name
+    table = table[["index", "prompt", "group", "response", "generator"]]
+    if weights is not None:
+        atomic_write_text(json.dumps(table.to_dict("records"), ensure_ascii=False), path)
+    return table

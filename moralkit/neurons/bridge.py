@@ -1,0 +1,129 @@
+"""The bridge to the main paper: moral-foundation neurons and how they overlap value neurons.
+
+paper §7(a) with the paper's ground truth (§1); book: Methods › Value neurons,
+methods/value-neurons.md. The same contrast as for values (:mod:`moralkit.neurons.contrast`) is
+run on the virtue vs the vice records of each moral foundation, giving a virtue-pole and a
+vice-pole neuron set per foundation. Each is compared with each value dimension's neurons:
+shared neurons against random sets of the same size (uniform and matched per layer; see
+:mod:`moralkit.neurons.overlap`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from moralkit.foundations import FOUNDATIONS
+from moralkit.models.decoder import find_decoder
+from moralkit.neurons.contrast import ContrastConfig, locate_poles
+from moralkit.neurons.hooks import gate_width
+from moralkit.neurons.overlap import overlap_stats
+from moralkit.neurons.results import FoundationOverlapResult
+from moralkit.records import MoralRecords
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """Prompt template for records, how many records per foundation pole, and their split."""
+
+    template: str = "{action} is morally"
+    max_records: int | None = 200
+    split: str | None = None
+    seed: int = 0
+
+
+def foundation_texts(
+    records: MoralRecords, foundation: str, pole: str, config: BridgeConfig
+) -> list[str]:
+    """Prompts of one foundation pole (sampled down to ``max_records`` with ``seed``)."""
+    table = records.table
+    rows = table[(table["foundation"] == foundation) & (table["pole"] == pole)]
+    if config.split is not None:
+        rows = rows[rows["split"] == config.split]
+    if config.max_records is not None and len(rows) > config.max_records:
+        rows = rows.sample(config.max_records, random_state=config.seed)
+    if "{action}" not in config.template:
+        raise ValueError(f"template {config.template!r} must contain the placeholder '{{action}}'")
+    return [config.template.replace("{action}", str(text)) for text in rows["text"]]
+
+
+def foundation_neurons(
+    model: torch.nn.Module,
+    tokenizer,
+    records: MoralRecords,
+    model_name: str,
+    contrast: ContrastConfig | None = None,
+    config: BridgeConfig | None = None,
+) -> pd.DataFrame:
+    """Virtue-pole and vice-pole neurons of each foundation that has records of both poles."""
+    contrast, config = contrast or ContrastConfig(), config or BridgeConfig()
+    tables = []
+    for foundation in FOUNDATIONS:
+        virtue = foundation_texts(records, foundation, "virtue", config)
+        vice = foundation_texts(records, foundation, "vice", config)
+        if not virtue or not vice:
+            continue
+        pole_virtue, pole_vice, _ = locate_poles(model, tokenizer, virtue, vice, contrast)
+        tables += [
+            pole_virtue.assign(foundation=foundation, pole="virtue"),
+            pole_vice.assign(foundation=foundation, pole="vice"),
+        ]
+    if not tables:
+        raise ValueError("no foundation has both virtue and vice records: nothing to contrast")
+    table = pd.concat(tables, ignore_index=True).assign(model=model_name)
+    first = ["model", "foundation", "pole"]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def foundation_value_overlap(
+    model: torch.nn.Module,
+    tokenizer,
+    records: MoralRecords,
+    value_neurons: pd.DataFrame,
+    model_name: str,
+    contrast: ContrastConfig | None = None,
+    config: BridgeConfig | None = None,
+) -> FoundationOverlapResult:
+    """Foundation neurons of ``model`` and their overlap with its value neurons."""
+    found = foundation_neurons(model, tokenizer, records, model_name, contrast, config)
+    n_layers, width = len(find_decoder(model).layers), gate_width(model)
+    values = value_neurons[value_neurons["model"] == model_name]
+    rows = []
+    for (foundation, pole), group in found.groupby(["foundation", "pole"], sort=False):
+        for dimension, value_group in values.groupby("dimension", sort=False):
+            stats = overlap_stats(group, value_group, n_layers, width)
+            rows.append(
+                {
+                    "model": model_name,
+                    "foundation": foundation,
+                    "pole": pole,
+                    "dimension": dimension,
+                    **stats,
+                }
+            )
+    overlap = pd.DataFrame(rows).rename(columns={"n_a": "n_foundation", "n_b": "n_value"})
+    return FoundationOverlapResult(
+        tables={"overlap": overlap, "foundation_neurons": found, "summary": summarise(overlap)},
+        config={"contrast": contrast, "bridge": config},
+    )
+
+
+def summarise(overlap: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, foundation, pole): the value dimension sharing most neurons beyond chance."""
+    rows = []
+    for key, group in overlap.groupby(["model", "foundation", "pole"], sort=False):
+        top = group.loc[group["ratio_layer_matched"].idxmax()]
+        rows.append(
+            {
+                "model": key[0],
+                "foundation": key[1],
+                "pole": key[2],
+                "closest_value": top["dimension"],
+                "shared": int(top["shared"]),
+                "ratio_layer_matched": top["ratio_layer_matched"],
+                "median_ratio_layer_matched": group["ratio_layer_matched"].median(),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,98 @@
+"""Harmful-generation and safety weights: importance scores, set differences, pruning, measures.
+
+(paper §7(b); book: Methods › Harmful weights, methods/harmful-weights.md.) Wei et al.'s
+set-difference attribution ("wei": prune the weights refusals rely on) implemented as
+published, and Orgad et al.'s variant on top of it ("orgad": signed SNIP, harmful completions as
+target, prune the weights harmful generation relies on). The package by job:
+
+- :mod:`~moralkit.pruning.calibration`: calibration pairs, prompt format, response-only labels;
+- :mod:`~moralkit.pruning.importance`: SNIP / signed SNIP / Wanda scores, cached top-k indices;
+- :mod:`~moralkit.pruning.masks`: the set difference and the exact-restore ``pruned`` context;
+- :mod:`~moralkit.pruning.generation`: batched greedy answers;
+- :mod:`~moralkit.pruning.measures`: keyword-rule ASR, log-likelihood margins, perplexity,
+  Jaccard overlaps;
+- :mod:`~moralkit.pruning.strongreject`: a StrongREJECT-style judge rubric (prompt, parser,
+  score) for a judge endpoint;
+- :mod:`~moralkit.pruning.results` and :mod:`~moralkit.pruning.analysis`: chapter 10's
+  ``HarmfulWeightsConfig`` -> ``HarmfulWeightsResult`` and the moral-diagnostic bridge.
+"""
+
+from moralkit.pruning.calibration import BASE_TEMPLATE, CalibrationSet, encode_example
+from moralkit.pruning.importance import (
+    METHODS,
+    SCOPES,
+    ImportanceConfig,
+    ImportanceIndex,
+    gradient_scores,
+    importance_index,
+    linear_layers,
+    wanda_scores,
+)
+from moralkit.pruning.masks import (
+    WEI_DEFAULT_P,
+    WEI_DEFAULT_Q,
+    WEI_README_P,
+    WEI_README_Q,
+    PruneMask,
+    jaccard,
+    pruned,
+    set_difference,
+)
+from moralkit.pruning.measures import (
+    REFUSAL_STRINGS,
+    attack_success_rate,
+    compliance_margins,
+    is_attack_success,
+    is_refusal,
+    perplexity,
+)
+from moralkit.pruning.results import (
+    DIRECTIONS,
+    ORGAD,
+    WEI,
+    BridgeResult,
+    HarmfulWeightsConfig,
+    HarmfulWeightsResult,
+)
+from moralkit.pruning.strongreject import (
+    parse_strongreject,
+    strongreject_prompt,
+    strongreject_score,
+)
+
+__all__ = [
+    "BASE_TEMPLATE",
+    "DIRECTIONS",
+    "METHODS",
+    "ORGAD",
+    "REFUSAL_STRINGS",
+    "SCOPES",
+    "WEI",
+    "WEI_DEFAULT_P",
+    "WEI_DEFAULT_Q",
+    "WEI_README_P",
+    "WEI_README_Q",
+    "BridgeResult",
+    "CalibrationSet",
+    "HarmfulWeightsConfig",
+    "HarmfulWeightsResult",
+    "ImportanceConfig",
+    "ImportanceIndex",
+    "PruneMask",
+    "attack_success_rate",
+    "compliance_margins",
+    "encode_example",
+    "gradient_scores",
+    "importance_index",
+    "is_attack_success",
+    "is_refusal",
+    "jaccard",
+    "linear_layers",
+    "perplexity",
+    "pruned",
+    "parse_strongreject",
+    "set_difference",
+    "strongreject_prompt",
+    "strongreject_score",
+    "wanda_scores",
+]

@@ -1,0 +1,167 @@
+"""Settings of the SAE surgery: pretraining presets, identification and fine-tuning.
+
+Each default is defined once, here (paper §4.2-4.4, §4.6; book: Methods › SAE surgery,
+methods/sae.md). Four pretraining presets:
+
+- ``paper-run``: what the released run folder says was used (16x width, so 65,536 latents on
+  Qwen3-8B; target L0 100; 200 epochs);
+- ``paper-code``: the training script's defaults (16,384 latents, target L0 50, 100 epochs);
+- ``quick``: SmolLM2-135M on a few layers, sized to a few minutes on 2 CPU cores;
+- ``tiny``: the test suite's book build (seconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = [
+    "FINETUNE_PRESETS",
+    "FinetuneConfig",
+    "IdentifyConfig",
+    "OBJECTIVES",
+    "PRESETS",
+    "SAETrainConfig",
+    "finetune_preset",
+    "preset",
+]
+
+
+@dataclass(frozen=True)
+class SAETrainConfig:
+    """Pretraining of one ReLU + L1 SAE on centred pooled activations (paper §4.2).
+
+    ``width`` fixes the number of latents; when it is None the width is
+    ``round(expansion * d_in)``. The loss is the paper's mean-MSE + ``l1`` x mean|z|, with
+    ``l1`` adapted once per epoch toward ``target_l0`` (see :mod:`moralkit.sae.train`).
+    """
+
+    width: int | None = None
+    expansion: float = 16.0
+    target_l0: float = 50.0
+    epochs: int = 100
+    batch_size: int = 4096
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    l1_init: float = 1e-3
+    l1_min: float = 1e-6
+    l1_max: float = 100.0
+    warmup_epochs: int = 5
+    warmup_start: float = 0.01  # warm-up starts at this fraction of lr
+    lr_end_fraction: float = 0.01  # cosine decays to this fraction of lr
+    grad_clip: float = 1.0
+    stop_mse: float = 1e-3  # early stop: val MSE below this ...
+    stop_l0_tolerance: float = 0.1  # ... and L0 within this fraction of target ...
+    stop_patience: int = 5  # ... for this many consecutive epochs
+    seed: int = 0
+
+    def d_sae(self, d_in: int) -> int:
+        """Number of latents for an input width ``d_in``."""
+        if self.width is not None:
+            return int(self.width)
+        return max(1, int(round(self.expansion * d_in)))
+
+    def key(self) -> dict:
+        """The fields that change the trained weights (for the cache key)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class IdentifyConfig:
+    """Moral feature identification on the validation split (paper §4.3)."""
+
+    threshold: float = 0.1  # |r| above this counts as "responds to the dimension"
+    weak_below: float = 0.05  # max|r| below this: a weak feature
+    dominance: float = 1.5  # strict monosemantic: |r|max > dominance x second-largest |r|
+    top_k: int = 50  # top positive features per dimension
+    pair_k: int = 20  # top positive features per pole, for the 5 polarity pairs
+    proto_top: int = 20  # features whose prototypicality Spearman is averaged
+    collapse_cosine: float = 0.5  # virtue/vice profile cosine above this: collapsed
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Selective fine-tuning with the code's six-term objective (paper §4.4).
+
+    ``OBJECTIVES["page"]`` (``w_l1`` and ``w_off_dimension`` set to 0) keeps reconstruction
+    and the paper page's three named losses: alignment, polarity contrast and prototype
+    ordering (the typicality term). ``sampler_bug=True`` reproduces the released code's
+    sampler weights, where the 3.0 weight of the most typical records is overwritten by 2.0.
+    """
+
+    w_reconstruction: float = 1.0
+    w_l1: float = 1e-4
+    w_alignment: float = 0.5
+    w_polarity: float = 0.3
+    w_typicality: float = 0.2
+    w_off_dimension: float = 0.1
+    polarity_margin: float = 0.5
+    typicality_margin: float = 0.1
+    pole_threshold: float = 0.3  # m_virtue / m_vice above this: a virtue / vice sample
+    min_pole_samples: int = 4
+    min_dimension_samples: int = 16
+    typicality_pairs: int = 100
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_fraction: float = 0.1
+    div_factor: float = 25.0
+    final_div_factor: float = 1000.0
+    batch_size: int = 512
+    epochs: int = 50
+    patience: int = 10
+    min_delta: float = 1e-4
+    grad_clip: float = 1.0
+    sampler_bug: bool = False
+    seed: int = 0
+
+
+PRESETS: dict[str, SAETrainConfig] = {
+    "paper-run": SAETrainConfig(expansion=16.0, target_l0=100.0, epochs=200),
+    "paper-code": SAETrainConfig(width=16_384, target_l0=50.0, epochs=100),
+    # 4x width on d=576. A few thousand vectors give ~25 steps per epoch, not the paper's ~50
+    # over 200 epochs: a larger lr and a larger starting λ let L0 fall within 25 epochs (at the
+    # paper's λ0 = 1e-3 and lr 1e-4, L0 stayed above 1,000 of 2,304 features).
+    "quick": SAETrainConfig(
+        expansion=4.0,
+        target_l0=20.0,
+        epochs=25,
+        batch_size=128,
+        lr=3e-3,
+        l1_init=5.0,
+        warmup_epochs=2,
+    ),
+    "tiny": SAETrainConfig(
+        expansion=1.0, target_l0=10.0, epochs=3, batch_size=128, lr=1e-3, warmup_epochs=1
+    ),
+}
+
+#: Fine-tuning settings that go with each preset (paper values for the paper presets).
+FINETUNE_PRESETS: dict[str, FinetuneConfig] = {
+    "paper-run": FinetuneConfig(),
+    "paper-code": FinetuneConfig(),
+    "quick": FinetuneConfig(epochs=15, batch_size=256, lr=1e-3, patience=4),
+    "tiny": FinetuneConfig(epochs=2, batch_size=128, lr=1e-3, patience=2),
+}
+
+
+def preset(name: str, **overrides: object) -> SAETrainConfig:
+    """The pretraining preset ``name`` with some fields replaced."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown SAE preset {name!r}; valid names: {list(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+#: Objective versions: ``code`` keeps the code's six weights; ``page`` keeps reconstruction and
+#: the three losses the paper page names (alignment, polarity contrast, prototype ordering).
+OBJECTIVES: dict[str, dict[str, float]] = {
+    "code": {},
+    "page": {"w_l1": 0.0, "w_off_dimension": 0.0},
+}
+
+
+def finetune_preset(name: str, **overrides: object) -> FinetuneConfig:
+    """The fine-tuning settings that go with preset ``name``, with some fields replaced."""
+    if name not in FINETUNE_PRESETS:
+        raise ValueError(f"unknown SAE preset {name!r}; valid names: {list(FINETUNE_PRESETS)}")
+    return dataclasses.replace(FINETUNE_PRESETS[name], **overrides)

@@ -1,0 +1,274 @@
+"""The SAE surgery for one model, layer by layer: pretrain (cached), identify, fine-tune
+(cached), with tidy tables (paper §4.2-4.4; book: Methods › SAE surgery, methods/sae.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+
+from moralkit.activation_set import ActivationSet
+from moralkit.foundations import DIMENSIONS
+from moralkit.records import MoralRecords
+from moralkit.results import AnalysisResult, ClaimValue
+from moralkit.sae import store
+from moralkit.sae.config import (
+    OBJECTIVES,
+    FinetuneConfig,
+    IdentifyConfig,
+    SAETrainConfig,
+    finetune_preset,
+    preset,
+)
+from moralkit.sae.data import array_hash, pretraining_split, split_index
+from moralkit.sae.finetune import finetune_sae
+from moralkit.sae.identify import Identification, identify_features, top_records
+from moralkit.sae.train import reconstruction_metrics, to_training_sae, train_sae
+
+__all__ = [
+    "LayerSurgery",
+    "SurgeryConfig",
+    "SurgeryResult",
+    "encode",
+    "run_surgery",
+    "surgery_config",
+]
+
+
+@dataclass(frozen=True)
+class SurgeryConfig:
+    """Settings of the whole surgery; ``preset`` names the index entry steering loads."""
+
+    preset: str = "quick"
+    train: SAETrainConfig = field(default_factory=lambda: preset("quick"))
+    identify: IdentifyConfig = IdentifyConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    pooling: str = "mean"
+    top_features: int = 3  # features whose top records the chapter shows, per layer
+
+
+def surgery_config(
+    preset_name: str = "quick", objective: str = "code", sampler_bug: bool = False, seed: int = 0
+) -> SurgeryConfig:
+    """The settings of one preset; ``objective`` is ``code`` (six terms) or ``page`` (three
+    named losses plus reconstruction); ``sampler_bug`` reproduces the code's sampler."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective={objective!r}; expected one of {list(OBJECTIVES)}")
+    return SurgeryConfig(
+        preset=preset_name,
+        train=preset(preset_name, seed=int(seed)),
+        finetune=finetune_preset(
+            preset_name, sampler_bug=bool(sampler_bug), seed=int(seed), **OBJECTIVES[objective]
+        ),
+    )
+
+
+@dataclass
+class LayerSurgery:
+    """Everything one layer's surgery produced (the SAEs are sae-lens modules)."""
+
+    layer: int
+    pretrained: object
+    finetuned: object
+    centre: np.ndarray
+    ident: Identification
+    paths: dict
+
+
+@torch.no_grad()
+def encode(sae, centre: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Codes z of raw activations ``x`` (n, d) under ``sae`` reading ``x - centre``."""
+    return sae.encode(torch.as_tensor(np.asarray(x) - centre, dtype=torch.float32)).numpy()
+
+
+def _pretrained(model: str, layer: int, train_x, val_x, config: SurgeryConfig, root: Path):
+    payload = {
+        "stage": "pretrained",
+        "model": model,
+        "layer": layer,
+        "data": array_hash(train_x, val_x),
+        "train": config.train.key(),
+    }
+    folder = root / store.sae_key(payload)
+    if not (folder / "meta.json").is_file():
+        res = train_sae(train_x, val_x, config.train, progress=False)
+        meta = {
+            **payload,
+            "metrics": res.metrics,
+            "train_seconds": res.train_seconds,
+            "samples_seen": res.samples_seen,
+            "n_train": len(train_x),
+            "n_val": len(val_x),
+        }
+        store.save_sae_dir(folder, res.sae, res.centre, meta, res.history)
+    store.register(root, model, layer, config.preset, "pretrained", folder)
+    return folder, payload
+
+
+def _finetuned(model, layer, pre_folder, acts, records, ident, config, root):
+    tr, va = split_index(records, "train"), split_index(records, "val")
+    payload = {
+        "stage": "finetuned",
+        "pretrained": pre_folder.name,
+        "data": array_hash(acts[tr], acts[va], records.vectors),
+        "identify": dataclasses.asdict(config.identify),
+        "finetune": dataclasses.asdict(config.finetune),
+    }
+    folder = root / store.sae_key(payload)
+    if not (folder / "meta.json").is_file():
+        loaded = store.load_sae_dir(pre_folder)
+        centre = loaded.centre.numpy()
+        res = finetune_sae(
+            to_training_sae(loaded.sae),
+            centre,
+            acts[tr],
+            records.where(records.table["split"] == "train"),
+            acts[va],
+            records.where(records.table["split"] == "val"),
+            ident,
+            config.finetune,
+            progress=False,
+        )
+        meta = {**payload, "model": model, "layer": layer, "best_epoch": res.best_epoch}
+        store.save_sae_dir(folder, res.sae, centre, meta, res.history, ident.selected)
+    store.register(root, model, layer, config.preset, "finetuned", folder)
+    return folder
+
+
+def _layer(model, layer, labelled, records, unlabelled, config, root) -> LayerSurgery:
+    train_x, val_x = pretraining_split(labelled, records, unlabelled)
+    pre_folder, _ = _pretrained(model, layer, train_x, val_x, config, root)
+    pre = store.load_sae_dir(pre_folder)
+    centre = pre.centre.numpy()
+    va = split_index(records, "val")
+    val_records = records.where(records.table["split"] == "val")
+    ident = identify_features(encode(pre.sae, centre, labelled[va]), val_records, config.identify)
+    ft_folder = _finetuned(model, layer, pre_folder, labelled, records, ident, config, root)
+    ft = store.load_sae_dir(ft_folder)
+    return LayerSurgery(
+        layer, pre.sae, ft.sae, centre, ident, {"pretrained": pre_folder, "finetuned": ft_folder}
+    )
+
+
+def run_surgery(
+    model: str,
+    acts: ActivationSet,
+    records: MoralRecords,
+    unlabelled: ActivationSet | None = None,
+    layers: Sequence[int] | None = None,
+    config: SurgeryConfig | None = None,
+    cache_dir: str | Path | None = None,
+) -> SurgeryResult:
+    """Pretrain, identify and fine-tune one SAE per layer of ``model``; cached on disk."""
+    config = config or SurgeryConfig()
+    root = store.sae_cache_dir(cache_dir)
+    layers = list(layers if layers is not None else acts.layers)
+    out = []
+    for layer in layers:
+        labelled = acts.get(layer, config.pooling)
+        extra = unlabelled.get(layer, config.pooling) if unlabelled is not None else None
+        out.append(_layer(model, layer, labelled, records, extra, config, root))
+    return SurgeryResult.build(model, out, acts, records, config)
+
+
+class SurgeryResult(AnalysisResult):
+    """Tables of the surgery: pretraining metrics and curves, feature typing, fine-tuning."""
+
+    TABLES: ClassVar[tuple[str, ...]] = (
+        "layers",
+        "pretrain_history",
+        "features",
+        "finetune_history",
+        "top_records",
+    )
+    BEST_TABLE: ClassVar[str] = "layers"
+    BEST_COLUMN: ClassVar[str] = "layer_score"
+    #: the per-layer SAEs behind the tables (set by :meth:`build`; not saved as a table)
+    surgeries: list
+
+    @classmethod
+    def build(cls, model, surgeries, acts, records, config) -> SurgeryResult:
+        rows, hist, feats, ft_hist, tops = [], [], [], [], []
+        te = split_index(records, "test")
+        test_records = records.where(records.table["split"] == "test")
+        for s in surgeries:
+            meta = json.loads((s.paths["pretrained"] / "meta.json").read_text())
+            x_test = torch.as_tensor(acts.get(s.layer, config.pooling)[te] - s.centre)
+            test_m = reconstruction_metrics(s.pretrained, x_test)
+            ft_m = reconstruction_metrics(s.finetuned, x_test)
+            rows.append(
+                {
+                    "model": model,
+                    "layer": s.layer,
+                    "d_sae": s.pretrained.cfg.d_sae,
+                    "n_train": meta["n_train"],
+                    "n_val": meta["n_val"],
+                    **{f"test_{k}": v for k, v in test_m.items()},
+                    "variance_lost": 1 - test_m["explained_variance"],
+                    "finetuned_test_mse": ft_m["mse"],
+                    "finetuned_variance_lost": 1 - ft_m["explained_variance"],
+                    "lambda": meta["metrics"]["lambda"],
+                    "epochs": meta["metrics"]["epochs"],
+                    "train_seconds": meta["train_seconds"],
+                    **s.ident.scores,
+                }
+            )
+            hist.append(
+                pd.read_csv(s.paths["pretrained"] / "history.csv").assign(
+                    model=model, layer=s.layer
+                )
+            )
+            ft_hist.append(
+                pd.read_csv(s.paths["finetuned"] / "history.csv").assign(model=model, layer=s.layer)
+            )
+            ftab = s.ident.feature_table().assign(model=model, layer=s.layer)
+            r = pd.DataFrame(s.ident.r, columns=list(DIMENSIONS))
+            feats.append(pd.concat([ftab, r], axis=1))
+            z = encode(s.pretrained, s.centre, acts.get(s.layer, config.pooling)[te])
+            best = np.argsort(-np.abs(s.ident.r).max(axis=1))[: config.top_features]
+            tops.append(top_records(z, test_records, best).assign(model=model, layer=s.layer))
+        tables = {
+            "layers": pd.DataFrame(rows),
+            "pretrain_history": pd.concat(hist),
+            "features": pd.concat(feats),
+            "finetune_history": pd.concat(ft_hist),
+            "top_records": pd.concat(tops),
+        }
+        result = cls({k: v.reset_index(drop=True) for k, v in tables.items()}, config)
+        result.surgeries = surgeries
+        return result
+
+    def saes(self) -> dict[str, dict[int, tuple[object, np.ndarray]]]:
+        """``{"pretrained"|"finetuned": {layer: (sae, centre)}}`` for :func:`rediagnose`."""
+        return {
+            "pretrained": {s.layer: (s.pretrained, s.centre) for s in self.surgeries},
+            "finetuned": {s.layer: (s.finetuned, s.centre) for s in self.surgeries},
+        }
+
+    def claim(self) -> list[ClaimValue]:
+        """``sae_monosemantic_scarce``: the largest monosemantic share over the layers, with
+        the share expected by chance on as many validation records."""
+        layers = self.tables["layers"]
+        best = layers.loc[layers["mono_ratio"].idxmax()]
+        return [
+            ClaimValue(
+                "sae_monosemantic_scarce",
+                round(float(best["mono_ratio"]), 4),
+                note=(
+                    f"largest monosemantic share over layers: {best['model']} layer "
+                    f"{int(best['layer'])} ({int(best['d_sae'])} features); share expected by "
+                    f"chance on {int(best['n_val'])} validation records: "
+                    f"{float(best['mono_ratio_chance']):.3f}; variance the SAE loses on test: "
+                    f"{float(best['variance_lost']):.3f}"
+                ),
+                extra={"chance": round(float(best["mono_ratio_chance"]), 4)},
+            )
+        ]

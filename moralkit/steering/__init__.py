@@ -1,0 +1,41 @@
+"""Inference-time SAE steering and cached generation (paper §4.5; book: Methods › Steering,
+methods/steering.md)."""
+
+from moralkit.steering.generation import (
+    PAPER_BASELINE_DECODING,
+    PAPER_STEERED_DECODING,
+    PAPER_SYSTEM_PROMPT,
+    DecodingConfig,
+    chat_text,
+    generate_responses,
+)
+from moralkit.steering.hook import (
+    STEERING_MODES,
+    SteeringConfig,
+    SteeringHook,
+    SteeringSAE,
+    active_hook_count,
+    steer,
+    steering,
+    steering_arms,
+)
+from moralkit.steering.saes import load_steering_saes, surgery_trainer
+
+__all__ = [
+    "PAPER_BASELINE_DECODING",
+    "PAPER_STEERED_DECODING",
+    "PAPER_SYSTEM_PROMPT",
+    "STEERING_MODES",
+    "DecodingConfig",
+    "SteeringConfig",
+    "SteeringHook",
+    "SteeringSAE",
+    "active_hook_count",
+    "chat_text",
+    "generate_responses",
+    "steer",
+    "steering",
+    "steering_arms",
+    "load_steering_saes",
+    "surgery_trainer",
+]

@@ -1,0 +1,212 @@
+"""Generate responses with and without steering, with one decoding for both arms, cached.
+
+(paper §4.5; book: Methods › Steering, methods/steering.md.) The paper generated the baseline
+with vLLM (temperature 0.7, default top-p, no repetition penalty, 1,024 new tokens) and the
+steered runs with Hugging Face ``generate`` (temperature 0.7, top-p 0.9, repetition penalty 1.1,
+512 new tokens): the two arms differ in more than the steering. By default both arms here use
+the same :class:`DecodingConfig`; ``decoding_setting="paper"`` reproduces the paper's two
+settings (labelled in every output row).
+
+Every response is cached as one JSON file keyed by (model weights, steering arm and SAE, prompt,
+system prompt, decoding, seed), written atomically, so re-running a chapter only generates what
+is missing. The per-prompt seed is derived from ``seed`` and the prompt, so a response does not
+depend on which other prompts ran with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from moralkit.data.fetch import default_cache_dir
+from moralkit.io import atomic_write_text
+from moralkit.steering.hook import SteeringConfig, SteeringSAE, steering
+
+if TYPE_CHECKING:
+    from moralkit.models import LoadedModel
+
+#: the paper's system prompt ("You are a helpful assistant.")
+PAPER_SYSTEM_PROMPT = "你是一个有帮助的助手。"
+DECODING_SETTINGS = ("same", "paper")
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """Sampling settings of one arm. Defaults: the paper's steered setting (HF ``generate``)."""
+
+    max_new_tokens: int = 512
+    do_sample: bool = True
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    seed: int = 0
+
+    def generate_kwargs(self) -> dict:
+        """Keyword arguments for ``model.generate``."""
+        kwargs: dict = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        if self.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = self.repetition_penalty
+        return kwargs
+
+
+#: the paper's baseline setting (vLLM): default top-p 1.0, no repetition penalty, 1,024 tokens
+PAPER_BASELINE_DECODING = DecodingConfig(max_new_tokens=1024, top_p=1.0, repetition_penalty=1.0)
+#: the paper's steered setting (HF generate)
+PAPER_STEERED_DECODING = DecodingConfig()
+
+
+def decoding_for(config: SteeringConfig, setting: str, base: DecodingConfig) -> DecodingConfig:
+    """The decoding of one arm: ``base`` for all arms ("same"), or the paper's two ("paper")."""
+    if setting not in DECODING_SETTINGS:
+        raise ValueError(f"decoding_setting={setting!r}; expected one of {DECODING_SETTINGS}")
+    if setting == "same":
+        return base
+    paper = PAPER_BASELINE_DECODING if config.mode == "none" else PAPER_STEERED_DECODING
+    return dataclasses.replace(paper, seed=base.seed)
+
+
+def chat_text(tokenizer, prompt: str, system_prompt: str | None = PAPER_SYSTEM_PROMPT) -> str:
+    """The prompt in the model's chat template, thinking disabled where the template has it.
+
+    Without a chat template (base models), a plain "system / user / assistant" layout is used.
+    """
+    messages = [{"role": "user", "content": prompt}]
+    if system_prompt:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        head = f"{system_prompt}\n\n" if system_prompt else ""
+        return f"{head}User: {prompt}\nAssistant:"
+    extra = {"enable_thinking": False} if "enable_thinking" in str(template) else {}
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, **extra
+    )
+
+
+def sae_fingerprint(bundle: SteeringSAE | None) -> str:
+    """A hash of an SAE's weights, centre and selection (part of the cache key)."""
+    if bundle is None:
+        return ""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(bundle.sae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    digest.update(torch.as_tensor(bundle.centre).float().cpu().numpy().tobytes())
+    digest.update(json.dumps(list(bundle.selected or [])).encode())
+    return digest.hexdigest()[:16]
+
+
+def prompt_seed(seed: int, prompt: str) -> int:
+    """A per-prompt seed: independent of batch order and of the other prompts."""
+    return int(hashlib.sha256(f"{seed}|{prompt}".encode()).hexdigest()[:8], 16)
+
+
+def generation_cache_dir() -> Path:
+    """Where responses are cached: ``$MORALKIT_CACHE/generations``."""
+    return default_cache_dir() / "generations"
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """Everything that determines one response (its cache key is a hash of this)."""
+
+    model: str
+    weights_hash: str
+    steering: SteeringConfig
+    sae_hash: str
+    prompt: str
+    system_prompt: str | None
+    decoding: DecodingConfig
+
+    def key(self) -> str:
+        payload = json.dumps(dataclasses.asdict(self), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def generate_one(loaded: LoadedModel, text: str, decoding: DecodingConfig, seed: int) -> str:
+    """Sample one response to an already templated ``text`` with a fixed seed."""
+    tokenizer = loaded.tokenizer
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(loaded.device)
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            **inputs,
+            **decoding.generate_kwargs(),
+            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+        )
+    new_tokens = output[0, inputs["input_ids"].shape[1] :]
+    return tokenizer.decode(new_tokens, skip_special_tokens=True)
+
+
+def generate_responses(
+    loaded: LoadedModel,
+    prompts: Sequence[str],
+    config: SteeringConfig,
+    saes: dict[str, SteeringSAE] | None = None,
+    decoding: DecodingConfig = DecodingConfig(),
+    decoding_setting: str = "same",
+    system_prompt: str | None = PAPER_SYSTEM_PROMPT,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Responses of ``loaded`` to ``prompts`` under one steering arm, one row per prompt.
+
+    Cached responses are read back; missing ones are generated inside :func:`steering` and
+    written atomically. Columns: prompt, response, arm, mode, layer, strength, features,
+    decoding_setting, decoding (JSON), seed, cached.
+    """
+    arm_decoding = decoding_for(config, decoding_setting, decoding)
+    bundle = (saes or {}).get(config.mode) if config.mode != "none" else None
+    sae_hash = sae_fingerprint(bundle)
+    root = Path(cache_dir) if cache_dir is not None else generation_cache_dir()
+    # the unsteered arm is one arm whatever layer/strength the caller left in its config
+    keyed = SteeringConfig(mode="none") if config.mode == "none" else config
+    rows, todo = [], []
+    for prompt in prompts:
+        job = GenerationJob(
+            loaded.name, loaded.weights_hash, keyed, sae_hash, prompt, system_prompt, arm_decoding
+        )
+        path = root / loaded.name / f"{job.key()}.json"
+        rows.append(_row(job, decoding_setting, path))
+        if rows[-1]["response"] is None:
+            todo.append((len(rows) - 1, job, path))
+    if todo:
+        with steering(loaded.model, config, saes):
+            for index, job, path in tqdm(
+                todo, desc=f"generate {config.label}", disable=not progress
+            ):
+                seed = prompt_seed(arm_decoding.seed, job.prompt)
+                text = chat_text(loaded.tokenizer, job.prompt, system_prompt)
+                response = generate_one(loaded, text, arm_decoding, seed)
+                record = {"response": response, "seed": seed, "job": dataclasses.asdict(job)}
+                atomic_write_text(json.dumps(record, ensure_ascii=False), path)
+                rows[index].update(response=response, seed=seed, cached=False)
+    return pd.DataFrame(rows)
+
+
+def _row(job: GenerationJob, decoding_setting: str, path: Path) -> dict:
+    cached = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return {
+        "prompt": job.prompt,
+        "response": cached["response"] if cached else None,
+        "arm": job.steering.label,
+        "mode": job.steering.mode,
+        "layer": job.steering.layer if job.steering.mode != "none" else None,
+        "strength": job.steering.strength if job.steering.mode != "none" else 0.0,
+        "features": job.steering.features,
+        "decoding_setting": decoding_setting,
+        "decoding": json.dumps(dataclasses.asdict(job.decoding), sort_keys=True),
+        "seed": cached["seed"] if cached else None,
+        "cached": cached is not None,
+    }

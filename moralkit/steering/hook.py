@@ -1,0 +1,227 @@
+"""Inference-time steering: replace one decoder layer's output by an SAE reconstruction.
+
+(paper §4.5; book: Methods › Steering, methods/steering.md.) A forward hook on decoder layer ℓ
+rewrites the layer output at every token position and at every generation step as
+
+    h ← h + s · (SAE(h − c) + c − h)
+
+where ``c`` is the centre the SAE was trained around and ``s`` the strength: ``s = 1`` replaces
+the residual stream by the reconstruction, ``s = 0`` leaves it unchanged. The SAE is any
+sae-lens SAE (``encode``/``decode``); the model's weights are never touched, and
+:func:`steer` removes its hook when the block ends, also on exceptions.
+
+``features`` restricts the reconstruction to a set of latents (the others are zeroed before
+decoding, the decoder bias kept): the paper's code steers with all latents by default
+(``use_all_features=True``); restricting to the fine-tuned moral features is our reading of its
+other option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from moralkit.models.decoder import find_decoder
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+    from transformers import PreTrainedModel
+
+#: steering arms: no hook, the pretrained SAE (control) and the fine-tuned SAE (paper §4.5, §9.7)
+STEERING_MODES = ("none", "pretrained", "finetuned")
+#: which latents take part in the reconstruction
+FEATURE_SETS = ("all", "selected")
+
+
+@dataclass(frozen=True)
+class SteeringConfig:
+    """One steering arm: which SAE (``mode``), where (``layer``), how hard and with which latents.
+
+    ``layer`` is a decoder-layer index (negative counts from the end); it is ignored when
+    ``mode == "none"``. ``strength`` 1.0 is the paper's default (replacement).
+    """
+
+    mode: str = "finetuned"
+    layer: int = 0
+    strength: float = 1.0
+    features: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.mode not in STEERING_MODES:
+            raise ValueError(f"SteeringConfig.mode={self.mode!r}; expected one of {STEERING_MODES}")
+        if self.features not in FEATURE_SETS:
+            raise ValueError(
+                f"SteeringConfig.features={self.features!r}; expected one of {FEATURE_SETS}"
+            )
+
+    @property
+    def label(self) -> str:
+        """A short name for tables and cache keys, e.g. ``finetuned@11 s=1``."""
+        if self.mode == "none":
+            return "none"
+        extra = "" if self.features == "all" else " selected"
+        return f"{self.mode}@{self.layer} s={self.strength:g}{extra}"
+
+
+def steering_arms(
+    layers: Sequence[int],
+    strengths: Sequence[float],
+    modes: Sequence[str] = ("pretrained", "finetuned"),
+    features: str = "all",
+) -> list[SteeringConfig]:
+    """The unsteered arm plus every (mode, layer, strength) combination."""
+    arms = [SteeringConfig(mode="none")]
+    for mode in modes:
+        for layer in layers:
+            arms += [SteeringConfig(mode, int(layer), float(s), features) for s in strengths]
+    return arms
+
+
+@dataclass(frozen=True)
+class SteeringSAE:
+    """An SAE ready for steering: the sae-lens object, its centre and its selected latents."""
+
+    sae: SAE
+    centre: torch.Tensor
+    selected: tuple[int, ...] | None = None
+
+
+class SteeringHook:
+    """The forward hook that rewrites a decoder layer's output (see module doc).
+
+    ``calls`` counts the forward passes it rewrote and ``positions`` the token positions, so a
+    test (or a reader) can check that every generation step went through it.
+    """
+
+    def __init__(
+        self,
+        sae: SAE,
+        centre: torch.Tensor,
+        strength: float,
+        features: Sequence[int] | None = None,
+    ) -> None:
+        self.sae = sae
+        self.strength = float(strength)
+        param = next(sae.parameters())
+        self._dtype, self._device = param.dtype, param.device
+        self.centre = torch.as_tensor(centre, dtype=self._dtype, device=self._device).reshape(-1)
+        d_in = int(sae.cfg.d_in)
+        if self.centre.numel() != d_in:
+            raise ValueError(f"centre has {self.centre.numel()} values; the SAE's d_in is {d_in}")
+        self.mask = _feature_mask(features, int(sae.cfg.d_sae), self._dtype, self._device)
+        self.calls = 0
+        self.positions = 0
+
+    def rewrite(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``h + s·(SAE(h − c) + c − h)`` computed in the SAE's dtype, returned in ``hidden``'s."""
+        if self.strength == 0.0:
+            return hidden  # exactly unchanged, not merely close
+        h = hidden.to(device=self._device, dtype=self._dtype)
+        with torch.no_grad():
+            codes = self.sae.encode(h - self.centre)
+            if self.mask is not None:
+                codes = codes * self.mask
+            reconstruction = self.sae.decode(codes) + self.centre
+        steered = h + self.strength * (reconstruction - h)
+        return steered.to(device=hidden.device, dtype=hidden.dtype)
+
+    def __call__(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
+        hidden = output[0] if isinstance(output, tuple) else output
+        self.calls += 1
+        self.positions += int(hidden.shape[-2]) if hidden.dim() >= 2 else 1
+        steered = self.rewrite(hidden)
+        if isinstance(output, tuple):
+            return (steered, *output[1:])
+        return steered
+
+
+def _feature_mask(
+    features: Sequence[int] | None, d_sae: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor | None:
+    if features is None:
+        return None
+    ids = torch.as_tensor(list(features), dtype=torch.long)
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= d_sae):
+        raise ValueError(f"features must lie in [0, {d_sae}); got ids up to {int(ids.max())}")
+    mask = torch.zeros(d_sae, dtype=dtype, device=device)
+    mask[ids.to(device)] = 1
+    return mask
+
+
+def decoder_layer(model: PreTrainedModel, layer: int) -> torch.nn.Module:
+    """The decoder block at index ``layer`` (negative from the end); error names the depth."""
+    layers = find_decoder(model).layers
+    n = len(layers)
+    if not -n <= int(layer) < n:
+        raise ValueError(f"layer={layer} is outside the model's {n} decoder layers")
+    return layers[int(layer)]
+
+
+@contextmanager
+def steer(
+    model: PreTrainedModel,
+    layer: int,
+    sae: SAE | None,
+    centre: torch.Tensor | None = None,
+    strength: float = 1.0,
+    features: Sequence[int] | None = None,
+) -> Iterator[SteeringHook | None]:
+    """Steer ``model`` at decoder ``layer`` with ``sae`` inside the ``with`` block.
+
+    ``sae=None`` is the unsteered arm (nothing is hooked; yields None). ``features`` restricts
+    the reconstruction to those latents. The hook is removed when the block exits, whether it
+    finishes or raises. Works for plain forward passes and for ``generate`` (every step).
+    """
+    if sae is None:
+        yield None
+        return
+    if centre is None:
+        raise ValueError("steer(): centre is required when an SAE is given")
+    hook = SteeringHook(sae, centre, strength, features)
+    # prepend: transformers 5 records output_hidden_states with a hook of its own on each
+    # layer; running first makes the recorded hidden state the steered one.
+    handle = decoder_layer(model, layer).register_forward_hook(hook, prepend=True)
+    try:
+        yield hook
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def steering(
+    model: PreTrainedModel,
+    config: SteeringConfig,
+    saes: dict[str, SteeringSAE] | None = None,
+) -> Iterator[SteeringHook | None]:
+    """:func:`steer` for one :class:`SteeringConfig`; ``saes`` maps a mode to its SAE."""
+    if config.mode == "none":
+        with steer(model, config.layer, None) as hook:
+            yield hook
+        return
+    if not saes or config.mode not in saes:
+        raise ValueError(f"steering mode {config.mode!r} needs saes[{config.mode!r}]")
+    bundle = saes[config.mode]
+    features = None
+    if config.features == "selected":
+        if bundle.selected is None:
+            raise ValueError(f"features='selected' but the {config.mode} SAE has no selection")
+        features = bundle.selected
+    with steer(model, config.layer, bundle.sae, bundle.centre, config.strength, features) as hook:
+        yield hook
+
+
+def active_hook_count(model: PreTrainedModel) -> int:
+    """Steering hooks currently registered on the decoder layers (0 outside a block).
+
+    transformers registers hooks of its own on decoder layers; only :class:`SteeringHook`
+    instances are counted.
+    """
+    return sum(
+        isinstance(hook, SteeringHook)
+        for layer in find_decoder(model).layers
+        for hook in layer._forward_hooks.values()
+    )

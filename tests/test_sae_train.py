@@ -1,0 +1,127 @@
+"""SAE pretraining: the paper/sae-lens loss conversion, λ adaptation, schedule, training."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from moralkit.sae.config import PRESETS, preset
+from moralkit.sae.train import (
+    adapt_l1,
+    lr_factor,
+    new_training_sae,
+    paper_formula_loss,
+    paper_loss,
+    train_sae,
+)
+
+
+def _one_step(sae, x, l1, loss_fn, opt_cls, clip=1.0, scale=1.0):
+    sae = copy.deepcopy(sae)
+    opt = opt_cls(sae.parameters(), lr=1e-2)
+    loss = loss_fn(sae, x, l1) * scale
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(sae.parameters(), clip)
+    opt.step()
+    return sae, float(norm)
+
+
+def _paper(sae, x, l1):
+    return paper_formula_loss(sae, x, l1)
+
+
+def _via_sae_lens(sae, x, l1):
+    return paper_loss(sae, x, l1)[0]
+
+
+@pytest.mark.parametrize("opt_cls", [torch.optim.SGD, torch.optim.AdamW])
+def test_one_step_paper_formula_equals_sae_lens_conversion(opt_cls):
+    torch.manual_seed(0)
+    sae = new_training_sae(8, 32, seed=1)
+    x = torch.randn(64, 8) * 5  # large inputs: the gradient norm exceeds the clip of 1.0
+    a, norm_a = _one_step(sae, x, 0.05, _paper, opt_cls)
+    b, norm_b = _one_step(sae, x, 0.05, _via_sae_lens, opt_cls)
+    assert norm_a > 1.0, "the test must exercise clipping"
+    assert norm_a == pytest.approx(norm_b, rel=1e-5)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.allclose(pa, pb, atol=1e-6, rtol=1e-5), name
+    assert not torch.allclose(a.W_enc, sae.W_enc)  # the step did move the weights
+
+
+def test_unscaled_sae_lens_loss_gives_another_clipped_update():
+    torch.manual_seed(0)
+    sae = new_training_sae(8, 32, seed=1)
+    x = torch.randn(64, 8) * 5
+    a, _ = _one_step(sae, x, 0.05, _via_sae_lens, torch.optim.SGD, clip=1e9)
+    b, _ = _one_step(sae, x, 0.05, _via_sae_lens, torch.optim.SGD, clip=1.0, scale=8.0)
+    c, _ = _one_step(sae, x, 0.05, _via_sae_lens, torch.optim.SGD, clip=1.0)
+    # without clipping the scale-8 loss would move 8x further; clipping caps both
+    assert not torch.allclose(a.W_enc, c.W_enc)
+    assert not torch.allclose(b.W_enc - sae.W_enc, 8 * (c.W_enc - sae.W_enc))
+
+
+def test_paper_loss_parts_match_the_formula():
+    torch.manual_seed(0)
+    sae = new_training_sae(6, 12, seed=2)
+    x = torch.randn(10, 6)
+    loss, parts = paper_loss(sae, x, 0.3)
+    z = torch.relu(x @ sae.W_enc + sae.b_enc)
+    mse = torch.nn.functional.mse_loss(z @ sae.W_dec + sae.b_dec, x)
+    assert float(parts["mse"]) == pytest.approx(float(mse), rel=1e-5)
+    assert float(parts["l1"]) == pytest.approx(float(z.mean()), rel=1e-5)
+    assert float(loss) == pytest.approx(float(mse + 0.3 * z.mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("l0", "factor"), [(101.0, 1.2), (60.0, 1.05), (50.0, 1.0), (44.0, 0.95), (55.0, 1.0)]
+)
+def test_adapt_l1_follows_the_paper_rule(l0, factor):
+    config = preset("paper-code")  # target L0 50
+    assert adapt_l1(1e-3, l0, config) == pytest.approx(1e-3 * factor)
+
+
+def test_adapt_l1_is_clipped():
+    config = preset("paper-code")
+    assert adapt_l1(99.0, 1e6, config) == config.l1_max
+    assert adapt_l1(1.01e-6, 0.0, config) == config.l1_min
+
+
+def test_lambda_adapts_toward_target_on_a_toy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 16)).astype(np.float32)
+    config = preset("tiny", width=64, target_l0=4.0, epochs=6, l1_init=1e-2)
+    result = train_sae(x[:500], x[500:], config, progress=False)
+    lam = result.history["lambda"].to_numpy()
+    l0 = result.history["l0"].to_numpy()
+    assert (l0[:-1] > 2 * config.target_l0).all()  # far above target ...
+    assert np.allclose(lam[1:] / lam[:-1], 1.2)  # ... so λ grows by 1.2 each epoch
+    assert l0[-1] < l0[0]
+
+
+def test_lr_schedule_warms_up_then_decays_to_end_fraction():
+    config = preset("paper-code")
+    assert lr_factor(0, 10, config) == pytest.approx(config.warmup_start)
+    assert lr_factor(50, 10, config) == pytest.approx(1.0)
+    assert lr_factor(config.epochs * 10, 10, config) == pytest.approx(config.lr_end_fraction)
+
+
+def test_training_reduces_error_and_keeps_unit_decoder_rows():
+    rng = np.random.default_rng(1)
+    atoms = rng.normal(size=(12, 16))
+    codes = rng.exponential(size=(700, 12)) * (rng.random((700, 12)) < 0.2)
+    x = (codes @ atoms + 3.0).astype(np.float32)
+    result = train_sae(x[:600], x[600:], preset("tiny", width=32, epochs=8), progress=False)
+    hist = result.history
+    assert hist["val_mse"].iloc[-1] < hist["val_mse"].iloc[0]
+    assert np.allclose(result.centre, x[:600].mean(axis=0), atol=1e-4)
+    norms = result.sae.W_dec.detach().norm(dim=1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    assert {"val_explained_variance", "val_dead", "val_dense", "lambda"} <= set(hist.columns)
+
+
+def test_presets_follow_the_paper():
+    assert PRESETS["paper-run"].d_sae(4096) == 65_536
+    assert PRESETS["paper-code"].d_sae(4096) == 16_384
+    assert PRESETS["paper-run"].target_l0 == 100 and PRESETS["paper-run"].epochs == 200
+    assert PRESETS["paper-code"].lr == 1e-4 and PRESETS["paper-code"].batch_size == 4096

@@ -1,0 +1,296 @@
+"""The Snakemake workflow (workflow/Snakefile): the paper DAG, the SLURM profile, real local runs.
+
+Every Snakemake call here is a subprocess (as a user runs it) in a temporary working directory
+with its own ``MORALKIT_CACHE``. Real runs use a test profile (``wftest``: the tiny random
+``tiny-llama`` model, 5% of the records) appended to a copy of ``moralkit/profiles.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from shared_data import SHARED_DATA, needs_mirror
+
+from moralkit import workflow as wf
+from moralkit.book import list_chapters
+from moralkit.data.manifest import load_manifest
+from moralkit.models import PAPER_MODELS
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
+UP_TO_DATE = "Nothing to be done (all requested files are present and up to date)"
+TEST_PROFILE = """
+wftest:
+  extends: tiny
+  description: the workflow tests' profile
+  defaults:
+    model: [tiny-llama]
+    layers: "0,-1"
+    sample_scale: 0.051
+"""
+
+#: every test that starts Snakemake: each start imports moralkit (~20 s on a shared CPU)
+needs_snakemake = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SNAKEMAKE.exists(), reason="snakemake not installed (extra cluster)"),
+]
+
+
+def with_snakemake(test):
+    for mark in needs_snakemake:
+        test = mark(test)
+    return test
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run Snakemake on the workflow in ``workdir``; stdout and stderr together."""
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "workflow" / "Snakefile"), "--directory",
+           str(workdir), *args]  # fmt: skip
+    full_env = {**os.environ, "MORALKIT_CACHE": str(workdir / "cache"), **(env or {})}
+    return subprocess.run(
+        cmd, cwd=REPO, env=full_env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
+def job_blocks(output: str) -> dict[str, str]:
+    """The dry-run's job descriptions, keyed by output path."""
+    blocks = {}
+    for block in re.split(r"\n(?=\[[A-Z][a-z]{2} )|\n(?=(?:local)?rule )", output):
+        match = re.search(r"output: (\S+)", block)
+        if match:
+            blocks[match.group(1)] = block
+    return blocks
+
+
+@pytest.fixture(scope="module")
+def paper_dry_run(tmp_path_factory) -> str:
+    result = snakemake(tmp_path_factory.mktemp("paper"), "-n", "--config", "profile=paper")
+    assert result.returncode == 0, result.stdout[-3000:]
+    return result.stdout
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+@with_snakemake
+def test_paper_dry_run_lists_every_model_and_chapter(paper_dry_run):
+    blocks = job_blocks(paper_dry_run)
+    chapters = [c.chapter_id for c in list_chapters(REPO / "notebooks")]
+    assert len(PAPER_MODELS) == 23
+    for model in PAPER_MODELS:
+        assert f"_build/workflow/paper/activations/{model}.json" in blocks, model
+    for chapter in chapters:
+        assert f"_build/workflow/paper/chapters/{chapter}.json" in blocks, chapter
+    counts = job_counts(paper_dry_run)
+    saes = wf.sae_targets("paper", wf.chapter_ids())
+    assert counts["extract"] == 23 and counts["chapter"] == len(chapters)
+    assert counts["sae"] == len(saes) == 36  # Qwen3-8B, every layer
+    assert counts["generate_steered"] == counts["judge"] == 36 and counts["site"] == 1
+    assert "social-chem-101" in {
+        m.group(1) for m in re.finditer(r"data/(\S+)\.json", paper_dry_run)
+    }
+
+
+@with_snakemake
+def test_paper_resources_come_from_the_registry(paper_dry_run):
+    blocks = job_blocks(paper_dry_run)
+    for model in ("qwen3-0.6b", "qwen3-32b", "qwen3-235b-a22b"):
+        expected = wf.model_resources(model, "bfloat16", "cuda")
+        block = blocks[f"_build/workflow/paper/activations/{model}.json"]
+        assert f"gpu={expected['gpus']}" in block and f"mem_mb={expected['mem_mb']}" in block
+    assert wf.model_resources("qwen3-235b-a22b", "bfloat16", "cuda")["gpus"] > 1
+    assert wf.model_resources("qwen3-0.6b", "bfloat16", "cuda")["gpus"] == 1
+
+
+@with_snakemake
+def test_slurm_profile_dry_run_with_the_executor_plugin(tmp_path):
+    result = snakemake(
+        tmp_path, "--profile", str(REPO / "workflow" / "profiles" / "slurm"), "-n",
+        "--config", "profile=paper",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Using profile" in result.stdout and "slurm" in result.stdout
+    blocks = job_blocks(result.stdout)
+    extract = blocks["_build/workflow/paper/activations/qwen3-8b.json"]
+    assert "slurm_partition=gpu" in extract and "gpu=1" in extract
+    judge = next(b for path, b in blocks.items() if "/judge/" in path)
+    assert "slurm_partition=cpu" in judge and "judge_api=1" in judge
+    # the plugin's own sbatch line for the largest model's job, from the dry-run's resources
+    largest = resources_of(blocks["_build/workflow/paper/activations/qwen3-235b-a22b.json"])
+    call = sbatch_line(largest)
+    expected = wf.model_resources("qwen3-235b-a22b", "bfloat16", "cuda")
+    assert f"--gpus={expected['gpus']}" in call and f"--mem {expected['mem_mb']}" in call
+    assert f"-t {largest['runtime']}" in call and "--cpus-per-task=8" in call
+
+
+def resources_of(block: str) -> dict:
+    """The ``resources:`` line of a dry-run job as a dict (numbers as ints)."""
+    line = re.search(r"resources: (.*)", block).group(1)
+    pairs = (item.split("=", 1) for item in line.split(", "))
+    return {k: int(v) if v.isdigit() else v for k, v in pairs}
+
+
+def sbatch_line(resources: dict) -> str:
+    """What snakemake-executor-plugin-slurm would submit for a job with these resources."""
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    class Resources(dict):
+        __getattr__ = dict.__getitem__
+
+    job = SimpleNamespace(resources=Resources(resources), threads=1, is_group=lambda: False)
+    params = {
+        "run_uuid": "test",
+        "slurm_logfile": "log",
+        "comment_str": "extract",
+        "account": "",
+        "partition": f"-p {resources['slurm_partition']}",
+        "workdir": ".",
+    }
+    return get_submit_command(job, params) + set_gres_string(job)
+
+
+# ------------------------------------------------------------------ real local runs
+@with_snakemake
+@needs_mirror
+def test_one_cheap_rule_runs_and_then_is_up_to_date(tmp_path):
+    """The quickest real run: one data file fetched and verified through the workflow."""
+    env = {"MORALKIT_DATA_MIRROR": str(SHARED_DATA)}
+    target = "_build/workflow/tiny/data/moralstrength-care.json"
+    first = snakemake(tmp_path, target, "--cores", "1", "--config", "profile=tiny", env=env)
+    assert first.returncode == 0, first.stdout[-3000:]
+    import json
+
+    marker = json.loads((tmp_path / target).read_text())
+    entry = load_manifest()["moralstrength-care"]
+    assert marker["sha256"] == entry.sha256 and marker["path"].endswith(entry.mirror_path)
+    again = snakemake(tmp_path, target, "--cores", "1", "--config", "profile=tiny", env=env)
+    assert again.returncode == 0 and UP_TO_DATE in again.stdout
+
+
+def mirror_without(target: Path, missing: str) -> Path:
+    """A mirror of ../shared/data (symlinks) lacking the manifest file ``missing``."""
+    for entry in load_manifest():
+        source = SHARED_DATA / entry.mirror_path
+        if source.is_file() and entry.name != missing:
+            link = target / entry.mirror_path
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(source)
+    return target
+
+
+def markers(folder: Path) -> dict[str, tuple[int, str]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+@with_snakemake
+@needs_mirror
+def test_local_run_resumes_and_shares_the_cache(tmp_path, monkeypatch):
+    """A job fails (a data file is missing), the rest finish; the rerun runs only what is left;
+    a third run does nothing; the chapter then finds its activations in the same cache."""
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text((REPO / "moralkit" / "profiles.yaml").read_text() + TEST_PROFILE)
+    mirror = mirror_without(tmp_path / "mirror", "moralstrength-purity")
+    env = {"MORALKIT_PROFILES": str(profiles), "MORALKIT_DATA_MIRROR": str(mirror)}
+    out = tmp_path / "_build" / "workflow" / "wftest"
+    target = "_build/workflow/wftest/activations/tiny-llama.json"
+    args = (target, "--profile", str(REPO / "workflow" / "profiles" / "local"), "--config",
+            "profile=wftest", "chapters=02")  # fmt: skip
+
+    first = snakemake(tmp_path, *args, env=env)
+    assert first.returncode != 0 and "Error in rule fetch_data" in first.stdout
+    assert "data file 'moralstrength-purity'" in first.stdout
+    done = markers(out / "data")
+    assert sorted(done) == [f"moralstrength-{f}.json" for f in
+                            ("authority", "care", "fairness", "loyalty")]  # fmt: skip
+    assert not (tmp_path / target).exists()
+
+    name = "moralstrength-purity"
+    (mirror / load_manifest()[name].mirror_path).symlink_to(
+        SHARED_DATA / load_manifest()[name].mirror_path
+    )
+    second = snakemake(tmp_path, *args, env=env)
+    assert second.returncode == 0, second.stdout[-3000:]
+    after = markers(out / "data")
+    assert {k: after[k] for k in done} == done  # finished jobs were not recomputed
+    assert second.stdout.count("rule fetch_data") == 1 and "rule extract" in second.stdout
+
+    third = snakemake(tmp_path, *args, env=env)
+    assert third.returncode == 0 and UP_TO_DATE in third.stdout
+
+    import json
+
+    marker = json.loads((tmp_path / target).read_text())
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MORALKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MORALKIT_OUTPUT_DIR", str(tmp_path / "chapter-out"))
+    from moralkit.chapter import Chapter
+
+    ch = Chapter.start("02_categorical_indifference", profile="wftest")
+    acts = ch.activations("tiny-llama", ch.records())
+    assert acts.meta["cache_hit"] and acts.meta["cache_key"] == marker["cache_key"]
+
+    # a profile change the chapter sees re-runs its extraction, and not the data jobs
+    profiles.write_text(profiles.read_text().replace("sample_scale: 0.051", "sample_scale: 0.061"))
+    changed = snakemake(tmp_path, *args, env=env)
+    assert changed.returncode == 0, changed.stdout[-3000:]
+    assert "rule extract" in changed.stdout and "rule fetch_data" not in changed.stdout
+    assert json.loads((tmp_path / target).read_text())["cache_key"] != marker["cache_key"]
+
+
+def copy_book(root: Path) -> Path:
+    shutil.copytree(
+        REPO / "book", root / "book", ignore=shutil.ignore_patterns("_executed", "_generated")
+    )
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / name, root / name)
+    return root
+
+
+@with_snakemake
+@needs_mirror
+def test_a_book_builds_through_the_workflow(tmp_path):
+    """A chapter notebook executed by the workflow into the book, then the site; rerun: nothing.
+
+    The demo chapter stands in for the real ones (the whole tiny book takes many minutes)."""
+    root = copy_book(tmp_path / "site")
+    env = {"MORALKIT_NOTEBOOK_DIR": str(FIXTURES), "MORALKIT_DATA_MIRROR": str(SHARED_DATA)}
+    args = ("--profile", str(REPO / "workflow" / "profiles" / "local"), "--config",
+            "profile=tiny", f"root={root}")  # fmt: skip
+    first = snakemake(tmp_path, *args, env=env)
+    assert first.returncode == 0, first.stdout[-3000:]
+    page = root / "_build" / "html" / "_executed" / "01_demo_chapter.html"
+    assert page.is_file() and "Provenance of this page" in page.read_text()
+    assert (root / "book" / "_executed" / "01_demo_chapter" / "run.json").is_file()
+    again = snakemake(tmp_path, *args, env=env)
+    assert again.returncode == 0 and UP_TO_DATE in again.stdout
+
+
+# ------------------------------------------------------------------ helpers, no Snakemake
+def test_compute_table_is_an_estimate_from_the_registry():
+    table = wf.compute_table(PAPER_MODELS)
+    stages = list(table["stage"])
+    assert [s for s in stages if s.startswith("extract ")] == [f"extract {m}" for m in PAPER_MODELS]
+    hours = table.set_index("stage")["GPU hours (estimate)"]
+    assert hours["extract qwen3-235b-a22b"] > hours["extract qwen3-0.6b"]  # 22B vs 0.6B active
+    memory = table.set_index("stage")["GPU memory per job (GB)"]
+    assert memory["extract qwen3-32b"] > 64 > memory["extract qwen3-8b"]
+    assert "estimate" in wf.compute_table_markdown(table)
+    assert "CPU hours at the measured rate (estimate)" not in table  # nothing measured
+    measured = wf.compute_table(PAPER_MODELS, assume=wf.ComputeAssumptions(cpu_gflops=20.0))
+    cpu = measured.set_index("stage")["CPU hours at the measured rate (estimate)"]
+    total = measured.set_index("stage").loc["total"]
+    assert cpu["extract qwen3-8b"] > 10 * hours["extract qwen3-8b"]
+    assert total["GPU hours (estimate)"] == pytest.approx(hours.drop("total").sum())

@@ -1,0 +1,21 @@
+# One SAE per (model, layer): pretraining then fine-tuning, with the SAE chapter's settings.
+
+
+rule sae:
+    input:
+        f"{OUT}/activations/{{model}}.json",
+    output:
+        f"{OUT}/sae/{{model}}/layer{{layer}}.json",
+    params:
+        settings=lambda w: wf.job_settings(SAE_CHAPTER, PROFILE),
+    resources:
+        gpu=lambda w: wf.sae_gpus(SAE_CHAPTER, PROFILE),
+        mem_mb=64000 if PROFILE == "paper" else 4000,
+        runtime=720 if PROFILE == "paper" else 60,
+    shell:
+        "{PYTHON} {JOBS:q} sae --profile {PROFILE} --chapter {SAE_CHAPTER}"
+        " --model {wildcards.model:q} --layer {wildcards.layer} --out {output:q}"
+
+
+def sae_markers(chapter):
+    return [f"{OUT}/sae/{m}/layer{layer}.json" for c, m, layer in SAES if c == chapter]

@@ -1,0 +1,217 @@
+"""One workflow job: ``python workflow/scripts/jobs.py <job> ... --out MARKER``.
+
+Each job calls moralkit's own functions, so its result lands in moralkit's caches
+(``$MORALKIT_CACHE``: downloads, activations, sae, generations) where ``moralkit run`` and the
+chapters find it; the marker file (JSON, written last and atomically) names that cache entry.
+A job that fails writes no marker, so Snakemake runs it again next time and only it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from moralkit.io import atomic_write_text
+from moralkit.provenance import to_jsonable
+
+
+def write_marker(path: str, record: dict) -> None:
+    atomic_write_text(json.dumps(to_jsonable(record), indent=2, sort_keys=True) + "\n", path)
+
+
+def job_fetch(args: argparse.Namespace) -> dict:
+    """Fetch and verify one manifest file (mirror first, then its URL)."""
+    from moralkit.data.fetch import fetch_with_checksum
+
+    path, sha256 = fetch_with_checksum(args.name)
+    return {"name": args.name, "path": str(path), "sha256": sha256}
+
+
+def _chapter(chapter_id: str, profile: str, **params):
+    """A Chapter of ``chapter_id`` whose outputs go to a scratch folder (only caches matter)."""
+    from moralkit.chapter import Chapter
+    from moralkit.notebooks import OUTPUT_DIR_ENV
+
+    scratch = tempfile.mkdtemp(prefix=f"moralkit-job-{chapter_id}-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # this job's own folder
+    os.environ[OUTPUT_DIR_ENV] = scratch
+    return Chapter.start(chapter_id, profile=profile, **params)
+
+
+def _entry(acts) -> dict:
+    keys = ("cache_key", "cache_entry", "cache_hit", "model_id", "revision", "weights_hash")
+    return {k: acts.meta.get(k) for k in keys} | {"layers": list(acts.layers)}
+
+
+def job_extract(args: argparse.Namespace) -> dict:
+    """The activations a chapter asks for, through the Chapter API (same cache key)."""
+    ch = _chapter(args.chapter, args.profile, model=args.model)
+    # a model spread over several GPUs loads with device_map="auto"; the device is not part of
+    # the cache key, so the chapters still find this entry
+    overrides = {"device": args.device} if args.device else {}
+    acts = ch.activations(args.model, ch.records(), **overrides)
+    return {"model": args.model, "chapter": args.chapter, "profile": args.profile, **_entry(acts)}
+
+
+def job_sae(args: argparse.Namespace) -> dict:
+    """Pretrain and fine-tune the SAE of one (model, layer) with the SAE chapter's settings.
+
+    Same inputs as the chapter's cells (labelled records, unlabelled texts, preset), so the
+    chapter's ``run_surgery`` finds both SAEs in the cache (paper §4.2-4.4; book: Methods ›
+    SAE surgery, methods/sae.md).
+    """
+    from moralkit.sae import store
+    from moralkit.sae.data import TextBatch, unlabelled_texts
+    from moralkit.sae.pipeline import run_surgery, surgery_config
+
+    ch = _chapter(args.chapter, args.profile)
+    p, name, layer = ch.params, args.model, int(args.layer)
+    records = ch.records()
+    acts = ch.activations(name, records)
+    used = list(ch.layers(name, among="sae_layers"))
+    texts = unlabelled_texts(p["n_unlabelled"], seed=p["seed"], exclude=records.texts)
+    extra = ch.activations(name, TextBatch(texts["text"].tolist()), layers=used,
+                           poolings=[p["pooling"]])  # fmt: skip
+    config = surgery_config(p["sae_preset"], p["objective"], p["sampler_bug"], p["seed"])
+    run_surgery(name, acts, records, extra, [layer], config)
+    found = {k: store.find_trained(name, layer, k, config.preset) for k in store.KINDS}
+    return {"model": name, "layer": layer, "preset": config.preset, **found}
+
+
+def job_generate(args: argparse.Namespace) -> dict:
+    """Flames responses of one arm (baseline, or fine-tuned SAE at a layer and strength)."""
+    from moralkit.data.benchmarks import flames_prompts
+    from moralkit.io import atomic_write_csv
+    from moralkit.models import load_model
+    from moralkit.sae import store
+    from moralkit.steering import SteeringConfig, SteeringSAE, generate_responses
+
+    ch = _chapter(args.chapter, args.profile)
+    p = ch.params
+    preset = p["sae_preset"]
+    loaded = load_model(args.model, dtype=p["dtype"], device=p["device"])
+    prompts = flames_prompts()
+    if args.limit:  # a pilot run on the first prompts
+        prompts = prompts.head(int(args.limit))
+    if args.layer is None:
+        config, saes = SteeringConfig(mode="none"), None
+    else:
+        sae, centre, features = store.load_trained(
+            args.model, int(args.layer), "finetuned", preset, device=loaded.device
+        )
+        config = SteeringConfig("finetuned", int(args.layer), float(args.strength))
+        saes = {"finetuned": SteeringSAE(sae, centre, tuple(int(f) for f in features))}
+    table = generate_responses(loaded, prompts["prompt"].tolist(), config, saes=saes)
+    table = prompts[["id", "dimension"]].join(table)
+    path = atomic_write_csv(table, Path(args.out).with_suffix(".csv"))
+    return {"arm": config.label, "responses": str(path), "n": len(table)}
+
+
+def job_judge(args: argparse.Namespace) -> dict:
+    """Pairwise judging of one steered arm against the baseline (network, rate-limited)."""
+    import pandas as pd
+
+    from moralkit.evaluation.judge import JudgeConfig, judge_pairwise
+    from moralkit.io import atomic_write_csv
+
+    base = pd.read_csv(json.loads(Path(args.baseline).read_text())["responses"])
+    steered = pd.read_csv(json.loads(Path(args.steered).read_text())["responses"])
+    pairs = base[["id", "dimension", "prompt", "response"]].rename(columns={"response": "baseline"})
+    pairs["candidate"] = steered.set_index("id").loc[pairs["id"], "response"].to_numpy()
+    result = judge_pairwise(pairs, JudgeConfig())
+    judged = result.tables["pairs"]
+    if (judged["outcome"] == "failure").all():  # no marker: the next run asks the judge again
+        raise RuntimeError(f"every judgment failed; first: {judged['status_ab'].iloc[0]}")
+    out = Path(args.out)
+    tables = {
+        name: str(atomic_write_csv(table, out.with_name(f"{out.stem}-{name}.csv")))
+        for name, table in result.tables.items()
+    }
+    return {"layer": args.layer, "strength": args.strength, "tables": tables}
+
+
+def job_chapter(args: argparse.Namespace) -> dict:
+    """Execute one chapter into the book, exactly as ``moralkit book`` does."""
+    from moralkit.book import (
+        BookLayout,
+        execute_chapter,
+        find_chapter,
+        tidy_executed_notebook,
+        unpublish_failed,
+    )
+
+    layout = BookLayout(Path(args.root).resolve())
+    chapter = find_chapter(args.chapter)
+    run = execute_chapter(
+        chapter,
+        layout.executed_dir / f"{chapter.chapter_id}.ipynb",
+        layout.executed_dir / chapter.chapter_id,
+        args.profile,
+        cwd=layout.executed_dir,
+    )
+    if not run.ok:
+        unpublish_failed(run, layout)
+        raise RuntimeError(f"chapter {chapter.chapter_id} failed:\n{run.error}")
+    tidy_executed_notebook(run.notebook)
+    return {"chapter": chapter.chapter_id, "profile": args.profile, "notebook": run.notebook,
+            "outputs": run.output_dir, "wall_time_s": round(run.wall_time_s, 1)}  # fmt: skip
+
+
+def job_site(args: argparse.Namespace) -> dict:
+    """The book's last step, as in ``moralkit book``: prune, generated pages, jupyter-book."""
+    from moralkit.book import (
+        BookLayout,
+        ensure_mathjax,
+        list_chapters,
+        prune_executed,
+        run_jupyter_book,
+        write_generated_pages,
+    )
+
+    layout = BookLayout(Path(args.root).resolve())
+    chapters = list_chapters()
+    ensure_mathjax(layout)
+    dropped = prune_executed(chapters, args.profile, layout)
+    write_generated_pages(chapters, args.profile, layout)
+    html = run_jupyter_book(layout, strict=not args.no_strict)
+    return {"profile": args.profile, "site": html / "index.html", "left_out": dropped}
+
+
+JOBS = {
+    "fetch": job_fetch,
+    "extract": job_extract,
+    "sae": job_sae,
+    "generate": job_generate,
+    "judge": job_judge,
+    "chapter": job_chapter,
+    "site": job_site,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("job", choices=sorted(JOBS))
+    parser.add_argument("--out", required=True, help="the marker file to write on success")
+    for name in ("name", "profile", "model", "chapter", "layer", "strength", "root", "device"):
+        parser.add_argument(f"--{name}")
+    parser.add_argument("--baseline", help="judge: the baseline generation marker")
+    parser.add_argument("--steered", help="judge: the steered generation marker")
+    parser.add_argument("--limit", type=int, default=0, help="generate: first N prompts only")
+    parser.add_argument("--no-strict", action="store_true", help="site: warnings stay warnings")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    write_marker(args.out, {"job": args.job, **JOBS[args.job](args)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
