@@ -29,7 +29,9 @@ FINDINGS: dict[str, tuple[str, str | None]] = {
     "sae_opposing_similarity_down": ("SAE fine-tuning: opposing categories separate", None),
     "flames_win_rate": ("SAE steering wins pairwise Flames judgments", None),
 }
-_HOLDS = {"holds": True, "true": True, "yes": True, "fails": False, "false": False, "no": False}
+# the replication chapter's verdict words (moralkit.replication.HOLDS / FAILS; not imported:
+# that module pulls in the diagnostics, which `moralkit book` need not load to write pages)
+_HOLDS = {"holds": True, "fails": False}
 
 
 def _holds(value: object) -> bool | None:
