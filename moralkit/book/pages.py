@@ -20,7 +20,7 @@ from moralkit.book.layout import REPO_BOOK, RUN_RECORD, BookLayout
 from moralkit.book.markdown import chapter_link, table_row
 from moralkit.book.sources import ChapterSource
 from moralkit.claims import claims_table, read_measurements
-from moralkit.io import atomic_write_text, sha256_of
+from moralkit.io import atomic_path, atomic_write_text, sha256_of
 
 STATUS_HEADER = (
     "| chapter | profile | status | last run (UTC) | wall time | cold / cached run "
@@ -163,9 +163,7 @@ def write_generated_pages(
 
 def write_findings(profile: str, stamp: str, layout: BookLayout = REPO_BOOK) -> None:
     """The landing page's findings-at-a-glance table and verdict grid (``findings.png``)."""
-    import matplotlib.pyplot as plt
-
-    from moralkit.io import atomic_path
+    import matplotlib.pyplot as plt  # lazily: importing moralkit.book stays light
 
     table = findings_table(published_measurements(layout))
     text = f"From the **{profile}** build of {stamp}.\n\n"
