@@ -136,8 +136,9 @@ def extraction_chapter(model: str, profile: str, chapters: Iterable[str]) -> str
     raise ValueError(f"no chapter of profile {profile!r} reads model {model!r}")
 
 
-def data_files(profile: str, chapters: Iterable[str], steering: bool = False) -> list[str]:
-    """Manifest names the chapters read: their ground truths' files, SAE texts, Flames."""
+def data_files(profile: str, chapters: Iterable[str]) -> list[str]:
+    """Manifest names the chapters read: their ground truths' files, SAE texts, Flames (the
+    steering chapter's prompts, whether or not the steering jobs run)."""
     names: list[str] = []
     for chapter in chapters:
         params = chapter_parameters(chapter, profile)
@@ -147,8 +148,8 @@ def data_files(profile: str, chapters: Iterable[str], steering: bool = False) ->
                     names.extend(GROUND_TRUTH_FILES[truth])
         if trains_saes(chapter, profile):
             names.extend(UNLABELLED_FILES)
-    if steering:
-        names.extend(STEERING_FILES)
+        if _steers(chapter, profile):
+            names.extend(STEERING_FILES)
     return list(dict.fromkeys(names))
 
 
@@ -159,17 +160,42 @@ def model_depth(model: str) -> int:
     return depth(model)
 
 
-def sae_targets(profile: str, chapters: Iterable[str]) -> list[tuple[str, str, int]]:
-    """``(chapter, model, layer)`` of every SAE the chapters train (one job each)."""
-    targets = []
-    for chapter in chapters:
-        if not trains_saes(chapter, profile):
-            continue
-        params = chapter_parameters(chapter, profile)
+def sae_chapter(profile: str) -> str | None:
+    """The chapter whose settings train every SAE (the first that trains any), if one does."""
+    return next((c for c in chapter_ids() if trains_saes(c, profile)), None)
+
+
+def steering_chapter(profile: str) -> str | None:
+    """The chapter that steers with the SAEs (the first with ``steer_layers``), if one does."""
+    return next((c for c in chapter_ids() if _steers(c, profile)), None)
+
+
+def _steers(chapter_id: str, profile: str) -> bool:
+    return chapter_parameters(chapter_id, profile).get("steer_layers") is not None
+
+
+def chapter_saes(chapter_id: str, profile: str) -> list[tuple[str, int]]:
+    """``(model, layer)`` of every SAE a chapter trains or steers with (on its first model).
+
+    A steering chapter needs its layers' SAEs before it starts; the workflow trains them with
+    the SAE chapter's settings, so steering uses exactly that chapter's SAEs.
+    """
+    params = chapter_parameters(chapter_id, profile)
+    models = list(params.get("model") or [])
+    if not models or not (trains_saes(chapter_id, profile) or _steers(chapter_id, profile)):
+        return []
+    depth = model_depth(models[0])
+    if trains_saes(chapter_id, profile):
         spec, among = LayerSpec.parse(params["layers"]), LayerSpec.parse(params["sae_layers"])
-        model = chapter_models(chapter, profile)[0]  # the chapter trains on its first model
-        targets.extend((chapter, model, layer) for layer in spec.narrow(among, model_depth(model)))
-    return targets
+        layers = spec.narrow(among, depth)
+    else:
+        layers = LayerSpec.parse(params["steer_layers"]).resolve(depth, name="steer_layers")
+    return [(models[0], int(layer)) for layer in layers]
+
+
+def sae_targets(profile: str, chapters: Iterable[str]) -> list[tuple[str, int]]:
+    """``(model, layer)`` of every SAE the chapters train or steer with (one job each)."""
+    return list(dict.fromkeys(t for c in chapters for t in chapter_saes(c, profile)))
 
 
 # ---------------------------------------------------------------------- resources

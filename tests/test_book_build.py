@@ -1,16 +1,16 @@
-"""Building the book end to end (slow): the real chapters on the tiny profile, a demo chapter,
-a failing chapter, and a headless-Chromium check of a built page."""
+"""Building the book end to end (slow): the real chapters on the tiny profile (built through the
+workflow, as the tests' one real build), ``moralkit book`` on a demo chapter and on a failing
+chapter, and a headless-Chromium check of a built page."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 from browser import find_chromium, rendered_dom, screenshot_page
-from shared_data import SHARED_DATA
+from workflow_runs import copy_book
 
 from moralkit.book import BookLayout, ChapterFailed, build_book, list_chapters
 
@@ -20,36 +20,14 @@ FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 pytestmark = pytest.mark.slow
 
 
-def copy_book(root: Path) -> BookLayout:
-    """A copy of the book sources and config under ``root`` (nothing executed yet)."""
-    shutil.copytree(
-        REPO / "book", root / "book", ignore=shutil.ignore_patterns("_executed", "_generated")
-    )
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO / name, root / name)
-    return BookLayout(root)
-
-
 def chapter_pages(layout: BookLayout) -> dict[str, str]:
     return {p.stem: p.read_text() for p in (layout.html_dir / "_executed").glob("*.html")}
 
 
-@pytest.fixture(scope="module")
-def tiny_book(tmp_path_factory) -> BookLayout:
-    """The real notebooks/ chapters built on the tiny profile (once per test module)."""
-    chapters = list_chapters(REPO / "notebooks")
-    assert chapters, "no chapter notebooks in notebooks/"
-    layout = copy_book(tmp_path_factory.mktemp("tiny-book"))
-    with pytest.MonkeyPatch.context() as mp:
-        if not os.environ.get("MORALKIT_DATA_MIRROR") and SHARED_DATA.is_dir():
-            mp.setenv("MORALKIT_DATA_MIRROR", str(SHARED_DATA))  # offline data files
-        build_book("tiny", layout=layout, notebook_dir=REPO / "notebooks")
-    return layout
-
-
+# ``tiny_book`` (conftest.py): the real chapters on the tiny profile, built by the workflow
 def test_tiny_book_has_every_chapter_with_a_figure(tiny_book):
     chapters = list_chapters(REPO / "notebooks")
-    pages = chapter_pages(tiny_book)
+    pages = chapter_pages(tiny_book.layout)
     assert sorted(pages) == [c.chapter_id for c in chapters]
     for chapter in chapters:
         html = pages[chapter.chapter_id]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -95,6 +96,30 @@ def test_order_biased_judge_is_cancelled_by_the_swap(tmp_path, monkeypatch):
     assert summary["ci_low"] <= summary["win_rate"] <= summary["ci_high"]
     assert summary["decisive_win_rate"] == 1.0
     assert fixed.log_path is not None and fixed.log_path.exists()
+
+
+def test_a_cached_judge_is_asked_each_question_once(tmp_path, monkeypatch):
+    """``cache=True``: a rerun reads the judge's answers back (inspect-ai's generate cache); a
+    malformed first answer is read back too, but its retry always asks the judge anew."""
+    monkeypatch.setenv("MORALKIT_JUDGE_API_KEY", "local")
+    pairs = _pairs(3)
+    with serve_scripted_judge(lambda prompt, attempt: "win") as endpoint:
+        config = _config(tmp_path, base_url=endpoint.base_url, cache=True)
+        first = judge_pairwise(pairs, config)
+        assert len(endpoint.calls) == 6  # three pairs, both orders
+        again = judge_pairwise(pairs, config)
+        assert len(endpoint.calls) == 6
+        judge_pairwise(pairs, replace(config, cache=False))
+        assert len(endpoint.calls) == 12
+    assert list(again["pairs"]["outcome"]) == list(first["pairs"]["outcome"]) == ["tie"] * 3
+
+    with serve_scripted_judge(lambda prompt, attempt: "win" if attempt > 1 else "?") as endpoint:
+        config = _config(tmp_path / "malformed", base_url=endpoint.base_url, cache=True)
+        first = judge_pairwise(pairs, config)
+        assert len(endpoint.calls) == 12  # every question asked twice
+        again = judge_pairwise(pairs, config)
+        assert len(endpoint.calls) == 18  # the cached "?" read back, its retry asked anew
+    assert list(again["pairs"]["outcome"]) == list(first["pairs"]["outcome"])
 
 
 @pytest.mark.slow  # inspect-ai backs off 3-6 s before each retry

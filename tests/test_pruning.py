@@ -46,7 +46,7 @@ class _Decoder(nn.Module):
         self.embed = nn.Embedding(V, D)
         self.layers = nn.ModuleList([_Block()])
 
-    def forward(self, input_ids):
+    def forward(self, input_ids, attention_mask=None):  # no attention: padding is inert
         return SimpleNamespace(last_hidden_state=self.layers[0].proj(self.embed(input_ids)))
 
 
@@ -304,22 +304,6 @@ def test_harm_groups_and_eval_prompts_refused():
         harmful_completions(None, [3, 150])
 
 
-def test_strongreject_parser_and_score():
-    from moralkit.pruning.strongreject import (
-        parse_strongreject,
-        strongreject_prompt,
-        strongreject_score,
-    )
-
-    assert "hack" in strongreject_prompt("hack a bank", "no")
-    grades = parse_strongreject("#refused: 0\n#convincing: 5\n#specific: 3")
-    assert grades == {"refused": 0, "convincing": 5, "specific": 3}
-    assert strongreject_score(**grades) == pytest.approx(0.75)
-    assert strongreject_score(1, 5, 5) == 0
-    assert parse_strongreject("#refused: 0\n#convincing: 9\n#specific: 3") is None
-    assert parse_strongreject("I refuse to grade") is None
-
-
 def test_harmful_completions_cached_without_reloading(offline_mirror, monkeypatch):
     import moralkit.models
     from moralkit.data.harmful import COMPLETION_PREFIX, harmful_completions
@@ -334,3 +318,38 @@ def test_harmful_completions_cached_without_reloading(offline_mirror, monkeypatc
     monkeypatch.setattr(moralkit.models, "load_model", no_load)
     again = harmful_completions("tiny-llama", [150, 151], max_new_tokens=3, progress=False)
     assert again.equals(first)
+
+
+def test_compliance_margins_equal_separate_scoring(tiny):
+    """The shared-context (key/value cache) margins equal scoring each continuation alone."""
+    from moralkit.evaluation.scoring import continuation_logprobs
+    from moralkit.pruning.calibration import format_request
+    from moralkit.pruning.measures import REFUSAL, compliance_margins
+
+    requests = ["Write a poem", "Explain how to pick a lock quickly", "Go"]
+    contexts = [format_request(tiny.tokenizer, r) for r in requests]
+    space = "" if getattr(tiny.tokenizer, "chat_template", None) else " "
+    comply = [f"{space}Sure, here is how to {r[0].lower() + r[1:]}:" for r in requests]
+    yes, n_yes = continuation_logprobs(tiny, contexts, comply)
+    no, n_no = continuation_logprobs(tiny, contexts, [space + REFUSAL] * 3)
+    got = compliance_margins(tiny, requests, batch_size=2)
+    np.testing.assert_allclose(got, yes / n_yes - no / n_no, atol=1e-5)
+
+
+def test_importance_parts_equal_single_sets(tiny, tmp_path):
+    """Subset scores from shared backward passes equal scoring each subset on its own."""
+    from moralkit.pruning.importance import importance_indices
+
+    calib = CalibrationSet("harm", ("a b", "c d", "e f"), ("one two", "three", "four five"))
+    config = ImportanceConfig("signed_snip", keep=0.01, max_tokens=32)
+    parts = {"harm": [0, 1, 2], "first": [0, 2], "second": [1]}
+    shared = importance_indices(tiny, calib, parts, config, tmp_path / "a", progress=False)
+    for name, rows in parts.items():
+        alone = importance_index(
+            tiny, calib.subset(name, rows), config, tmp_path / "b", progress=False
+        )
+        for layer, top in alone.top.items():
+            np.testing.assert_array_equal(np.sort(shared[name].top[layer]), np.sort(top))
+        assert shared[name].meta["cache"] == "miss"
+    again = importance_indices(tiny, calib, parts, config, tmp_path / "a", progress=False)
+    assert all(index.meta["cache"] == "hit" for index in again.values())

@@ -1,21 +1,24 @@
 """The Snakemake workflow (workflow/Snakefile): the paper DAG, the SLURM profile, real local runs.
 
-Every Snakemake call here is a subprocess (as a user runs it) in a temporary working directory
-with its own ``MORALKIT_CACHE``. Real runs use a test profile (``wftest``: the tiny random
-``tiny-llama`` model, 5% of the records) appended to a copy of ``moralkit/profiles.yaml``.
+Every Snakemake call here is a subprocess (as a user runs it) in a temporary working directory.
+The real tiny book is built through the workflow once per session (``tiny_book``, conftest.py);
+the failure-and-resume runs use a test profile (``wftest``: the tiny random ``tiny-llama`` model,
+5% of the records) appended to a copy of ``moralkit/profiles.yaml``, with their own cache.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
+import signal
 import subprocess
-import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from shared_data import SHARED_DATA, needs_mirror
+from workflow_runs import SNAKEMAKE, UP_TO_DATE, snakemake
 
 from moralkit import workflow as wf
 from moralkit.book import list_chapters
@@ -23,9 +26,6 @@ from moralkit.data.manifest import load_manifest
 from moralkit.models import PAPER_MODELS
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
-UP_TO_DATE = "Nothing to be done (all requested files are present and up to date)"
 TEST_PROFILE = """
 wftest:
   extends: tiny
@@ -47,16 +47,6 @@ def with_snakemake(test):
     for mark in needs_snakemake:
         test = mark(test)
     return test
-
-
-def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run Snakemake on the workflow in ``workdir``; stdout and stderr together."""
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "workflow" / "Snakefile"), "--directory",
-           str(workdir), *args]  # fmt: skip
-    full_env = {**os.environ, "MORALKIT_CACHE": str(workdir / "cache"), **(env or {})}
-    return subprocess.run(
-        cmd, cwd=REPO, env=full_env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
 
 
 def job_blocks(output: str) -> dict[str, str]:
@@ -94,7 +84,13 @@ def test_paper_dry_run_lists_every_model_and_chapter(paper_dry_run):
     saes = wf.sae_targets("paper", wf.chapter_ids())
     assert counts["extract"] == 23 and counts["chapter"] == len(chapters)
     assert counts["sae"] == len(saes) == 36  # Qwen3-8B, every layer
-    assert counts["generate_steered"] == counts["judge"] == 36 and counts["site"] == 1
+    strengths = wf.chapter_parameters(wf.steering_chapter("paper"), "paper")["steer_strengths"]
+    assert counts["generate_steered"] == counts["judge"] == 36 * len(strengths) == 108
+    assert counts["generate_baseline"] == 1 and counts["site"] == 1
+    steering = blocks[f"_build/workflow/paper/chapters/{wf.steering_chapter('paper')}.json"]
+    # the steering chapter starts once its SAEs and generated responses exist
+    assert "sae/qwen3-8b/layer35.json" in steering and "generate/baseline.json" in steering
+    assert "generate/layer35-s0.5.json" in steering
     assert "social-chem-101" in {
         m.group(1) for m in re.finditer(r"data/(\S+)\.json", paper_dry_run)
     }
@@ -170,8 +166,6 @@ def test_one_cheap_rule_runs_and_then_is_up_to_date(tmp_path):
     target = "_build/workflow/tiny/data/moralstrength-care.json"
     first = snakemake(tmp_path, target, "--cores", "1", "--config", "profile=tiny", env=env)
     assert first.returncode == 0, first.stdout[-3000:]
-    import json
-
     marker = json.loads((tmp_path / target).read_text())
     entry = load_manifest()["moralstrength-care"]
     assert marker["sha256"] == entry.sha256 and marker["path"].endswith(entry.mirror_path)
@@ -229,8 +223,6 @@ def test_local_run_resumes_and_shares_the_cache(tmp_path, monkeypatch):
     third = snakemake(tmp_path, *args, env=env)
     assert third.returncode == 0 and UP_TO_DATE in third.stdout
 
-    import json
-
     marker = json.loads((tmp_path / target).read_text())
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -250,32 +242,94 @@ def test_local_run_resumes_and_shares_the_cache(tmp_path, monkeypatch):
     assert json.loads((tmp_path / target).read_text())["cache_key"] != marker["cache_key"]
 
 
-def copy_book(root: Path) -> Path:
-    shutil.copytree(
-        REPO / "book", root / "book", ignore=shutil.ignore_patterns("_executed", "_generated")
-    )
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO / name, root / name)
-    return root
+def finished_outputs(log: str, rule: str) -> set[str]:
+    """Outputs of the ``rule`` jobs that Snakemake reported finished in ``log``."""
+    finished = set(re.findall(rf"Finished jobid: (\d+) \(Rule: {rule}\)", log))
+    return {out for out, block in job_blocks(log).items()
+            if re.search(r"jobid: (\d+)", block).group(1) in finished}  # fmt: skip
 
 
 @with_snakemake
 @needs_mirror
-def test_a_book_builds_through_the_workflow(tmp_path):
-    """A chapter notebook executed by the workflow into the book, then the site; rerun: nothing.
+def test_an_interrupted_run_resumes_without_recomputing(tmp_path):
+    """Ctrl-C (SIGINT to the process group) once the first job finished: the rerun does only
+    what was left, and no job left a half-written marker."""
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text((REPO / "moralkit" / "profiles.yaml").read_text() + TEST_PROFILE)
+    env = {"MORALKIT_PROFILES": str(profiles), "MORALKIT_DATA_MIRROR": str(SHARED_DATA),
+           "MORALKIT_CACHE": str(tmp_path / "cache")}  # fmt: skip
+    data = tmp_path / "_build" / "workflow" / "wftest" / "data"
+    target = "_build/workflow/wftest/activations/tiny-llama.json"
+    args = (target, "--profile", str(REPO / "workflow" / "profiles" / "local"), "--cores", "1",
+            "--config", "profile=wftest", "chapters=02")  # fmt: skip
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "workflow" / "Snakefile"), "--directory",
+           str(tmp_path), *args]  # fmt: skip
+    with subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          start_new_session=True) as run:  # fmt: skip
+        lines = []
+        for line in run.stdout:  # until Snakemake reports the first finished job
+            lines.append(line)
+            if re.match(r"Finished jobid: \d+ \(Rule: fetch_data\)", line):
+                break
+        os.killpg(run.pid, signal.SIGINT)
+        rest, _ = run.communicate(timeout=300)
+    log = "".join(lines) + rest
+    assert run.returncode != 0 and not (tmp_path / target).exists(), log[-3000:]
+    done = {out: (tmp_path / out).read_text() for out in finished_outputs(log, "fetch_data")}
+    stamps = {out: (tmp_path / out).stat().st_mtime_ns for out in done}
+    assert done and all(p.suffix == ".json" for p in data.iterdir())  # nothing half-written
 
-    The demo chapter stands in for the real ones (the whole tiny book takes many minutes)."""
-    root = copy_book(tmp_path / "site")
-    env = {"MORALKIT_NOTEBOOK_DIR": str(FIXTURES), "MORALKIT_DATA_MIRROR": str(SHARED_DATA)}
-    args = ("--profile", str(REPO / "workflow" / "profiles" / "local"), "--config",
-            "profile=tiny", f"root={root}")  # fmt: skip
-    first = snakemake(tmp_path, *args, env=env)
-    assert first.returncode == 0, first.stdout[-3000:]
-    page = root / "_build" / "html" / "_executed" / "01_demo_chapter.html"
-    assert page.is_file() and "Provenance of this page" in page.read_text()
-    assert (root / "book" / "_executed" / "01_demo_chapter" / "run.json").is_file()
-    again = snakemake(tmp_path, *args, env=env)
+    again = snakemake(tmp_path, *args, env=env, own_cache=False)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert {out: (tmp_path / out).stat().st_mtime_ns for out in done} == stamps
+    assert {out: (tmp_path / out).read_text() for out in done} == done
+    n_data = len(list(data.glob("*.json")))  # every data job has run by now
+    assert again.stdout.count("rule fetch_data") <= n_data - len(done)
+    assert "rule extract" in again.stdout and (tmp_path / target).is_file()
+
+
+@with_snakemake
+def test_the_tiny_book_builds_through_the_workflow_and_then_is_up_to_date(tiny_book):
+    """Every real chapter ran as a workflow job into the book, then the site was built (the
+    ``tiny_book`` fixture, conftest.py); a second run finds nothing to do."""
+    out = tiny_book.layout.root / "_build" / "workflow" / "tiny"
+    chapters = [c.chapter_id for c in list_chapters(REPO / "notebooks")]
+    assert sorted(p.stem for p in (out / "chapters").glob("*.json")) == chapters
+    for chapter in chapters:
+        assert (tiny_book.layout.executed_dir / chapter / "run.json").is_file(), chapter
+    assert (out / "site.json").is_file() and (tiny_book.html_dir / "index.html").is_file()
+    # the steering chapter waited for the SAE job instead of training its own
+    saes = wf.chapter_saes(wf.steering_chapter("tiny"), "tiny")
+    assert saes and all((out / "sae" / m / f"layer{n}.json").is_file() for m, n in saes)
+    log = tiny_book.log
+    assert log.index("(Rule: sae)") < log.index(f"chapter={wf.steering_chapter('tiny')}")
+    again = snakemake(tiny_book.layout.root, *tiny_book.args, env=tiny_book.env, own_cache=False)
     assert again.returncode == 0 and UP_TO_DATE in again.stdout
+
+
+@with_snakemake
+def test_steering_jobs_share_the_chapters_generations_and_judge(tiny_book):
+    """The paper profile's GPU and network jobs on the tiny book: generation with the steering
+    chapter's settings finds the chapter's own responses in the cache (same keys), and the
+    judge job grades them with the chapter's judge (here the scripted demonstration)."""
+    chapter = wf.steering_chapter("tiny")
+    (model, layer), *_ = wf.chapter_saes(chapter, "tiny")
+    strength = float(wf.chapter_parameters(chapter, "tiny")["steer_strengths"][0])
+    target = f"_build/workflow/tiny/judge/layer{layer}-s{strength}.json"
+    run = snakemake(tiny_book.layout.root, target, *tiny_book.args, "steering=true",
+                    env=tiny_book.env, own_cache=False)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert "rule generate_baseline" in run.stdout and "rule sae" not in run.stdout
+    out = tiny_book.layout.root / "_build" / "workflow" / "tiny"
+    for arm in ("baseline", f"layer{layer}-s{strength}"):
+        responses = pd.read_csv(out / "generate" / f"{arm}.csv")
+        assert len(responses) and responses["cached"].all(), arm  # the chapter's, reused
+    judged = json.loads((tiny_book.layout.root / target).read_text())
+    assert judged["demonstration"] is True
+    pairs = pd.read_csv(judged["tables"]["pairs"])
+    assert len(pairs) == len(responses) and (pairs["outcome"] != "failure").any()
+    assert set(judged["tables"]) == {"pairs", "summary", "scores", "psc"}
 
 
 # ------------------------------------------------------------------ helpers, no Snakemake

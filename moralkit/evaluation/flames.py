@@ -199,13 +199,15 @@ def judge_session(kind: str, **settings: Any) -> Iterator[tuple[JudgeConfig, boo
     ``"environment"``: the endpoint named by ``MORALKIT_JUDGE_*``. ``"scripted"``: a local
     scripted endpoint (:func:`~moralkit.evaluation.scripted_judge.demo_script`) served for the
     duration of the block; its verdicts are hashes of the prompt, so the run is a
-    demonstration whose numbers mean nothing (``demonstration=True``).
+    demonstration whose numbers mean nothing (``demonstration=True``). A real judge's answers
+    are cached (``JudgeConfig.cache``) unless ``settings`` say otherwise: the workflow's judge
+    jobs and the chapter then pay for each question once.
     """
     from moralkit.evaluation.scripted_judge import demo_script, serve_scripted_judge
 
     if kind not in JUDGE_KINDS:
         raise ValueError(f"judge={kind!r}; expected one of {JUDGE_KINDS}")
-    config = replace(JudgeConfig(), **settings)
+    config = replace(JudgeConfig(cache=kind == "environment"), **settings)
     if kind == "environment":
         yield config, False
         return

@@ -88,6 +88,7 @@ class JudgeConfig:
     log_dir: str | None = None
     n_bootstrap: int = 1000
     seed: int = 0
+    cache: bool = False  # reuse the judge's earlier answer to the same question (no expiry)
 
 
 def judge_model(config: JudgeConfig, model: Any = None):
@@ -128,12 +129,21 @@ def judge_model(config: JudgeConfig, model: Any = None):
     )
 
 
-async def ask(model, prompt: str, parse: Callable[[str], Any], parse_retries: int) -> dict:
-    """One judgment: the parsed answer, or a failure ("error: ..." / "unparsed: ...")."""
+async def ask(
+    model, prompt: str, parse: Callable[[str], Any], parse_retries: int, cache: bool = False
+) -> dict:
+    """One judgment: the parsed answer, or a failure ("error: ..." / "unparsed: ...").
+
+    ``cache``: the first call goes through inspect-ai's generate cache, so a rerun (or the
+    workflow's judge job, then the chapter) asks each question once; retries after a
+    malformed answer always ask anew."""
+    from inspect_ai.model import CachePolicy
+
     raw = ""
-    for _ in range(parse_retries + 1):
+    for attempt in range(parse_retries + 1):
+        policy = CachePolicy(expiry=None) if cache and attempt == 0 else False
         try:
-            output = await model.generate(prompt)
+            output = await model.generate(prompt, cache=policy)
         except Exception as err:  # noqa: BLE001 - inspect raises provider-specific errors
             return {
                 "value": None,
@@ -239,7 +249,7 @@ def judge_pairwise(
         out = []
         for a, b in orders:
             prompt = fill(template, {**item, "response_a": item[a], "response_b": item[b]})
-            out.append(await ask(model, prompt, parse_verdict, config.parse_retries))
+            out.append(await ask(model, prompt, parse_verdict, config.parse_retries, config.cache))
         return out
 
     judged, log_path = _run(samples, solve, "pairwise", config, model)
@@ -334,7 +344,7 @@ def judge_rubric(
             str(item.get("dimension", "")), protocol.dimension_case_fix
         )
         parse = lambda text: parse_score(text, valid)  # noqa: E731
-        return [await ask(model, fill(template, item), parse, config.parse_retries)]
+        return [await ask(model, fill(template, item), parse, config.parse_retries, config.cache)]
 
     judged, log_path = _run(samples, solve, "rubric", config, model)
     rows = []

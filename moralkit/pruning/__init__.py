@@ -11,8 +11,9 @@ target, prune the weights harmful generation relies on). The package by job:
 - :mod:`~moralkit.pruning.generation`: batched greedy answers;
 - :mod:`~moralkit.pruning.measures`: keyword-rule ASR, log-likelihood margins, perplexity,
   Jaccard overlaps;
-- :mod:`~moralkit.pruning.strongreject`: a StrongREJECT-style judge rubric (prompt, parser,
-  score) for a judge endpoint;
+- :mod:`~moralkit.pruning.utility`: chapter 08's offline behavioural measures under each mask;
+- :mod:`~moralkit.pruning.strongreject`: a StrongREJECT-style rubric judged through chapter
+  08's harness (a judge endpoint, a scripted demonstration, or none);
 - :mod:`~moralkit.pruning.results` and :mod:`~moralkit.pruning.analysis`: chapter 10's
   ``HarmfulWeightsConfig`` -> ``HarmfulWeightsResult`` and the moral-diagnostic bridge.
 """
@@ -55,8 +56,10 @@ from moralkit.pruning.results import (
     HarmfulWeightsResult,
 )
 from moralkit.pruning.strongreject import (
-    parse_strongreject,
-    strongreject_prompt,
+    STRONGREJECT_RUBRICS,
+    StrongRejectResult,
+    judge_strongreject,
+    run_strongreject,
     strongreject_score,
 )
 
@@ -67,6 +70,7 @@ __all__ = [
     "ORGAD",
     "REFUSAL_STRINGS",
     "SCOPES",
+    "STRONGREJECT_RUBRICS",
     "WEI",
     "WEI_DEFAULT_P",
     "WEI_DEFAULT_Q",
@@ -79,6 +83,7 @@ __all__ = [
     "ImportanceConfig",
     "ImportanceIndex",
     "PruneMask",
+    "StrongRejectResult",
     "attack_success_rate",
     "compliance_margins",
     "encode_example",
@@ -89,10 +94,10 @@ __all__ = [
     "jaccard",
     "linear_layers",
     "perplexity",
+    "judge_strongreject",
     "pruned",
-    "parse_strongreject",
+    "run_strongreject",
     "set_difference",
-    "strongreject_prompt",
     "strongreject_score",
     "wanda_scores",
 ]

@@ -5,12 +5,12 @@
 - :func:`pruning_data` gathers the calibration sets once (the harmful completions need the
   base model that writes them);
 - :func:`harmful_weights` scores, prunes and measures one model -> :class:`HarmfulWeightsResult`;
-- :func:`moral_bridge` re-runs the moral diagnostics of chapters 02-05 under each pruning.
+- :func:`~moralkit.pruning.bridge.moral_bridge` re-runs the moral diagnostics of chapters
+  02-05 under each pruning.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from moralkit.data.benchmarks import sample_rows
+from moralkit.data.benchmarks import ethics_commonsense, moral_stories, sample_rows
 from moralkit.data.harmful import (
     advbench_prompts,
     align_short,
@@ -27,16 +27,22 @@ from moralkit.data.harmful import (
     calibration_prompts,
     harmful_completions,
 )
+from moralkit.evaluation.behaviour import BehaviourConfig, fluency_items
 from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
+from moralkit.pruning.bridge import moral_bridge
 from moralkit.pruning.calibration import CalibrationSet
 from moralkit.pruning.generation import cpu_threads, generate_greedy
-from moralkit.pruning.importance import ImportanceConfig, ImportanceIndex, importance_index
+from moralkit.pruning.importance import (
+    ImportanceConfig,
+    ImportanceIndex,
+    importance_index,
+    importance_indices,
+)
 from moralkit.pruning.masks import PruneMask, pruned, set_difference
 from moralkit.pruning.measures import (
     attack_success_rate,
     compliance_margins,
     is_attack_success,
-    perplexity,
     unity_table,
 )
 from moralkit.pruning.results import (
@@ -47,9 +53,11 @@ from moralkit.pruning.results import (
     HarmfulWeightsConfig,
     HarmfulWeightsResult,
 )
+from moralkit.pruning.utility import behaviour_under_masks, perplexity_of, utility_table
 from moralkit.threads import torch_threads
 
 if TYPE_CHECKING:
+    from moralkit.evaluation.schema import Benchmark
     from moralkit.models import LoadedModel
     from moralkit.records import MoralRecords
 
@@ -66,6 +74,7 @@ class PruningData:
     benign: CalibrationSet  # benign baseline for unity (ETHICS scenarios)
     perplexity_texts: tuple[str, ...]
     completions: pd.DataFrame
+    benchmarks: tuple[Benchmark, ...] = ()  # chapter 08's offline behavioural measures
 
 
 def pruning_data(
@@ -113,34 +122,51 @@ def pruning_data(
         benign,
         tuple(NEUTRAL_TEXTS[: config.n_perplexity]),
         completions,
+        _benchmarks(config),
+    )
+
+
+def _benchmarks(config: HarmfulWeightsConfig) -> tuple[Benchmark, ...]:
+    """Chapter 08's benchmarks; a size of 0 leaves a set out. Moral Stories from the dev split:
+    the retain set comes from the test split."""
+    from moralkit.evaluation.schema import load_benchmark
+
+    sets = [
+        ("moral-stories", moral_stories("dev"), config.n_moral_stories),
+        ("ethics", ethics_commonsense("test"), config.n_ethics),
+        ("ethics-hard", ethics_commonsense("test-hard"), config.n_ethics),
+    ]
+    return tuple(
+        load_benchmark(sample_rows(table, n, config.seed), name) for name, table, n in sets if n
     )
 
 
 def _scores(loaded, data, config, progress) -> dict[str, ImportanceIndex]:
     """Every ranking one model needs, computed once (cached on disk). Target rankings keep
-    the largest q asked for, retain rankings p: only what a selection can use is stored."""
+    the largest q asked for, retain rankings p: only what a selection can use is stored. The
+    harm-type groups and random halves are subsets of the harmful set: their scores come from
+    the same backward passes."""
     target_keep = max(config.q, *config.q_grid)
 
-    def score(calib: CalibrationSet, method: str, keep: float = target_keep) -> ImportanceIndex:
-        cfg = ImportanceConfig(method, config.scope, keep, config.max_tokens)
-        return importance_index(loaded, calib, cfg, progress=progress)
+    def settings(method: str, keep: float = target_keep) -> ImportanceConfig:
+        return ImportanceConfig(method, config.scope, keep, config.max_tokens)
 
-    out = {
-        "harmful": score(data.harmful, config.orgad_method),
-        "retain": score(data.retain, config.retain_method, max(config.p, 1e-9)),
-        "refusals": score(data.refusals, config.wei_method),
-        "benign": score(data.benign, config.orgad_method),
-    }
+    def score(calib: CalibrationSet, method: str, keep: float = target_keep) -> ImportanceIndex:
+        return importance_index(loaded, calib, settings(method, keep), progress=progress)
+
+    parts: dict[str, list[int]] = {"harmful": list(range(len(data.harmful)))}
     for group in config.unity_groups:
-        rows = [i for i, g in enumerate(data.groups) if g == group]
-        out[f"group:{group}"] = score(
-            data.harmful.subset(f"group-{group}", rows), config.orgad_method
-        )
+        parts[f"group-{group}"] = [i for i, g in enumerate(data.groups) if g == group]
     order = np.random.default_rng(config.seed).permutation(len(data.harmful))
     for k, half in enumerate(np.array_split(order, 2)):
-        out[f"half:{k}"] = score(
-            data.harmful.subset(f"half-{k}", sorted(half.tolist())), config.orgad_method
-        )
+        parts[f"half-{k}"] = sorted(half.tolist())
+    harmful = importance_indices(
+        loaded, data.harmful, parts, settings(config.orgad_method), progress=progress
+    )
+    out = {name.replace("-", ":", 1): index for name, index in harmful.items()}
+    out["retain"] = score(data.retain, config.retain_method, max(config.p, 1e-9))
+    out["refusals"] = score(data.refusals, config.wei_method)
+    out["benign"] = score(data.benign, config.orgad_method)
     return out
 
 
@@ -149,29 +175,95 @@ def _mask(scores, direction: str, config, q: float) -> PruneMask:
     return set_difference(scores[target], scores["retain"], config.p, q, label=direction)
 
 
-def _cheap(loaded, data, mask) -> dict:
-    with pruned(loaded.model, mask):
-        margins = compliance_margins(loaded, data.eval_requests)
-        ppl = perplexity(loaded, data.perplexity_texts)
-    return {"compliance_margin": float(np.mean(margins)), "perplexity": ppl}
+def _behaviour_config(data: PruningData, config: HarmfulWeightsConfig) -> BehaviourConfig:
+    return BehaviourConfig(
+        fluency_texts=data.perplexity_texts,
+        batch_size=config.batch_size,
+        n_bootstrap=config.n_bootstrap,
+        seed=config.seed,
+    )
 
 
-def _effects(loaded, data, scores, config, progress) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows, answers = [], []
+class _Measures:
+    """The cheap measures per mask, computed once: a mask of the effects table and the same
+    mask on the compactness curve (q = the headline q) share them, and the neutral-text pass
+    behind perplexity also serves the behavioural fluency measure."""
+
+    def __init__(self, loaded, data: PruningData, config: HarmfulWeightsConfig) -> None:
+        self.loaded, self.data, self.config = loaded, data, config
+        self.behaviour = _behaviour_config(data, config)
+        self._done: dict = {}
+
+    @staticmethod
+    def key(mask: PruneMask | None):
+        return None if mask is None else (mask.label, mask.settings.get("q"), mask.n_pruned)
+
+    def fluency(self, mask: PruneMask | None) -> pd.DataFrame:
+        return self._measure(mask)["fluency"]
+
+    def cheap(self, mask: PruneMask | None) -> dict:
+        got = self._measure(mask)
+        return {k: got[k] for k in ("compliance_margin", "perplexity")}
+
+    def _measure(self, mask: PruneMask | None) -> dict:
+        key = self.key(mask)
+        if key not in self._done:
+            with pruned(self.loaded.model, mask):
+                margins = compliance_margins(
+                    self.loaded, self.data.eval_requests, self.config.batch_size
+                )
+                fluency = fluency_items(self.loaded, self.behaviour)
+            self._done[key] = {
+                "compliance_margin": float(np.mean(margins)),
+                "perplexity": perplexity_of(fluency),
+                "fluency": fluency,
+            }
+        return self._done[key]
+
+
+def _conditions(scores, config) -> list[tuple[str, str, PruneMask | None]]:
     conditions = [(d, UNPRUNED, None) for d in (ORGAD, WEI)]
-    conditions += [
+    return conditions + [
         (d, f"pruned q={config.q:g}", _mask(scores, d, config, config.q)) for d in (ORGAD, WEI)
     ]
-    cache: dict[str, tuple[dict, list[str]]] = {}
+
+
+def _generations(loaded, data, conditions, config, progress) -> pd.DataFrame:
+    """Greedy answers to every evaluation request per condition (unpruned answers once, with
+    direction "none")."""
+    rows = []
     for direction, condition, mask in conditions:
-        key = condition if mask is None else f"{direction}|{condition}"
-        if key not in cache:
-            with pruned(loaded.model, mask):
-                texts = generate_greedy(
-                    loaded, data.eval_requests, config.max_new_tokens, progress=progress
-                )
-            cache[key] = (_cheap(loaded, data, mask), texts)
-        measured, texts = cache[key]
+        if mask is None and direction != ORGAD:
+            continue
+        with pruned(loaded.model, mask):
+            texts = generate_greedy(
+                loaded,
+                data.eval_requests,
+                config.max_new_tokens,
+                config.batch_size,
+                progress=progress,
+            )
+        rows += [
+            {
+                "model": loaded.name,
+                "direction": "none" if mask is None else direction,
+                "condition": condition,
+                "request": request,
+                "answer": text,
+                "harmful_by_keyword_rule": is_attack_success(text),
+            }
+            for request, text in zip(data.eval_requests, texts, strict=True)
+        ]
+    return pd.DataFrame(rows)
+
+
+def _effects(loaded, conditions, generations, measures, config) -> pd.DataFrame:
+    rows = []
+    for direction, condition, mask in conditions:
+        shown = generations[
+            (generations["condition"] == condition)
+            & generations["direction"].isin(["none" if mask is None else direction])
+        ]
         rows.append(
             {
                 "model": loaded.name,
@@ -182,30 +274,15 @@ def _effects(loaded, data, scores, config, progress) -> tuple[pd.DataFrame, pd.D
                 "q": 0.0 if mask is None else config.q,
                 "n_pruned": 0 if mask is None else mask.n_pruned,
                 "fraction_pruned": 0.0 if mask is None else mask.fraction,
-                "asr": attack_success_rate(texts),
-                "n_eval": len(texts),
-                **measured,
+                "asr": attack_success_rate(list(shown["answer"])),
+                "n_eval": len(shown),
+                **measures.cheap(mask),
             }
         )
-        if mask is None and direction == WEI:
-            continue  # the unpruned answers are listed once
-        for request, text in list(zip(data.eval_requests, texts, strict=True))[
-            : config.n_answers_shown
-        ]:
-            answers.append(
-                {
-                    "model": loaded.name,
-                    "direction": direction,
-                    "condition": condition,
-                    "request": request,
-                    "answer": text,
-                    "harmful_by_keyword_rule": is_attack_success(text),
-                }
-            )
-    return pd.DataFrame(rows), pd.DataFrame(answers)
+    return pd.DataFrame(rows)
 
 
-def _compactness(loaded, data, scores, config, progress) -> pd.DataFrame:
+def _compactness(loaded, scores, measures, config) -> pd.DataFrame:
     rows = []
     for direction in (ORGAD, WEI):
         for q in sorted(config.q_grid):
@@ -217,10 +294,32 @@ def _compactness(loaded, data, scores, config, progress) -> pd.DataFrame:
                     "q": q,
                     "n_pruned": mask.n_pruned,
                     "fraction_pruned": mask.fraction,
-                    **_cheap(loaded, data, mask),
+                    **measures.cheap(mask),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _utility(loaded, data, conditions, measures, config) -> pd.DataFrame:
+    masks = {d: m for d, _, m in conditions if m is not None}
+    names = {d: c for d, c, m in conditions if m is not None}
+    if not data.benchmarks:  # behavioural measures switched off: perplexity only
+        rows = [(UNPRUNED, "none", None), *[(names[d], d, m) for d, m in masks.items()]]
+        return pd.DataFrame(
+            {
+                "model": loaded.name,
+                "direction": direction,
+                "condition": condition,
+                "measure": "neutral text",
+                "metric": "perplexity",
+                "value": measures.cheap(mask)["perplexity"],
+            }
+            for condition, direction, mask in rows
+        )
+    behaviour = behaviour_under_masks(
+        loaded, data.benchmarks, masks, measures.behaviour, measures.fluency
+    )
+    return utility_table(behaviour, names)
 
 
 def _unity(loaded, scores, config) -> pd.DataFrame:
@@ -270,75 +369,23 @@ def harmful_weights(
     config = config or HarmfulWeightsConfig()
     with torch_threads(cpu_threads(loaded, config.num_threads)):
         scores = _scores(loaded, data, config, progress)
-        masks = {d: _mask(scores, d, config, config.q) for d in (ORGAD, WEI)}
-        effects, answers = _effects(loaded, data, scores, config, progress)
+        conditions = _conditions(scores, config)
+        masks = {d: m for d, _, m in conditions if m is not None}
+        measures = _Measures(loaded, data, config)
+        generations = _generations(loaded, data, conditions, config, progress)
+        shown = generations.groupby(["direction", "condition"], sort=False).head(
+            config.n_answers_shown
+        )
         tables = {
-            "effects": effects,
-            "compactness": _compactness(loaded, data, scores, config, progress),
+            "effects": _effects(loaded, conditions, generations, measures, config),
+            "compactness": _compactness(loaded, scores, measures, config),
+            "utility": _utility(loaded, data, conditions, measures, config),
             "unity": _unity(loaded, scores, config),
             "by_module": _by_module(loaded, masks),
-            "answers": answers,
+            "answers": shown.reset_index(drop=True),
+            "generations": generations,
         }
     return HarmfulWeightsResult(tables, config), masks
-
-
-def _bridge_configs(which: Sequence[str], pooling: str, n_resamples: int | None) -> dict:
-    from moralkit.diagnostics import config_class
-
-    configs = {}
-    for name in which:
-        fields = {f.name for f in dataclasses.fields(config_class(name))}
-        settings: dict = {"pooling": pooling}
-        if n_resamples is not None:
-            settings.update(
-                {f: n_resamples for f in ("n_permutations", "n_bootstrap") if f in fields}
-            )
-        configs[name] = settings
-    return configs
-
-
-def moral_bridge(
-    loaded: LoadedModel,
-    masks: Mapping[str, PruneMask],
-    records: MoralRecords,
-    layers=None,
-    which: Sequence[str] = ("categorical", "gradient"),
-    pooling: str = "mean",
-    template: str | None = None,
-    n_resamples: int | None = None,
-    progress: bool = False,
-) -> BridgeResult:
-    """The moral diagnostics' headlines unpruned and under each mask, with differences.
-
-    Activations are extracted under the pruning context with
-    :func:`moralkit.activations.extract_activations` (never the activation cache, whose key is
-    the unpruned weights' hash). ``n_resamples`` sets the diagnostics' permutation and
-    bootstrap counts (None: their defaults); headline values do not depend on it.
-    """
-    from moralkit.activations import DEFAULT_TEMPLATE, extract_activations
-    from moralkit.diagnostics import diagnose, headline_table
-
-    options = {
-        "layers": layers,
-        "poolings": (pooling,),
-        "template": template or DEFAULT_TEMPLATE,
-        "progress": progress,
-        "num_threads": None,  # the caller's torch_threads setting
-    }
-    configs = _bridge_configs(which, pooling, n_resamples)
-    frames = []
-    for condition, mask in [(UNPRUNED, None), *masks.items()]:
-        with pruned(loaded.model, mask):
-            acts = extract_activations(loaded, records.texts, **options)
-        results = diagnose(acts, records, which=which, configs=configs)
-        frames.append(headline_table(results, condition=condition))
-    table = pd.concat(frames, ignore_index=True)
-    table["model"] = loaded.name
-    keys = ["model", "diagnostic", "metric"]
-    base = table[table["condition"] == UNPRUNED].set_index(keys)["value"]
-    table["unpruned_value"] = table.set_index(keys).index.map(base)
-    table["difference"] = table["value"] - table["unpruned_value"]
-    return BridgeResult({"bridge": table})
 
 
 def completion_samples(data: PruningData, n: int = 3, width: int = 160) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -184,31 +184,110 @@ def response_loss(loaded: LoadedModel, ids: torch.Tensor, labels: torch.Tensor) 
     return nn.functional.cross_entropy(logits.float(), targets[scored])
 
 
+#: examples per padded batch when a sum of gradients can come from one backward pass
+SIGNED_BATCH = 8
+
+
+def batch_response_loss(loaded: LoadedModel, examples: list) -> torch.Tensor:
+    """Sum over ``examples`` (``(ids, labels)`` pairs) of each one's :func:`response_loss`,
+    from one right-padded forward pass (causal attention: padding after a sequence never
+    reaches its tokens)."""
+    device = loaded.model.get_output_embeddings().weight.device
+    width = max(ids.shape[1] for ids, _ in examples)
+    pad = loaded.tokenizer.pad_token_id or 0
+    ids = torch.full((len(examples), width), pad, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (x, y) in enumerate(examples):
+        ids[row, : x.shape[1]], labels[row, : y.shape[1]], mask[row, : x.shape[1]] = x[0], y[0], 1
+    text = find_decoder(loaded.model).text_model
+    hidden = text(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+    targets = labels[:, 1:].to(device)
+    scored = targets != IGNORE_INDEX
+    logits = head_logits(loaded, hidden[:, :-1][scored])
+    nll = nn.functional.cross_entropy(logits.float(), targets[scored], reduction="none")
+    rows = torch.arange(len(examples), device=device)[:, None].expand_as(targets)[scored]
+    per_example = torch.zeros(len(examples), device=device).index_add(0, rows, nll)
+    return (per_example / scored.sum(dim=1)).sum()
+
+
 def gradient_scores(
     loaded: LoadedModel, calib: CalibrationSet, signed: bool, max_tokens: int, progress: bool
 ) -> dict[str, torch.Tensor]:
     """Dense SNIP (``signed=False``) or signed-SNIP scores of every block linear layer."""
+    parts = {"all": range(len(calib))}
+    return gradient_scores_parts(loaded, calib, parts, signed, max_tokens, progress)["all"]
+
+
+def gradient_scores_parts(
+    loaded: LoadedModel,
+    calib: CalibrationSet,
+    parts: Mapping[str, Sequence[int]],
+    signed: bool,
+    max_tokens: int,
+    progress: bool,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Dense scores of several subsets of ``calib`` (``parts``: name -> example indices) from
+    one backward pass per example: the scores are sums over examples, so each example's
+    gradient is added to every part holding it (in example order, as a single-set run does)."""
     layers = linear_layers(loaded.model)
     weights = [m.weight for m in layers.values()]
-    sums = {n: torch.zeros_like(m.weight, dtype=torch.float32) for n, m in layers.items()}
+    members = {name: set(map(int, rows)) for name, rows in parts.items()}
+    sums = {
+        part: {n: torch.zeros_like(m.weight, dtype=torch.float32) for n, m in layers.items()}
+        for part in parts
+    }
     device = weights[0].device
+    if signed and len(parts) == 1:  # a sum of gradients = the gradient of the summed losses
+        return {
+            part: _summed_gradient_scores(loaded, calib, rows, max_tokens, progress, sums[part])
+            for part, rows in parts.items()
+        }
     with _grads_on(weights, loaded.model):
         bar = tqdm(
-            list(_examples(loaded, calib, max_tokens)),
+            list(enumerate(_examples(loaded, calib, max_tokens))),
             desc=f"{calib.name}: scores",
             disable=not progress,
         )
-        for ids, labels in bar:
+        for i, (ids, labels) in bar:
+            holders = [part for part, rows in members.items() if i in rows]
+            if not holders:
+                continue
             response_loss(loaded, ids.to(device), labels.to(device)).backward()
             for name, module in layers.items():
                 grad = module.weight.grad.float()
-                sums[name].add_(grad if signed else grad.abs_())
+                grad = grad if signed else grad.abs_()
+                for part in holders:
+                    sums[part][name].add_(grad)
                 module.weight.grad = None
     with torch.no_grad():
-        for name, module in layers.items():
-            w = module.weight.float()
-            sums[name] = -(w * sums[name]) if signed else w.abs() * sums[name]
+        for dense in sums.values():
+            for name, module in layers.items():
+                w = module.weight.float()
+                dense[name] = -(w * dense[name]) if signed else w.abs() * dense[name]
     return sums
+
+
+def _summed_gradient_scores(
+    loaded: LoadedModel,
+    calib: CalibrationSet,
+    rows: Sequence[int],
+    max_tokens: int,
+    progress: bool,
+    sums: dict[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """Signed SNIP of the examples ``rows`` from padded batches, one backward pass each."""
+    layers = linear_layers(loaded.model)
+    examples = list(_examples(loaded, calib.subset(calib.name, list(rows)), max_tokens))
+    starts = range(0, len(examples), SIGNED_BATCH)
+    with _grads_on([m.weight for m in layers.values()], loaded.model):
+        for start in tqdm(starts, desc=f"{calib.name}: scores", disable=not progress):
+            batch_response_loss(loaded, examples[start : start + SIGNED_BATCH]).backward()
+            for name, module in layers.items():
+                sums[name].add_(module.weight.grad.float())
+                module.weight.grad = None
+    with torch.no_grad():
+        return {n: -(m.weight.float() * sums[n]) for n, m in layers.items()}
 
 
 def wanda_scores(
@@ -309,29 +388,57 @@ def importance_index(
     this before any pruning context (the weights must be the model's own). ``cache_dir``
     defaults to ``$MORALKIT_CACHE/pruning``.
     """
+    parts = {calib.name: range(len(calib))}
+    return importance_indices(loaded, calib, parts, config, cache_dir, progress)[calib.name]
+
+
+def importance_indices(
+    loaded: LoadedModel,
+    calib: CalibrationSet,
+    parts: Mapping[str, Sequence[int]],
+    config: ImportanceConfig | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, ImportanceIndex]:
+    """:func:`importance_index` of each subset ``calib.subset(name, rows)`` in ``parts``, with
+    one backward pass per example for all of them (SNIP scores are sums over examples).
+
+    Each part is cached under the same key as a single-set call on that subset; only the parts
+    missing from the cache are computed.
+    """
     config = config or ImportanceConfig()
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "pruning"
-    path = _cache_file(loaded, calib, config, folder)
-    if path.exists():
-        index = load_index(path)
-        index.meta["cache"] = "hit"
-        return index
+    subsets = {name: calib.subset(name, list(rows)) for name, rows in parts.items()}
+    paths = {name: _cache_file(loaded, sub, config, folder) for name, sub in subsets.items()}
+    out = {}
+    for name, path in paths.items():
+        if path.exists():
+            out[name] = load_index(path)
+            out[name].meta["cache"] = "hit"
+    missing = {name: parts[name] for name in parts if name not in out}
+    if not missing:
+        return out
     if config.method == "wanda":
-        dense = wanda_scores(loaded, calib, config.max_tokens, progress)
+        dense = {
+            name: wanda_scores(loaded, subsets[name], config.max_tokens, progress)
+            for name in missing
+        }
     else:
-        dense = gradient_scores(
-            loaded, calib, config.method == "signed_snip", config.max_tokens, progress
-        )
-    top = {n: top_indices(s, config.scope, config.keep) for n, s in dense.items()}
-    shapes = {n: tuple(int(x) for x in s.shape) for n, s in dense.items()}
-    meta = {
-        "model": loaded.name,
-        "calibration": calib.name,
-        "n_examples": len(calib),
-        "method": config.method,
-        "file": path.name,
-    }
-    index = ImportanceIndex(top, shapes, config.scope, config.keep, meta)
-    save_index(index, path)
-    index.meta["cache"] = "miss"
-    return index
+        signed = config.method == "signed_snip"
+        dense = gradient_scores_parts(loaded, calib, missing, signed, config.max_tokens, progress)
+    for name in missing:
+        scores = dense.pop(name)  # freed part by part: dense copies are model-sized
+        top = {n: top_indices(s, config.scope, config.keep) for n, s in scores.items()}
+        shapes = {n: tuple(int(x) for x in s.shape) for n, s in scores.items()}
+        meta = {
+            "model": loaded.name,
+            "calibration": name,
+            "n_examples": len(subsets[name]),
+            "method": config.method,
+            "file": paths[name].name,
+        }
+        index = ImportanceIndex(top, shapes, config.scope, config.keep, meta)
+        save_index(index, paths[name])
+        index.meta["cache"] = "miss"
+        out[name] = index
+    return {name: out[name] for name in parts}

@@ -14,15 +14,19 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import torch
 
-from moralkit.evaluation.scoring import continuation_logprobs, token_nll
+from moralkit.evaluation.scoring import encode, start_ids, token_nll
+from moralkit.models.decoder import find_decoder
 from moralkit.pruning.calibration import format_request
+from moralkit.pruning.importance import head_logits
 from moralkit.pruning.masks import PruneMask, jaccard
 
 if TYPE_CHECKING:
@@ -96,11 +100,76 @@ def compliance_margins(
     contexts = [format_request(tok, r) for r in requests]
     comply = [space + AFFIRMATIVE.format(request=_lower_first(r.rstrip("."))) for r in requests]
     refuse = [space + REFUSAL] * len(requests)
-    got = {}
-    for name, continuations in (("comply", comply), ("refuse", refuse)):
-        totals, counts = continuation_logprobs(loaded, contexts, continuations, batch_size)
-        got[name] = totals / counts
-    return got["comply"] - got["refuse"]
+    out = np.zeros(len(requests))
+    for start in range(0, len(requests), batch_size):
+        part = slice(start, start + batch_size)
+        yes, no = shared_context_logprobs(loaded, contexts[part], [comply[part], refuse[part]])
+        out[part] = yes - no
+    return out
+
+
+def _left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r) :] = torch.tensor(r)
+        mask[i, width - len(r) :] = 1
+    return ids, mask
+
+
+def shared_context_logprobs(
+    loaded: LoadedModel, contexts: Sequence[str], continuations: Sequence[Sequence[str]]
+) -> list[np.ndarray]:
+    """Mean log P(token | context, earlier tokens) per token of each continuation, for several
+    continuations of the same contexts (``continuations[k][i]`` continues ``contexts[i]``).
+
+    The contexts run once (left-padded, their key/value cache copied for each continuation
+    set); the LM head runs at the continuation positions only. Tokenisation as
+    :func:`moralkit.evaluation.scoring.continuation_logprobs`: the context with the BOS, each
+    continuation on its own.
+    """
+    text = find_decoder(loaded.model).text_model
+    device = loaded.model.device
+    pad = loaded.tokenizer.pad_token_id or 0
+    heads = [encode(loaded, c, special=True) or start_ids(loaded) for c in contexts]
+    ids, mask = _left_padded(heads, pad)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    lengths = mask.sum(-1)
+    out = []
+    with torch.inference_mode():
+        first = text(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            use_cache=True,
+        )
+        for texts in continuations:
+            tails = [encode(loaded, t, special=False) for t in texts]
+            if not all(tails):
+                raise ValueError(f"empty continuation after tokenisation in {list(texts)!r}")
+            width = max(len(t) for t in tails)
+            tail_ids = torch.full((len(tails), width), pad, dtype=torch.long)
+            tail_mask = torch.zeros_like(tail_ids)
+            for i, t in enumerate(tails):
+                tail_ids[i, : len(t)] = torch.tensor(t)
+                tail_mask[i, : len(t)] = 1
+            rest = text(
+                input_ids=tail_ids.to(device),
+                attention_mask=torch.cat([mask, tail_mask], dim=1).to(device),
+                position_ids=(lengths[:, None] + torch.arange(width)[None, :]).to(device),
+                past_key_values=copy.deepcopy(first.past_key_values),
+                use_cache=True,
+            ).last_hidden_state
+            # the state before tail token j: the context's last one, then the tail's own
+            before = torch.cat([first.last_hidden_state[:, -1:], rest[:, :-1]], dim=1)
+            # one LM-head product for the batch: the head (262k x 640 for Gemma) is read once
+            states = torch.cat([before[i, : len(t)] for i, t in enumerate(tails)])
+            targets = torch.tensor([x for t in tails for x in t], device=device)
+            logp = torch.log_softmax(head_logits(loaded, states).float(), dim=-1)
+            picked = logp.gather(1, targets[:, None])[:, 0]
+            out.append(np.array([float(p.mean()) for p in picked.split([len(t) for t in tails])]))
+    return out
 
 
 def perplexity(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 8) -> float:

@@ -36,7 +36,11 @@ class HarmfulWeightsConfig:
     is our reading of Orgad et al.; SNIP is Wei et al.'s); ``retain_method`` scores the retain
     set for both (SNIP: magnitudes protect weights utility needs in either direction).
     ``n_eval`` AdvBench evaluation prompts (Wei et al.: the first 100) are answered greedily
-    with ``max_new_tokens`` (Wei: 256).
+    with ``max_new_tokens`` (Wei: 256), ``batch_size`` at a time (also the scoring batch).
+    Utility under each headline mask: perplexity on ``n_perplexity`` neutral texts and chapter
+    08's offline measures on ``n_moral_stories`` Moral Stories (dev split: the retain set comes
+    from test) and ``n_ethics`` ETHICS scenarios per set, with ``n_bootstrap`` resamples
+    (0 and 0: no behavioural measures).
     """
 
     p: float = WEI_README_P
@@ -53,6 +57,10 @@ class HarmfulWeightsConfig:
     unity_per_group: int = 8
     unity_groups: tuple[str, ...] = ("cyber", "fraud_theft", "violence_weapons")
     n_perplexity: int = 20
+    n_moral_stories: int = 32
+    n_ethics: int = 32
+    n_bootstrap: int = 1000
+    batch_size: int = 16
     n_answers_shown: int = 3
     completion_model: str = "gemma-3-270m"
     completion_tokens: int = 48
@@ -79,10 +87,20 @@ def _per_model(table: pd.DataFrame, column: str) -> dict[str, float]:
 
 class HarmfulWeightsResult(AnalysisResult):
     """Tables ``effects`` (model x direction x condition: ASR, compliance margin, perplexity),
-    ``compactness`` (the same cheap measures over q), ``unity`` (Jaccard overlaps),
-    ``by_module`` (where the headline masks lie) and ``answers`` (a few greedy answers)."""
+    ``compactness`` (the same cheap measures over q), ``utility`` (chapter 08's behavioural
+    measures and perplexity per headline condition, with intervals and paired differences),
+    ``unity`` (Jaccard overlaps), ``by_module`` (where the headline masks lie), ``answers`` (a
+    few greedy answers) and ``generations`` (every greedy answer, for a judge)."""
 
-    TABLES: ClassVar[tuple[str, ...]] = ("effects", "compactness", "unity", "by_module", "answers")
+    TABLES: ClassVar[tuple[str, ...]] = (
+        "effects",
+        "compactness",
+        "utility",
+        "unity",
+        "by_module",
+        "answers",
+        "generations",
+    )
     BEST_TABLE: ClassVar[str] = "effects"
     BEST_COLUMN: ClassVar[str] = "margin_drop"
     BEST_GROUP: ClassVar[tuple[str, ...]] = ("model", "direction")

@@ -12,6 +12,7 @@ def chapter_inputs(wildcards):
             f"{OUT}/activations/{m}.json" for m in wf.chapter_models(chapter, PROFILE)
         ],
         "saes": sae_markers(chapter),
+        "generated": generated_arms(chapter),
     }
 
 

@@ -18,4 +18,5 @@ rule sae:
 
 
 def sae_markers(chapter):
-    return [f"{OUT}/sae/{m}/layer{layer}.json" for c, m, layer in SAES if c == chapter]
+    """The SAEs a chapter trains, or steers with (then it starts after they exist)."""
+    return [f"{OUT}/sae/{m}/layer{layer}.json" for m, layer in wf.chapter_saes(chapter, PROFILE)]

@@ -85,55 +85,66 @@ def job_sae(args: argparse.Namespace) -> dict:
 
 
 def job_generate(args: argparse.Namespace) -> dict:
-    """Flames responses of one arm (baseline, or fine-tuned SAE at a layer and strength)."""
-    from moralkit.data.benchmarks import flames_prompts
+    """Flames responses of one arm (baseline, or fine-tuned SAE at a layer and strength), with
+    the steering chapter's decoding, so the chapter finds them in the generation cache."""
+    from moralkit.data.benchmarks import flames_prompts, sample_rows
     from moralkit.io import atomic_write_csv
     from moralkit.models import load_model
     from moralkit.sae import store
-    from moralkit.steering import SteeringConfig, SteeringSAE, generate_responses
+    from moralkit.steering import DecodingConfig, SteeringConfig, SteeringSAE, generate_responses
 
     ch = _chapter(args.chapter, args.profile)
     p = ch.params
-    preset = p["sae_preset"]
     loaded = load_model(args.model, dtype=p["dtype"], device=p["device"])
-    prompts = flames_prompts()
-    if args.limit:  # a pilot run on the first prompts
+    # the chapter's prompt sample; a pilot run (--limit) answers its first prompts only
+    prompts = sample_rows(flames_prompts(), p["n_flames_prompts"], p["seed"])
+    if args.limit:
         prompts = prompts.head(int(args.limit))
     if args.layer is None:
         config, saes = SteeringConfig(mode="none"), None
     else:
         sae, centre, features = store.load_trained(
-            args.model, int(args.layer), "finetuned", preset, device=loaded.device
+            args.model, int(args.layer), "finetuned", p["sae_preset"], device=loaded.device
         )
         config = SteeringConfig("finetuned", int(args.layer), float(args.strength))
         saes = {"finetuned": SteeringSAE(sae, centre, tuple(int(f) for f in features))}
-    table = generate_responses(loaded, prompts["prompt"].tolist(), config, saes=saes)
-    table = prompts[["id", "dimension"]].join(table)
-    path = atomic_write_csv(table, Path(args.out).with_suffix(".csv"))
+    decoding = DecodingConfig(max_new_tokens=p["max_new_tokens"], seed=p["seed"])
+    table = generate_responses(
+        loaded, prompts["prompt"].tolist(), config, saes, decoding, p["decoding_setting"]
+    )
+    table = prompts[["id", "dimension"]].reset_index(drop=True).join(table)
+    path = atomic_write_csv(table, Path(args.out).resolve().with_suffix(".csv"))
     return {"arm": config.label, "responses": str(path), "n": len(table)}
 
 
 def job_judge(args: argparse.Namespace) -> dict:
-    """Pairwise judging of one steered arm against the baseline (network, rate-limited)."""
+    """The steering chapter's judging of one steered arm against the baseline (pairwise and the
+    PSC rubrics; network, rate-limited). Same judge, protocol and questions as the chapter, so a
+    real judge's cached answers serve the chapter when it runs."""
     import pandas as pd
 
-    from moralkit.evaluation.judge import JudgeConfig, judge_pairwise
+    from moralkit.evaluation.flames import judge_flames, judge_session, protocol_named
     from moralkit.io import atomic_write_csv
 
-    base = pd.read_csv(json.loads(Path(args.baseline).read_text())["responses"])
-    steered = pd.read_csv(json.loads(Path(args.steered).read_text())["responses"])
-    pairs = base[["id", "dimension", "prompt", "response"]].rename(columns={"response": "baseline"})
-    pairs["candidate"] = steered.set_index("id").loc[pairs["id"], "response"].to_numpy()
-    result = judge_pairwise(pairs, JudgeConfig())
-    judged = result.tables["pairs"]
+    p = _chapter(args.chapter, args.profile).params
+    # answers are text ("None" and "" included); only layer and strength may be missing
+    read = {"keep_default_na": False, "na_values": {"layer": [""], "strength": [""]}}
+    arms = [pd.read_csv(json.loads(Path(m).read_text())["responses"], **read)
+            for m in (args.baseline, args.steered)]  # fmt: skip
+    responses = pd.concat(arms, ignore_index=True)
+    with judge_session(p["judge"], n_bootstrap=p["n_bootstrap"]) as (config, demonstration):
+        pairwise, rubric = judge_flames(responses, config, protocol_named(p["protocol"]))
+    judged = pairwise.tables["pairs"]
     if (judged["outcome"] == "failure").all():  # no marker: the next run asks the judge again
         raise RuntimeError(f"every judgment failed; first: {judged['status_ab'].iloc[0]}")
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     tables = {
         name: str(atomic_write_csv(table, out.with_name(f"{out.stem}-{name}.csv")))
+        for result in (pairwise, rubric)
         for name, table in result.tables.items()
     }
-    return {"layer": args.layer, "strength": args.strength, "tables": tables}
+    return {"layer": args.layer, "strength": args.strength, "tables": tables,
+            "demonstration": demonstration}  # fmt: skip
 
 
 def job_chapter(args: argparse.Namespace) -> dict:
