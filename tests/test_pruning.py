@@ -306,9 +306,16 @@ def test_harm_groups_and_eval_prompts_refused():
 
 def test_harmful_completions_cached_without_reloading(offline_mirror, monkeypatch):
     import moralkit.models
+    import moralkit.pruning.generation as generation
     from moralkit.data.harmful import COMPLETION_PREFIX, harmful_completions
 
-    first = harmful_completions("tiny-llama", [150, 151], max_new_tokens=3, progress=False)
+    threads = []
+    real = generation.cpu_threads
+    monkeypatch.setattr(generation, "cpu_threads", lambda m, s: threads.append(s) or real(m, s))
+    first = harmful_completions(
+        "tiny-llama", [150, 151], max_new_tokens=3, progress=False, num_threads=1
+    )
+    assert threads == [1]  # the setting reaches the generation loop
     assert list(first["index"]) == [150, 151]
     assert first["response"].str.startswith(COMPLETION_PREFIX.strip()).all()
 

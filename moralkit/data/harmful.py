@@ -208,6 +208,8 @@ def harmful_completions(
     ``model`` is a registry name (loaded only when the cache misses) or a loaded model. The
     model continues ``request`` + :data:`COMPLETION_PREFIX`; the returned ``response`` is the
     prefix plus the continuation. Refuses evaluation prompts (index < N_EVAL_PROMPTS).
+    ``num_threads``: torch threads while generating ("auto": timed on the model, None: torch's
+    current setting); a speed setting, so not part of the cache key.
     Columns: index, prompt, group, response, generator.
     """
     from moralkit.pruning.generation import generate_greedy
@@ -235,6 +237,7 @@ def harmful_completions(
         max_new_tokens,
         prefix=COMPLETION_PREFIX,
         progress=progress,
+        num_threads=num_threads,
     )
     table["response"] = [COMPLETION_PREFIX.strip() + " " + t for t in texts]
     table["generator"] = name
