@@ -103,6 +103,7 @@ class Chapter:
         self._data: dict[str, dict] = {}
         self._claims: dict[str, dict] = {}
         self._outputs: list[str] = []
+        self._cache_before = prov.cache_files()  # what the run adds tells cold from warm
         self.started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
         if torch.cuda.is_available():  # the peak shown is this chapter's
             torch.cuda.reset_peak_memory_stats()
@@ -376,6 +377,7 @@ class Chapter:
                 "started": self.started,
                 "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
                 "wall_time_s": round(time.perf_counter() - self._t0, 2),
+                "cache_writes": len(prov.cache_files() - self._cache_before),
                 "peak_memory_mb": round(prov.peak_memory_mb(), 1),
                 "peak_gpu_memory_mb": prov.peak_gpu_memory_mb(),
             }

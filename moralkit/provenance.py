@@ -113,6 +113,28 @@ def environment_provenance(device: str | None = None) -> dict:
     }
 
 
+#: cache folders a run writes whether or not it computed anything (judge logs)
+_LOG_DIRS = ("inspect-logs",)
+
+
+def cache_files() -> set[str]:
+    """Every file in moralkit's cache (``$MORALKIT_CACHE``) but run logs, relative to it.
+
+    A chapter that finds this set grown after it ran computed (and cached) something: a cold
+    run. One listing of a few hundred files; no file is read.
+    """
+    from moralkit.data.fetch import default_cache_dir
+
+    root = default_cache_dir()
+    if not root.is_dir():
+        return set()
+    return {
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and path.relative_to(root).parts[0] not in _LOG_DIRS
+    }
+
+
 def to_jsonable(value: object) -> object:
     """Convert numpy scalars, paths, tuples and sets so ``json.dumps`` accepts them."""
     if isinstance(value, Mapping):

@@ -223,6 +223,11 @@ def test_cache_state_from_provenance():
     assert cache_state({"models": [{"cache_hit": True}, {"cache_hit": True}]}) == "warm"
     assert cache_state({"models": [{"cache_hit": True}, {"cache_hit": False}]}) == "cold"
     assert cache_state({"models": []}) == ""
+    loaded = {"name": "m", "load_s": 1.0}  # a model the chapter ran itself: no cache_hit
+    assert cache_state({"models": [loaded, {"cache_hit": True}]}) == "warm"
+    # the run's own cache writes decide when they are recorded
+    assert cache_state({"models": [{"cache_hit": True}], "cache_writes": 2}) == "cold"
+    assert cache_state({"models": [loaded], "cache_writes": 0}) == "warm"
 
 
 def test_output_dir_refuses_a_folder_moralkit_did_not_write(tmp_path):

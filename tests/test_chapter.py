@@ -232,6 +232,21 @@ def test_finish_writes_every_provenance_field(out):
     assert prov["device"].startswith("CPU") or prov["device"].startswith("GPU")
 
 
+def test_cache_writes_tell_a_cold_run_from_a_warm_one(out, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MORALKIT_CACHE", str(cache))
+    (cache / "sae").mkdir(parents=True)
+    (cache / "sae" / "old.pt").write_bytes(b"x")
+    ch = Chapter.start("01_demo", profile="tiny")
+    (cache / "inspect-logs").mkdir()
+    (cache / "inspect-logs" / "judge.eval").write_bytes(b"log")  # a log, not a cache entry
+    assert ch.provenance()["cache_writes"] == 0
+    (cache / "generations").mkdir()
+    (cache / "generations" / "new.json").write_text("{}")
+    (cache / "sae" / "old.pt").write_bytes(b"rewritten")  # not a new entry
+    assert ch.provenance()["cache_writes"] == 1
+
+
 def test_variant_extractions_get_their_own_provenance_entry(out, fake_backends):
     ch = Chapter.start(
         "06_across_models", profile="tiny", layers="0,-1", backends=fake_backends.backends()

@@ -162,9 +162,15 @@ def _papermill(nb, notebook_path: Path, parameters: dict, cwd: Path, kernel_name
 
 
 def cache_state(provenance: Mapping) -> str:
-    """``"cold"`` when any activation came from extraction, ``"warm"`` when all were cached,
-    ``""`` when the chapter read no activations."""
-    hits = [bool(m.get("cache_hit")) for m in provenance.get("models") or []]
+    """``"cold"`` when the run added entries to moralkit's cache (it computed something it
+    caches: activations, SAEs, generations, scores, downloads), ``"warm"`` when it added none.
+
+    Provenance written before ``cache_writes`` existed falls back on the activations' cache
+    hits; ``""`` when neither tells.
+    """
+    if provenance.get("cache_writes") is not None:
+        return "cold" if provenance["cache_writes"] else "warm"
+    hits = [m["cache_hit"] for m in provenance.get("models") or [] if "cache_hit" in m]
     if not hits:
         return ""
     return "warm" if all(hits) else "cold"
