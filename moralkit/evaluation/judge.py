@@ -91,6 +91,18 @@ class JudgeConfig:
     cache: bool = False  # reuse the judge's earlier answer to the same question (no expiry)
 
 
+def _generate_settings(config: JudgeConfig) -> dict:
+    """The call settings both the judge model and the eval run take (one source)."""
+    return {
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
+        "max_retries": config.max_retries,
+        "timeout": config.timeout,
+        "attempt_timeout": config.attempt_timeout,
+        "max_connections": config.max_connections,
+    }
+
+
 def judge_model(config: JudgeConfig, model: Any = None):
     """The inspect ``Model`` behind ``config`` (a ready ``Model`` passes through)."""
     from inspect_ai.model import GenerateConfig, Model, get_model
@@ -103,14 +115,7 @@ def judge_model(config: JudgeConfig, model: Any = None):
             f"no judge model: set JudgeConfig.model or ${MODEL_ENV} (and ${BASE_URL_ENV}, "
             f"${API_KEY_ENV} for an OpenAI-compatible endpoint)"
         )
-    generate = GenerateConfig(
-        temperature=config.temperature,
-        max_tokens=config.max_tokens,
-        max_retries=config.max_retries,
-        timeout=config.timeout,
-        attempt_timeout=config.attempt_timeout,
-        max_connections=config.max_connections,
-    )
+    generate = GenerateConfig(**_generate_settings(config))
     if name.startswith(_INSPECT_PROVIDERS):
         return get_model(name, config=generate)
     base_url = config.base_url or os.environ.get(BASE_URL_ENV)
@@ -182,12 +187,7 @@ def _run(samples: list, solve: Callable, name: str, config: JudgeConfig, model: 
         display="log",  # no progress widget in notebooks (RichDisplay would add one)
         fail_on_error=False,
         max_samples=config.max_connections,
-        max_connections=config.max_connections,
-        max_retries=config.max_retries,
-        timeout=config.timeout,
-        attempt_timeout=config.attempt_timeout,
-        temperature=config.temperature,
-        max_tokens=config.max_tokens,
+        **_generate_settings(config),
     )
     out = {}
     for sample in log.samples or []:
