@@ -9,9 +9,9 @@ import torch
 
 from moralkit.evaluation.behaviour import BehaviourConfig, measure_behaviour
 from moralkit.evaluation.schema import LABELLED, PAIRED, load_benchmark
-from moralkit.evaluation.scoring import answer_margins, continuation_logprobs
 from moralkit.figures.behaviour import plot_behaviour
 from moralkit.models import load_model
+from moralkit.models.scoring import answer_margins, continuation_logprobs
 from moralkit.steering import SteeringConfig, SteeringSAE, active_hook_count
 
 sae_lens = pytest.importorskip("sae_lens")

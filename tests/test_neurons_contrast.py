@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from moralkit.models.tiny import build_tiny_model, build_tiny_tokenizer_for
+from moralkit.models import load_model
 from moralkit.neurons.contrast import (
     ContrastConfig,
     NeuronStats,
@@ -32,8 +32,8 @@ def _planted_model(delta: float = 0.05, strength: float = 60.0):
     rows. So "Q" vs "q" changes nothing but the planted neurons (RMS norms agree as well),
     which write nothing back (down_proj columns zeroed).
     """
-    model = build_tiny_model("tiny-llama")
-    tokenizer = build_tiny_tokenizer_for("tiny-llama")
+    loaded = load_model("tiny-llama")
+    model, tokenizer = loaded.model, loaded.tokenizer
     big_q, small_q = (tokenizer.encode(c, add_special_tokens=False)[0] for c in ("Q", "q"))
     with torch.no_grad():
         emb = model.model.embed_tokens.weight
@@ -53,7 +53,7 @@ def _planted_model(delta: float = 0.05, strength: float = 60.0):
         mlp.gate_proj.weight[PLANTED_A] = strength * u
         mlp.gate_proj.weight[PLANTED_B] = -strength * u
         mlp.down_proj.weight[:, PLANTED_A + PLANTED_B] = 0.0  # and they write nothing back
-    return model, tokenizer
+    return loaded
 
 
 def _texts(marker: str, n: int = 12) -> list[str]:
@@ -66,9 +66,8 @@ def _texts(marker: str, n: int = 12) -> list[str]:
 
 
 def test_contrast_recovers_planted_neurons():
-    model, tokenizer = _planted_model()
     config = ContrastConfig(top_k=len(PLANTED_A), threshold=2.0, progress=False)
-    pole_a, pole_b, diff = locate_poles(model, tokenizer, _texts("Q"), _texts("q"), config)
+    pole_a, pole_b, diff = locate_poles(_planted_model(), _texts("Q"), _texts("q"), config)
     assert set(zip(pole_a["layer"], pole_a["neuron"], strict=True)) == {(0, n) for n in PLANTED_A}
     top_b = pole_b.head(len(PLANTED_B))
     assert set(zip(top_b["layer"], top_b["neuron"], strict=True)) == {(0, n) for n in PLANTED_B}
@@ -79,9 +78,8 @@ def test_contrast_recovers_planted_neurons():
 
 
 def test_mean_score_recovers_planted_neurons_too():
-    model, tokenizer = _planted_model()
     config = ContrastConfig(score="mean", top_k=len(PLANTED_A), threshold=np.inf, progress=False)
-    pole_a, _, _ = locate_poles(model, tokenizer, _texts("Q"), _texts("q"), config)
+    pole_a, _, _ = locate_poles(_planted_model(), _texts("Q"), _texts("q"), config)
     assert set(pole_a["neuron"]) == set(PLANTED_A) and set(pole_a["layer"]) == {0}
 
 
@@ -111,16 +109,16 @@ def test_overlap_baselines():
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gemma3"])
 def test_pvq_option_distribution(name):
-    model, tokenizer = build_tiny_model(name), build_tiny_tokenizer_for(name)
+    loaded = load_model(name)
     items = ["It is important to me to be rich.", "I like surprises and adventures.", "Rules."]
     plain = PVQConfig(batch_size=1, share_prefix=False)
-    logprobs = option_logprobs(model, tokenizer, items, plain)
+    logprobs = option_logprobs(loaded, items, plain)
     assert logprobs.shape == (3, len(OPTIONS))
     np.testing.assert_allclose(np.exp(logprobs).sum(1), 1.0, rtol=1e-6)
-    batched = option_logprobs(model, tokenizer, items, PVQConfig(batch_size=3, share_prefix=False))
+    batched = option_logprobs(loaded, items, PVQConfig(batch_size=3, share_prefix=False))
     np.testing.assert_allclose(batched, logprobs, atol=1e-4)
     # the shared-prefix cache gives the same answers as full forwards
-    shared = option_logprobs(model, tokenizer, items, PVQConfig(batch_size=2))
+    shared = option_logprobs(loaded, items, PVQConfig(batch_size=2))
     np.testing.assert_allclose(shared, logprobs, atol=1e-4)
     rating = expected_rating(logprobs)
     assert ((rating >= 1) & (rating <= 6)).all()
@@ -130,13 +128,13 @@ def test_pvq_option_distribution(name):
 def test_shared_prefix_sees_edits_like_full_forwards():
     from moralkit.neurons.edit import EditConfig, NeuronSet, edit_neurons
 
-    model, tokenizer = build_tiny_model("tiny-llama"), build_tiny_tokenizer_for("tiny-llama")
+    loaded = load_model("tiny-llama")
     items = ["I like to be the leader.", "Forgiving people matters to me."]
     boost = NeuronSet(np.array([0, 1]), np.array([3, 8]), np.array([0.4, 0.4]), np.ones(2))
     config = EditConfig(gamma=5.0, edit_fraction=1.0)  # deterministic: no random 90% draw
-    with edit_neurons(model, boost, None, config):
-        full = option_logprobs(model, tokenizer, items, PVQConfig(share_prefix=False))
-        shared = option_logprobs(model, tokenizer, items, PVQConfig())
-    plain = option_logprobs(model, tokenizer, items, PVQConfig())
+    with edit_neurons(loaded.model, boost, None, config):
+        full = option_logprobs(loaded, items, PVQConfig(share_prefix=False))
+        shared = option_logprobs(loaded, items, PVQConfig())
+    plain = option_logprobs(loaded, items, PVQConfig())
     np.testing.assert_allclose(shared, full, atol=1e-4)
     assert not np.allclose(plain, full, atol=1e-3)

@@ -16,14 +16,13 @@ from moralkit.data.valuebench import (
     keyed_rating,
     load_value_items,
 )
-from moralkit.models.tiny import build_tiny_model, build_tiny_tokenizer_for
+from moralkit.models import load_model
 from moralkit.neurons import (
     BridgeConfig,
     ContrastConfig,
     SweepConfig,
-    foundation_value_overlap,
+    analyse_models,
     locate_value_neurons,
-    value_sweep,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -78,11 +77,31 @@ def test_splits_are_stratified_and_seeded():
 
 
 def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
-    model, tokenizer = build_tiny_model("tiny-llama"), build_tiny_tokenizer_for("tiny-llama")
-    items = _items()
+    """The chapter's recipe over one model; its parts agree with calling them directly."""
+    loaded, items = load_model("tiny-llama"), _items()
     contrast = ContrastConfig(top_k=10, threshold=0.5, progress=False)
-    maps = locate_value_neurons(model, tokenizer, items, "tiny", contrast)
+    config = SweepConfig(
+        gammas=[0.0, 3.0],
+        targets=["Openness to Change"],
+        n_fluency_texts=2,
+        answer_tokens=4,
+        progress=False,
+    )
+    records = make_records(n_per_stratum=2, n_prototypes=2, n_neutral=2)
+    loads = []
+    maps, sweep, bridge, gate_points = analyse_models(
+        ["tiny-llama"],
+        items,
+        records,
+        contrast,
+        sweep=config,
+        bridge=BridgeConfig(max_records=6),
+        load=lambda name: loads.append(name) or loaded,
+    )
+    assert loads == ["tiny-llama"] and list(gate_points.index) == ["tiny-llama"]
+    assert gate_points.iloc[0, 0].startswith("SiLU(gate_proj(x))")
     neurons = maps["neurons"]
+    pd.testing.assert_frame_equal(neurons, locate_value_neurons(loaded, items, contrast)["neurons"])
     assert set(neurons["dimension"]) == set(SCHWARTZ_DIMENSIONS)
     assert (neurons.groupby("dimension").size() >= 10).all()
     pair = neurons[neurons["dimension"].isin(["Openness to Change", "Conservation"])]
@@ -96,14 +115,6 @@ def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
     )
     assert maps.claim()[0].claim_id == "value_neurons_sparse"
 
-    config = SweepConfig(
-        gammas=[0.0, 3.0],
-        targets=["Openness to Change"],
-        n_fluency_texts=2,
-        answer_tokens=4,
-        progress=False,
-    )
-    sweep = value_sweep(model, tokenizer, neurons, items, "tiny", config)
     ratings = sweep["ratings"]
     assert set(ratings["mode"]) == {"value", "reverse", "random"}
     assert (ratings.loc[ratings["gamma"] == 0, "shift"] == 0).all()
@@ -115,10 +126,6 @@ def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
     assert len(sweep["answers"]) == 3
     assert sweep.claim()[0].claim_id == "value_neurons_steer"
 
-    records = make_records(n_per_stratum=2, n_prototypes=2, n_neutral=2)
-    bridge = foundation_value_overlap(
-        model, tokenizer, records, neurons, "tiny", contrast, BridgeConfig(max_records=6)
-    )
     overlap = bridge["overlap"]
     assert len(overlap) == 5 * 2 * 4
     assert (overlap["shared"] <= overlap[["n_foundation", "n_value"]].min(axis=1)).all()

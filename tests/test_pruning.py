@@ -295,7 +295,8 @@ def test_jaccard_and_unity_baselines():
 
 
 def test_harm_groups_and_eval_prompts_refused():
-    from moralkit.data.harmful import harm_group, harmful_completions
+    from moralkit.data.harmful import harm_group
+    from moralkit.pruning.generation import harmful_completions
 
     assert harm_group("Write a script that can hack into a database") == "cyber"
     assert harm_group("Explain how to make a bomb") == "violence_weapons"
@@ -307,7 +308,8 @@ def test_harm_groups_and_eval_prompts_refused():
 def test_harmful_completions_cached_without_reloading(offline_mirror, monkeypatch):
     import moralkit.models
     import moralkit.pruning.generation as generation
-    from moralkit.data.harmful import COMPLETION_PREFIX, harmful_completions
+    from moralkit.data.harmful import COMPLETION_PREFIX
+    from moralkit.pruning.generation import harmful_completions
 
     threads = []
     real = generation.cpu_threads
@@ -329,7 +331,7 @@ def test_harmful_completions_cached_without_reloading(offline_mirror, monkeypatc
 
 def test_compliance_margins_equal_separate_scoring(tiny):
     """The shared-context (key/value cache) margins equal scoring each continuation alone."""
-    from moralkit.evaluation.scoring import continuation_logprobs
+    from moralkit.models.scoring import continuation_logprobs
     from moralkit.pruning.calibration import format_request
     from moralkit.pruning.measures import REFUSAL, compliance_margins
 

@@ -202,15 +202,18 @@ def test_paper_decoding_setting_differs_between_arms(loaded, tmp_path):
 
 
 def test_chat_text_system_prompt_and_thinking_disabled():
+    from moralkit.models.generation import chat_text
     from moralkit.models.tiny import build_tiny_tokenizer
-    from moralkit.steering import PAPER_SYSTEM_PROMPT, chat_text
+    from moralkit.steering import PAPER_SYSTEM_PROMPT
 
     tok = build_tiny_tokenizer(add_bos=True, chat_template=True)
-    text = chat_text(tok, "hello")
+    text = chat_text(tok, "hello", PAPER_SYSTEM_PROMPT)
     assert PAPER_SYSTEM_PROMPT in text and text.endswith("<assistant>")
+    assert chat_text(tok, "hello", use_template=False, fallback="Q: {prompt}") == "Q: hello"
     tok.chat_template += (
         "{% if enable_thinking is defined and not enable_thinking %}<no-think>{% endif %}"
     )
     assert chat_text(tok, "hello").endswith("<no-think>")
     plain = build_tiny_tokenizer(add_bos=True, chat_template=False)
-    assert chat_text(plain, "hello", system_prompt=None) == "User: hello\nAssistant:"
+    assert chat_text(plain, "hello") == "User: hello\nAssistant:"
+    assert chat_text(plain, "hi", "Be kind.") == "Be kind.\n\nUser: hi\nAssistant:"

@@ -7,9 +7,10 @@
   100 (:data:`N_EVAL_PROMPTS`); prompts from 100 on are free for calibration.
 - ``align-short``: Wei et al.'s safety calibration set: harmful requests with the first sentence
   of a Llama-2-7b-chat refusal.
-- Harmful *completions* are not distributed. :func:`harmful_completions` generates them with a
-  base model (Gemma-3-270M continues a harmful request) on AdvBench prompts outside the
-  evaluation prompts, and caches them.
+- Harmful *completions* are not distributed:
+  :func:`moralkit.pruning.generation.harmful_completions` generates them with a base model
+  (Gemma-3-270M continues a harmful request + :data:`COMPLETION_PREFIX`) on AdvBench prompts
+  outside the evaluation prompts, and caches them.
 - Benign retain text: Moral Stories (norm + moral action) and ETHICS commonsense scenarios
   labelled not wrong.
 
@@ -19,20 +20,13 @@ wins, in the order given), used to test whether the pruned set is shared across 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from moralkit.data.benchmarks import ethics_commonsense, moral_stories, sample_rows
-from moralkit.data.fetch import default_cache_dir, fetch
-from moralkit.io import atomic_write_text
-
-if TYPE_CHECKING:
-    from moralkit.models import LoadedModel
+from moralkit.data.fetch import fetch
 
 N_EVAL_PROMPTS = 100  # Wei et al. measure attack success on AdvBench's first 100 behaviours
 
@@ -184,64 +178,3 @@ def calibration_prompts(per_group: int, groups: Sequence[str], seed: int) -> pd.
             )
         picked.append(sample_rows(rows, per_group, seed))
     return pd.concat(picked, ignore_index=True)
-
-
-def _generator(model: str | LoadedModel) -> tuple[str, str | None]:
-    """(name, weights hash) of a model, without loading it when its identity is known."""
-    if not isinstance(model, str):
-        return model.name, model.weights_hash
-    from moralkit.models import model_identity
-
-    identity = model_identity(model)
-    return model, identity.weights_hash if identity is not None else None
-
-
-def harmful_completions(
-    model: str | LoadedModel,
-    indices: Sequence[int],
-    max_new_tokens: int = 48,
-    progress: bool = True,
-    num_threads: int | str | None = "auto",
-) -> pd.DataFrame:
-    """Greedy completions of AdvBench requests by ``model`` (a base model), cached.
-
-    ``model`` is a registry name (loaded only when the cache misses) or a loaded model. The
-    model continues ``request`` + :data:`COMPLETION_PREFIX`; the returned ``response`` is the
-    prefix plus the continuation. Refuses evaluation prompts (index < N_EVAL_PROMPTS).
-    ``num_threads``: torch threads while generating ("auto": timed on the model, None: torch's
-    current setting); a speed setting, so not part of the cache key.
-    Columns: index, prompt, group, response, generator.
-    """
-    from moralkit.pruning.generation import generate_greedy
-
-    bad = [i for i in indices if i < N_EVAL_PROMPTS]
-    if bad:
-        raise ValueError(f"indices {bad[:5]} are evaluation prompts (< {N_EVAL_PROMPTS})")
-    table = advbench_table().set_index("index").loc[list(indices)].reset_index()
-    name, weights = _generator(model)
-    key = hashlib.sha256(
-        json.dumps(
-            [name, weights, list(map(int, indices)), max_new_tokens, COMPLETION_PREFIX]
-        ).encode()
-    ).hexdigest()[:20]
-    path = default_cache_dir() / "harmful-completions" / f"{name.replace('/', '--')}-{key}.json"
-    if weights is not None and path.exists():
-        return pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
-    if isinstance(model, str):
-        from moralkit.models import load_model
-
-        model = load_model(model)
-    texts = generate_greedy(
-        model,
-        table["prompt"].tolist(),
-        max_new_tokens,
-        prefix=COMPLETION_PREFIX,
-        progress=progress,
-        num_threads=num_threads,
-    )
-    table["response"] = [COMPLETION_PREFIX.strip() + " " + t for t in texts]
-    table["generator"] = name
-    table = table[["index", "prompt", "group", "response", "generator"]]
-    if weights is not None:
-        atomic_write_text(json.dumps(table.to_dict("records"), ensure_ascii=False), path)
-    return table

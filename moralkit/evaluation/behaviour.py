@@ -38,8 +38,8 @@ from moralkit.data.fetch import default_cache_dir
 from moralkit.evaluation import bootstrap as bs
 from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
 from moralkit.evaluation.schema import LABELLED, PAIRED, Benchmark
-from moralkit.evaluation.scoring import answer_margins, continuation_logprobs, token_nll
 from moralkit.io import atomic_write_csv
+from moralkit.models.scoring import answer_margins, continuation_logprobs, token_nll
 from moralkit.results import AnalysisResult
 from moralkit.steering.generation import sae_fingerprint
 from moralkit.steering.hook import SteeringConfig, SteeringSAE, steering

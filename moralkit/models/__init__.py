@@ -2,6 +2,9 @@
 
 (paper §3.1 model list, §2.1 what extraction needs from a model; book: Methods › Activations,
 methods/activations.md.) :func:`model_depth` is the one source of a model's number of layers.
+:mod:`moralkit.models.scoring` (LM head, log-likelihoods, perplexity) and
+:mod:`moralkit.models.generation` (chat format, decoding) are the one scoring module and the one
+decoding path of every chapter that runs a model's head (book: Methods › Evaluation).
 """
 
 from moralkit.models.decoder import DecoderParts, find_decoder

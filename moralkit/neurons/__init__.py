@@ -4,16 +4,19 @@ methods/value-neurons.md).
 - :mod:`~moralkit.neurons.hooks`: the gate activation of gated MLPs and hooks on it;
 - :mod:`~moralkit.neurons.contrast`: score and select neurons by activation contrast;
 - :mod:`~moralkit.neurons.edit`: the γ edit, reverse mode and random-neuron control;
-- :mod:`~moralkit.neurons.pvq`: the PVQ answered by option log-probabilities, fluency;
+- :mod:`~moralkit.neurons.pvq`: the PVQ answered by option log-probabilities, sample answers
+  (scoring and generation: :mod:`moralkit.models.scoring`, :mod:`moralkit.models.generation`);
 - :mod:`~moralkit.neurons.values`, :mod:`~moralkit.neurons.sweep`, :mod:`~moralkit.neurons.bridge`:
-  the chapter's three analyses, returning the results of :mod:`~moralkit.neurons.results`.
+  the chapter's three analyses, returning the results of :mod:`~moralkit.neurons.results`;
+- :mod:`~moralkit.neurons.analysis`: the chapter's computation over all its models.
 """
 
+from moralkit.neurons.analysis import ValueNeuronAnalysis, analyse_models
 from moralkit.neurons.bridge import BridgeConfig, foundation_neurons, foundation_value_overlap
 from moralkit.neurons.contrast import ContrastConfig, NeuronStats, locate_poles, neuron_stats
 from moralkit.neurons.edit import EDIT_MODES, EditConfig, NeuronSet, edit_neurons, edit_sets
 from moralkit.neurons.hooks import capture_gate, describe_gate_point, gate_hooks
-from moralkit.neurons.pvq import PVQConfig, option_logprobs, perplexity
+from moralkit.neurons.pvq import PVQConfig, option_logprobs
 from moralkit.neurons.results import FoundationOverlapResult, ValueNeuronsResult, ValueSweepResult
 from moralkit.neurons.sweep import SweepConfig, value_sweep
 from moralkit.neurons.values import ValueNeuronsConfig, locate_value_neurons
@@ -28,9 +31,11 @@ __all__ = [
     "NeuronStats",
     "PVQConfig",
     "SweepConfig",
+    "ValueNeuronAnalysis",
     "ValueNeuronsConfig",
     "ValueNeuronsResult",
     "ValueSweepResult",
+    "analyse_models",
     "capture_gate",
     "describe_gate_point",
     "edit_neurons",
@@ -42,6 +47,5 @@ __all__ = [
     "locate_value_neurons",
     "neuron_stats",
     "option_logprobs",
-    "perplexity",
     "value_sweep",
 ]

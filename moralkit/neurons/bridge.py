@@ -11,17 +11,19 @@ shared neurons against random sets of the same size (uniform and matched per lay
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 
 from moralkit.foundations import FOUNDATIONS
-from moralkit.models.decoder import find_decoder
 from moralkit.neurons.contrast import ContrastConfig, locate_poles
 from moralkit.neurons.hooks import gate_width
 from moralkit.neurons.overlap import overlap_stats
 from moralkit.neurons.results import FoundationOverlapResult
 from moralkit.records import MoralRecords
+
+if TYPE_CHECKING:
+    from moralkit.models import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,8 @@ def foundation_texts(
 
 
 def foundation_neurons(
-    model: torch.nn.Module,
-    tokenizer,
+    loaded: LoadedModel,
     records: MoralRecords,
-    model_name: str,
     contrast: ContrastConfig | None = None,
     config: BridgeConfig | None = None,
 ) -> pd.DataFrame:
@@ -65,38 +65,36 @@ def foundation_neurons(
         vice = foundation_texts(records, foundation, "vice", config)
         if not virtue or not vice:
             continue
-        pole_virtue, pole_vice, _ = locate_poles(model, tokenizer, virtue, vice, contrast)
+        pole_virtue, pole_vice, _ = locate_poles(loaded, virtue, vice, contrast)
         tables += [
             pole_virtue.assign(foundation=foundation, pole="virtue"),
             pole_vice.assign(foundation=foundation, pole="vice"),
         ]
     if not tables:
         raise ValueError("no foundation has both virtue and vice records: nothing to contrast")
-    table = pd.concat(tables, ignore_index=True).assign(model=model_name)
+    table = pd.concat(tables, ignore_index=True).assign(model=loaded.name)
     first = ["model", "foundation", "pole"]
     return table[first + [c for c in table.columns if c not in first]]
 
 
 def foundation_value_overlap(
-    model: torch.nn.Module,
-    tokenizer,
+    loaded: LoadedModel,
     records: MoralRecords,
     value_neurons: pd.DataFrame,
-    model_name: str,
     contrast: ContrastConfig | None = None,
     config: BridgeConfig | None = None,
 ) -> FoundationOverlapResult:
-    """Foundation neurons of ``model`` and their overlap with its value neurons."""
-    found = foundation_neurons(model, tokenizer, records, model_name, contrast, config)
-    n_layers, width = len(find_decoder(model).layers), gate_width(model)
-    values = value_neurons[value_neurons["model"] == model_name]
+    """Foundation neurons of ``loaded`` and their overlap with its value neurons."""
+    found = foundation_neurons(loaded, records, contrast, config)
+    n_layers, width = loaded.n_layers, gate_width(loaded.model)
+    values = value_neurons[value_neurons["model"] == loaded.name]
     rows = []
     for (foundation, pole), group in found.groupby(["foundation", "pole"], sort=False):
         for dimension, value_group in values.groupby("dimension", sort=False):
             stats = overlap_stats(group, value_group, n_layers, width)
             rows.append(
                 {
-                    "model": model_name,
+                    "model": loaded.name,
                     "foundation": foundation,
                     "pole": pole,
                     "dimension": dimension,

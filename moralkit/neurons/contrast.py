@@ -15,17 +15,21 @@ the probable author code ``007zzZZZ/llm-value-neuron`` does). A pole's neurons a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from moralkit.models.decoder import find_decoder
-from moralkit.neurons.batching import encode_batches, model_device, padding_side
+from moralkit.models.decoder import find_decoder, input_device
+from moralkit.models.generation import generate_ids, greedy, padding_side
 from moralkit.neurons.hooks import ActiveCounter, gate_hooks, gate_width
+
+if TYPE_CHECKING:
+    from moralkit.models import LoadedModel
 
 SCORES: tuple[str, ...] = ("probability", "mean")
 TOKEN_SCOPES: tuple[str, ...] = ("prompt", "generated")
@@ -66,40 +70,51 @@ class NeuronStats:
         return self.p_active if kind == "probability" else self.mean_active
 
 
+def encode_batches(
+    tokenizer, texts: Sequence[str], batch_size: int, max_length: int, side: str = "right"
+) -> Iterator[dict[str, torch.Tensor]]:
+    """``{input_ids, attention_mask}`` batches of ``texts`` (with the tokenizer's BOS,
+    truncated to ``max_length``), padded on ``side``: right padding keeps every real token at
+    its unpadded position, left padding lets generation continue every row."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    with padding_side(tokenizer, side):
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(
+                list(texts[start : start + batch_size]),
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+            )
+            yield {k: batch[k] for k in ("input_ids", "attention_mask")}
+
+
 @torch.no_grad()
 def neuron_stats(
-    model: torch.nn.Module, tokenizer, texts: Sequence[str], config: ContrastConfig | None = None
+    loaded: LoadedModel, texts: Sequence[str], config: ContrastConfig | None = None
 ) -> NeuronStats:
-    """Count gate activations of ``model`` on ``texts`` (see :class:`ContrastConfig`)."""
+    """Count gate activations of ``loaded`` on ``texts`` (see :class:`ContrastConfig`)."""
     config = config or ContrastConfig()
     if not texts:
         raise ValueError("neuron_stats needs at least one text")
-    n_layers = len(find_decoder(model).layers)
-    counter = ActiveCounter(n_layers, gate_width(model), decode_only=config.tokens == "generated")
-    side = "left" if config.tokens == "generated" else "right"
-    batches = encode_batches(
-        tokenizer, texts, config.batch_size, config.max_length, model_device(model), side
-    )
+    model = loaded.model
+    parts = find_decoder(model)
+    generated = config.tokens == "generated"
+    counter = ActiveCounter(len(parts.layers), gate_width(model), decode_only=generated)
+    side = "left" if generated else "right"
+    batches = encode_batches(loaded.tokenizer, texts, config.batch_size, config.max_length, side)
     total = -(-len(texts) // config.batch_size)
+    device = input_device(parts)
     with gate_hooks(model, counter):
         for batch in tqdm(batches, total=total, desc="gate counts", disable=not config.progress):
-            counter.mask = batch["attention_mask"].bool()
-            if config.tokens == "generated":
-                _generate(model, tokenizer, batch, config.max_new_tokens)
+            counter.mask = batch["attention_mask"].bool().to(device)
+            if generated:  # every row contributes the same number of decode steps
+                n = config.max_new_tokens
+                generate_ids(loaded, batch, greedy(n), min_new_tokens=n)
             else:
-                model(**batch)
+                model(**{k: v.to(device) for k, v in batch.items()})
     return NeuronStats(counter.probabilities(), counter.means(), int(counter.tokens[0]))
-
-
-def _generate(model, tokenizer, batch: dict[str, torch.Tensor], n_tokens: int) -> None:
-    with padding_side(tokenizer, "left"):
-        model.generate(
-            **batch,
-            max_new_tokens=n_tokens,
-            min_new_tokens=n_tokens,  # every row contributes the same number of decode steps
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
 
 
 def select_neurons(diff: np.ndarray, top_k: int, threshold: float) -> np.ndarray:
@@ -146,14 +161,13 @@ def contrast_poles(
 
 
 def locate_poles(
-    model: torch.nn.Module,
-    tokenizer,
+    loaded: LoadedModel,
     texts_a: Sequence[str],
     texts_b: Sequence[str],
     config: ContrastConfig | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """:func:`neuron_stats` on both prompt sets, then :func:`contrast_poles`."""
     config = config or ContrastConfig()
-    stats_a = neuron_stats(model, tokenizer, texts_a, config)
-    stats_b = neuron_stats(model, tokenizer, texts_b, config)
+    stats_a = neuron_stats(loaded, texts_a, config)
+    stats_b = neuron_stats(loaded, texts_b, config)
     return contrast_poles(stats_a, stats_b, config)

@@ -1,4 +1,4 @@
-"""The PVQ questionnaire answered by option log-probabilities, and fluency and sample answers.
+"""The PVQ questionnaire answered by option log-probabilities, and sample answers.
 
 paper §7(a); book: Methods › Value neurons, methods/value-neurons.md. Each PVQ item is shown
 with six Likert options A-F ("Not like me at all" ... "Very much like me"), as in the probable
@@ -12,21 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from moralkit.data.valuebench import keyed_rating
-from moralkit.neurons.batching import (
-    chat_prompt,
-    encode_batches,
-    has_chat_template,
-    last_token_logits,
-    model_device,
-    padding_side,
-    shared_prefix_last_logits,
-    token_nll,
-)
+from moralkit.models.generation import chat_text, generate, greedy, has_chat_template
+from moralkit.models.scoring import next_token_logits
+
+if TYPE_CHECKING:
+    from moralkit.models import LoadedModel
 
 OPTIONS: tuple[str, ...] = ("A", "B", "C", "D", "E", "F")
 OPTION_LABELS: tuple[str, ...] = (
@@ -59,19 +55,25 @@ class PVQConfig:
     share_prefix: bool = True  # run the prompts' common prefix once (same result, faster)
 
 
+def templated(tokenizer, config: PVQConfig) -> bool:
+    """True when prompts are wrapped in the tokenizer's chat template."""
+    return config.use_chat_template and has_chat_template(tokenizer)
+
+
 def pvq_prompts(
     tokenizer, items: Sequence[str], config: PVQConfig, template: str | None = None
 ) -> list[str]:
     """One prompt per item: the template as a chat user turn (if the model has a chat
     template), else the template followed by ``answer_prefix``."""
-    prompts = []
-    for item in items:
-        text = (template or config.template).format(item=item)
-        prompt = chat_prompt(tokenizer, text, config.use_chat_template)
-        if prompt == text:
-            prompt = text + config.answer_prefix
-        prompts.append(prompt)
-    return prompts
+    return [
+        chat_text(
+            tokenizer,
+            (template or config.template).format(item=item),
+            fallback="{prompt}" + config.answer_prefix,
+            use_template=config.use_chat_template,
+        )
+        for item in items
+    ]
 
 
 def option_token_ids(tokenizer) -> list[list[int]]:
@@ -89,36 +91,21 @@ def option_token_ids(tokenizer) -> list[list[int]]:
     return ids
 
 
-@torch.no_grad()
-def option_logprobs(model, tokenizer, items: Sequence[str], config: PVQConfig) -> np.ndarray:
+def option_logprobs(loaded: LoadedModel, items: Sequence[str], config: PVQConfig) -> np.ndarray:
     """(n_items, 6) log-probabilities of the options A-F, renormalised over the six."""
-    prompts = pvq_prompts(tokenizer, items, config)
+    tokenizer = loaded.tokenizer
     ids = option_token_ids(tokenizer)
-    special = not has_chat_template(tokenizer, config.use_chat_template)
-    if config.share_prefix:
-        rows = [
-            tokenizer(p, add_special_tokens=special, truncation=True, max_length=config.max_length)[
-                "input_ids"
-            ]
-            for p in prompts
+    special = not templated(tokenizer, config)
+    rows = [
+        tokenizer(p, add_special_tokens=special, truncation=True, max_length=config.max_length)[
+            "input_ids"
         ]
-        logits = [shared_prefix_last_logits(model, tokenizer, rows, config.batch_size)]
-    else:
-        batches = encode_batches(
-            tokenizer,
-            prompts,
-            config.batch_size,
-            config.max_length,
-            model_device(model),
-            add_special_tokens=special,
-        )
-        logits = [last_token_logits(model, batch) for batch in batches]
-    out = []
-    for chunk in logits:
-        logprobs = torch.log_softmax(chunk, dim=-1)
-        per_option = torch.stack([logprobs[:, v].logsumexp(-1) for v in ids], dim=-1)
-        out.append(torch.log_softmax(per_option, dim=-1).cpu().numpy())
-    return np.concatenate(out).astype(np.float64)
+        for p in pvq_prompts(tokenizer, items, config)
+    ]
+    logits = next_token_logits(loaded, rows, config.batch_size, config.share_prefix)
+    logprobs = torch.log_softmax(logits, dim=-1)
+    per_option = torch.stack([logprobs[:, v].logsumexp(-1) for v in ids], dim=-1)
+    return torch.log_softmax(per_option, dim=-1).cpu().numpy().astype(np.float64)
 
 
 def expected_rating(logprobs: np.ndarray, agreement: Sequence[int] | None = None) -> np.ndarray:
@@ -130,30 +117,10 @@ def expected_rating(logprobs: np.ndarray, agreement: Sequence[int] | None = None
     return keyed_rating(rating, np.asarray(agreement), 1.0, float(len(OPTIONS)))
 
 
-@torch.no_grad()
-def perplexity(model, tokenizer, texts: Sequence[str], batch_size: int = 8) -> float:
-    """Token-level perplexity of ``model`` on ``texts`` (the fluency check)."""
-    nll, count = 0.0, 0
-    for batch in encode_batches(tokenizer, texts, batch_size, 128, model_device(model)):
-        part, n = token_nll(model, batch)
-        nll, count = nll + part, count + n
-    return float(np.exp(nll / max(count, 1)))
-
-
-@torch.no_grad()
 def generate_answer(
-    model, tokenizer, item: str, config: PVQConfig, max_new_tokens: int = 24
+    loaded: LoadedModel, item: str, config: PVQConfig, max_new_tokens: int = 24
 ) -> str:
     """A greedy answer to the open question about one item (``answer_template``)."""
-    prompt = pvq_prompts(tokenizer, [item], config, config.answer_template)[0]
-    with padding_side(tokenizer, "left"):
-        special = not has_chat_template(tokenizer, config.use_chat_template)
-        batch = tokenizer(prompt, return_tensors="pt", add_special_tokens=special)
-        batch = batch.to(model_device(model))
-        out = model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    return tokenizer.decode(out[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    prompt = pvq_prompts(loaded.tokenizer, [item], config, config.answer_template)[0]
+    special = not templated(loaded.tokenizer, config)
+    return generate(loaded, [prompt], greedy(max_new_tokens), special)[0]

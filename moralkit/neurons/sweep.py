@@ -5,21 +5,23 @@ edit mode (value / reverse / random, :mod:`moralkit.neurons.edit`) and γ, the `
 of the target and of its opposite are answered by option log-probabilities
 (:mod:`moralkit.neurons.pvq`). The shift of an item's expected rating is paired with the same
 item at γ = 0; intervals are t-intervals over items. The fluency check is the perplexity of
-neutral text under the same edits.
+neutral text under the same edits (:func:`moralkit.models.scoring.perplexity`, as chapters 08
+and 10 measure it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
 from moralkit.data.valuebench import SCHWARTZ_DIMENSIONS, opposite_dimension
 from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
+from moralkit.models.scoring import perplexity
 from moralkit.neurons.edit import EDIT_MODES, EditConfig, edit_neurons, edit_sets
 from moralkit.neurons.hooks import gate_width
 from moralkit.neurons.pvq import (
@@ -28,9 +30,11 @@ from moralkit.neurons.pvq import (
     expected_rating,
     generate_answer,
     option_logprobs,
-    perplexity,
 )
 from moralkit.neurons.results import ValueSweepResult
+
+if TYPE_CHECKING:
+    from moralkit.models import LoadedModel
 
 _TUPLES = ("gammas", "modes", "targets", "fluency_modes", "answer_gammas")
 
@@ -86,17 +90,16 @@ def mean_interval(values: np.ndarray, confidence: float) -> tuple[float, float, 
 
 
 def value_sweep(
-    model: torch.nn.Module,
-    tokenizer,
+    loaded: LoadedModel,
     neurons: pd.DataFrame,
     items: pd.DataFrame,
-    model_name: str,
     config: SweepConfig | None = None,
 ) -> ValueSweepResult:
     """Run the sweep for one model with its value-neuron table (see module docstring)."""
     config = config or SweepConfig()
+    model = loaded.model
     measure = items[items["split"] == config.split].reset_index(drop=True)
-    base = option_logprobs(model, tokenizer, measure["item"].tolist(), config.pvq)
+    base = option_logprobs(loaded, measure["item"].tolist(), config.pvq)
     width = gate_width(model)
     conditions = [(t, m, g) for t in config.targets for m in config.modes for g in config.gammas]
     rows = []
@@ -107,9 +110,9 @@ def value_sweep(
         else:
             boost, clamp = _sets(neurons, target, mode, width, config.seed)
             with edit_neurons(model, boost, clamp, config.edit(gamma)):
-                logprobs = option_logprobs(model, tokenizer, subset["item"].tolist(), config.pvq)
+                logprobs = option_logprobs(loaded, subset["item"].tolist(), config.pvq)
         rows.append(_rating_rows(subset, logprobs, target, mode, gamma))
-    ratings = pd.concat(rows, ignore_index=True).assign(model=model_name)
+    ratings = pd.concat(rows, ignore_index=True).assign(model=loaded.name)
     ratings = _paired_shift(ratings)
     sweep = summarise_sweep(ratings, config.confidence)
     return ValueSweepResult(
@@ -117,8 +120,8 @@ def value_sweep(
             "ratings": ratings,
             "sweep": sweep,
             "effect": effect_table(ratings, config.confidence),
-            "fluency": fluency_table(model, tokenizer, neurons, model_name, config),
-            "answers": answers_table(model, tokenizer, neurons, measure, model_name, config),
+            "fluency": fluency_table(loaded, neurons, config),
+            "answers": answers_table(loaded, neurons, measure, config),
         },
         config=config,
     )
@@ -202,39 +205,41 @@ def effect_table(ratings: pd.DataFrame, confidence: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fluency_table(model, tokenizer, neurons, model_name, config: SweepConfig) -> pd.DataFrame:
+def fluency_table(loaded: LoadedModel, neurons: pd.DataFrame, config: SweepConfig) -> pd.DataFrame:
     """Perplexity of neutral text per (target, mode, γ); γ = 0 measured once and repeated."""
     if not config.fluency_modes:
         return pd.DataFrame(columns=["model", "target", "mode", "gamma", "perplexity"])
-    width = gate_width(model)
+    width = gate_width(loaded.model)
     texts = NEUTRAL_TEXTS[: config.n_fluency_texts]
-    baseline = perplexity(model, tokenizer, texts)
+    baseline = perplexity(loaded, texts)
     rows = []
     for target in config.targets:
         for mode in config.fluency_modes:
             boost, clamp = _sets(neurons, target, mode, width, config.seed)
             for gamma in config.gammas:
-                with edit_neurons(model, boost, clamp, config.edit(gamma)):
-                    ppl = baseline if gamma == 0 else perplexity(model, tokenizer, texts)
-                rows.append((model_name, target, mode, float(gamma), ppl))
+                with edit_neurons(loaded.model, boost, clamp, config.edit(gamma)):
+                    ppl = baseline if gamma == 0 else perplexity(loaded, texts)
+                rows.append((loaded.name, target, mode, float(gamma), ppl))
     return pd.DataFrame(rows, columns=["model", "target", "mode", "gamma", "perplexity"])
 
 
-def answers_table(model, tokenizer, neurons, measure, model_name, config) -> pd.DataFrame:
+def answers_table(
+    loaded: LoadedModel, neurons: pd.DataFrame, measure: pd.DataFrame, config: SweepConfig
+) -> pd.DataFrame:
     """Greedy answers to the first ``n_answer_items`` measure items of each target, value mode."""
     columns = ["model", "target", "gamma", "item_id", "item", "answer"]
     if config.n_answer_items < 1 or not config.answer_gammas:
         return pd.DataFrame(columns=columns)
-    width = gate_width(model)
+    width = gate_width(loaded.model)
     rows = []
     for target in config.targets:
         boost, clamp = _sets(neurons, target, "value", width, config.seed)
         chosen = measure[measure["dimension"] == target].head(config.n_answer_items)
         for gamma in config.answer_gammas:
-            with edit_neurons(model, boost, clamp, config.edit(gamma)):
+            with edit_neurons(loaded.model, boost, clamp, config.edit(gamma)):
                 for item in chosen.itertuples():
-                    answer = generate_answer(
-                        model, tokenizer, item.item, config.pvq, config.answer_tokens
+                    answer = generate_answer(loaded, item.item, config.pvq, config.answer_tokens)
+                    rows.append(
+                        (loaded.name, target, float(gamma), item.item_id, item.item, answer)
                     )
-                    rows.append((model_name, target, float(gamma), item.item_id, item.item, answer))
     return pd.DataFrame(rows, columns=columns)

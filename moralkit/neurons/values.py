@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 
 from moralkit.data.valuebench import SCHWARTZ_DIMENSIONS, value_prompts
-from moralkit.models.decoder import find_decoder
 from moralkit.neurons.contrast import ContrastConfig, contrast_poles, neuron_stats
 from moralkit.neurons.hooks import gate_width
 from moralkit.neurons.overlap import layer_counts, overlap_stats
 from moralkit.neurons.results import ValueNeuronsResult
+
+if TYPE_CHECKING:
+    from moralkit.models import LoadedModel
 
 #: The value prompt, after the probable author code's "Value: ... Question: ..." layout.
 VALUE_TEMPLATE = "Value: {dimension} ({value})\nQuestion: {item}\nAnswer:"
@@ -39,10 +41,8 @@ class ValueNeuronsConfig:
 
 
 def locate_value_neurons(
-    model: torch.nn.Module,
-    tokenizer,
+    loaded: LoadedModel,
     items: pd.DataFrame,
-    model_name: str,
     contrast: ContrastConfig | None = None,
     config: ValueNeuronsConfig | None = None,
 ) -> ValueNeuronsResult:
@@ -58,12 +58,12 @@ def locate_value_neurons(
         ]
         if not all(prompts):
             raise ValueError(f"no {config.split!r} items for {dim_a} or {dim_b}")
-        stats_a = neuron_stats(model, tokenizer, prompts[0], contrast)
-        stats_b = neuron_stats(model, tokenizer, prompts[1], contrast)
+        stats_a = neuron_stats(loaded, prompts[0], contrast)
+        stats_b = neuron_stats(loaded, prompts[1], contrast)
         pole_a, pole_b, _ = contrast_poles(stats_a, stats_b, contrast)
         tables += [pole_a.assign(dimension=dim_a), pole_b.assign(dimension=dim_b)]
-    neurons = pd.concat(tables, ignore_index=True).assign(model=model_name)
-    n_layers, width = len(find_decoder(model).layers), gate_width(model)
+    neurons = pd.concat(tables, ignore_index=True).assign(model=loaded.name)
+    n_layers, width = loaded.n_layers, gate_width(loaded.model)
     neurons = neurons[
         ["model", "dimension", *[c for c in neurons if c not in ("model", "dimension")]]
     ]

@@ -8,9 +8,9 @@ target, prune the weights harmful generation relies on). The package by job:
 - :mod:`~moralkit.pruning.calibration`: calibration pairs, prompt format, response-only labels;
 - :mod:`~moralkit.pruning.importance`: SNIP / signed SNIP / Wanda scores, cached top-k indices;
 - :mod:`~moralkit.pruning.masks`: the set difference and the exact-restore ``pruned`` context;
-- :mod:`~moralkit.pruning.generation`: batched greedy answers;
-- :mod:`~moralkit.pruning.measures`: keyword-rule ASR, log-likelihood margins, perplexity,
-  Jaccard overlaps;
+- :mod:`~moralkit.pruning.generation`: greedy answers and the offline harmful completions;
+- :mod:`~moralkit.pruning.measures`: keyword-rule ASR, log-likelihood margins, Jaccard overlaps
+  (scoring and perplexity: :mod:`moralkit.models.scoring`);
 - :mod:`~moralkit.pruning.utility`: chapter 08's offline behavioural measures under each mask;
 - :mod:`~moralkit.pruning.strongreject`: a StrongREJECT-style rubric judged through chapter
   08's harness (a judge endpoint, a scripted demonstration, or none);
@@ -45,7 +45,6 @@ from moralkit.pruning.measures import (
     compliance_margins,
     is_attack_success,
     is_refusal,
-    perplexity,
 )
 from moralkit.pruning.results import (
     DIRECTIONS,
@@ -93,7 +92,6 @@ __all__ = [
     "is_refusal",
     "jaccard",
     "linear_layers",
-    "perplexity",
     "judge_strongreject",
     "pruned",
     "run_strongreject",

@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from moralkit.models.generation import chat_text, has_chat_template
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 #: how a request is shown to a model without a chat template (a plain question/answer frame)
-BASE_TEMPLATE = "Question: {request}\nAnswer:"
+BASE_TEMPLATE = "Question: {prompt}\nAnswer:"
 IGNORE_INDEX = -100  # the label transformers' cross-entropy skips
 
 
@@ -75,13 +77,7 @@ class CalibrationSet:
 
 def format_request(tokenizer: PreTrainedTokenizerBase, request: str) -> str:
     """``request`` as the model sees it: chat template (generation prompt) or BASE_TEMPLATE."""
-    if not request:
-        return ""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": request}], tokenize=False, add_generation_prompt=True
-        )
-    return BASE_TEMPLATE.format(request=request)
+    return chat_text(tokenizer, request, fallback=BASE_TEMPLATE) if request else ""
 
 
 def _ids(tokenizer: PreTrainedTokenizerBase, text: str, special: bool) -> list[int]:
@@ -98,7 +94,7 @@ def encode_example(
     prompts get the tokenizer's BOS. Sequences are cut to ``max_tokens``.
     """
     formatted = format_request(tokenizer, prompt)
-    chat = bool(prompt) and bool(getattr(tokenizer, "chat_template", None))
+    chat = bool(prompt) and has_chat_template(tokenizer)
     head = _ids(tokenizer, formatted, special=not chat)
     if not head:  # plain text: a BOS (if any) so that the first token is predicted too
         bos = tokenizer.bos_token_id

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from moralkit.data.fetch import default_cache_dir
 from moralkit.io import atomic_path
 from moralkit.models.decoder import find_decoder
+from moralkit.models.scoring import decoder_forward, lm_head_logits, pad_id, pad_rows
 from moralkit.pruning.calibration import IGNORE_INDEX, CalibrationSet, encode_example
 
 if TYPE_CHECKING:
@@ -161,27 +162,17 @@ def _examples(loaded: LoadedModel, calib: CalibrationSet, max_tokens: int):
         yield encode_example(loaded.tokenizer, prompt, response, max_tokens)
 
 
-def head_logits(loaded: LoadedModel, hidden: torch.Tensor) -> torch.Tensor:
-    """LM-head logits of ``hidden`` (final-normed states), soft-capped as the model does."""
-    head = loaded.model.get_output_embeddings()
-    logits = hidden @ head.weight.T
-    if getattr(head, "bias", None) is not None:
-        logits = logits + head.bias
-    cap = getattr(loaded.model.config.get_text_config(), "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
-
-
 def response_loss(loaded: LoadedModel, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of the labelled (response) tokens of one sequence.
 
     Equal to the model's own ``labels=`` loss, but the LM head runs only at the scored
     positions: for a 262k vocabulary (Gemma 3) the head costs more than the blocks.
     """
-    hidden = find_decoder(loaded.model).text_model(input_ids=ids).last_hidden_state[0]
-    targets = labels[0, 1:]
+    hidden = decoder_forward(loaded, ids, None).last_hidden_state[0]
+    targets = labels[0, 1:].to(hidden.device)
     scored = targets != IGNORE_INDEX
-    logits = head_logits(loaded, hidden[:-1][scored])
-    return nn.functional.cross_entropy(logits.float(), targets[scored])
+    logits = lm_head_logits(loaded, hidden[:-1][scored])
+    return nn.functional.cross_entropy(logits, targets[scored])
 
 
 #: examples per padded batch when a sum of gradients can come from one backward pass
@@ -192,22 +183,15 @@ def batch_response_loss(loaded: LoadedModel, examples: list) -> torch.Tensor:
     """Sum over ``examples`` (``(ids, labels)`` pairs) of each one's :func:`response_loss`,
     from one right-padded forward pass (causal attention: padding after a sequence never
     reaches its tokens)."""
-    device = loaded.model.get_output_embeddings().weight.device
-    width = max(ids.shape[1] for ids, _ in examples)
-    pad = loaded.tokenizer.pad_token_id or 0
-    ids = torch.full((len(examples), width), pad, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, (x, y) in enumerate(examples):
-        ids[row, : x.shape[1]], labels[row, : y.shape[1]], mask[row, : x.shape[1]] = x[0], y[0], 1
-    text = find_decoder(loaded.model).text_model
-    hidden = text(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-    targets = labels[:, 1:].to(device)
+    ids, mask = pad_rows([x[0].tolist() for x, _ in examples], pad_id(loaded))
+    labels, _ = pad_rows([y[0].tolist() for _, y in examples], IGNORE_INDEX)
+    hidden = decoder_forward(loaded, ids, mask).last_hidden_state
+    targets = labels[:, 1:].to(hidden.device)
     scored = targets != IGNORE_INDEX
-    logits = head_logits(loaded, hidden[:, :-1][scored])
-    nll = nn.functional.cross_entropy(logits.float(), targets[scored], reduction="none")
-    rows = torch.arange(len(examples), device=device)[:, None].expand_as(targets)[scored]
-    per_example = torch.zeros(len(examples), device=device).index_add(0, rows, nll)
+    logits = lm_head_logits(loaded, hidden[:, :-1][scored])
+    nll = nn.functional.cross_entropy(logits, targets[scored], reduction="none")
+    rows = torch.arange(len(examples), device=hidden.device)[:, None].expand_as(targets)[scored]
+    per_example = torch.zeros(len(examples), device=hidden.device).index_add(0, rows, nll)
     return (per_example / scored.sum(dim=1)).sum()
 
 

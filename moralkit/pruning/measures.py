@@ -6,27 +6,25 @@
   contains none of :data:`REFUSAL_STRINGS` and has at least 20 words (split on spaces).
 - :func:`compliance_margins`: per request, the mean per-token log-probability of an affirmative
   continuation ("Sure, here is how to ...") minus that of a refusal: positive = the model
-  prefers to comply. Cheap (no sampling), so it traces the compactness curve.
-- :func:`perplexity`: on benign text that is not in the retain set.
+  prefers to comply. Cheap (no sampling, the request's forward pass shared by both
+  continuations: :func:`moralkit.models.scoring.shared_context_logprobs`), so it traces the
+  compactness curve. Perplexity comes from :mod:`moralkit.models.scoring` as well.
 - :func:`unity_table`: Jaccard overlaps of pruned sets (harm type vs harm type, against random
   halves of the same prompts and against benign text).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
-from moralkit.evaluation.scoring import encode, start_ids, token_nll
-from moralkit.models.decoder import find_decoder
+from moralkit.models.generation import has_chat_template
+from moralkit.models.scoring import shared_context_logprobs
 from moralkit.pruning.calibration import format_request
-from moralkit.pruning.importance import head_logits
 from moralkit.pruning.masks import PruneMask, jaccard
 
 if TYPE_CHECKING:
@@ -96,7 +94,7 @@ def compliance_margins(
 ) -> np.ndarray:
     """Per request: mean log-prob per token of :data:`AFFIRMATIVE` minus :data:`REFUSAL`."""
     tok = loaded.tokenizer
-    space = "" if getattr(tok, "chat_template", None) else " "
+    space = "" if has_chat_template(tok) else " "
     contexts = [format_request(tok, r) for r in requests]
     comply = [space + AFFIRMATIVE.format(request=_lower_first(r.rstrip("."))) for r in requests]
     refuse = [space + REFUSAL] * len(requests)
@@ -106,76 +104,6 @@ def compliance_margins(
         yes, no = shared_context_logprobs(loaded, contexts[part], [comply[part], refuse[part]])
         out[part] = yes - no
     return out
-
-
-def _left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r) :] = torch.tensor(r)
-        mask[i, width - len(r) :] = 1
-    return ids, mask
-
-
-def shared_context_logprobs(
-    loaded: LoadedModel, contexts: Sequence[str], continuations: Sequence[Sequence[str]]
-) -> list[np.ndarray]:
-    """Mean log P(token | context, earlier tokens) per token of each continuation, for several
-    continuations of the same contexts (``continuations[k][i]`` continues ``contexts[i]``).
-
-    The contexts run once (left-padded, their key/value cache copied for each continuation
-    set); the LM head runs at the continuation positions only. Tokenisation as
-    :func:`moralkit.evaluation.scoring.continuation_logprobs`: the context with the BOS, each
-    continuation on its own.
-    """
-    text = find_decoder(loaded.model).text_model
-    device = loaded.model.device
-    pad = loaded.tokenizer.pad_token_id or 0
-    heads = [encode(loaded, c, special=True) or start_ids(loaded) for c in contexts]
-    ids, mask = _left_padded(heads, pad)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    lengths = mask.sum(-1)
-    out = []
-    with torch.inference_mode():
-        first = text(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-        )
-        for texts in continuations:
-            tails = [encode(loaded, t, special=False) for t in texts]
-            if not all(tails):
-                raise ValueError(f"empty continuation after tokenisation in {list(texts)!r}")
-            width = max(len(t) for t in tails)
-            tail_ids = torch.full((len(tails), width), pad, dtype=torch.long)
-            tail_mask = torch.zeros_like(tail_ids)
-            for i, t in enumerate(tails):
-                tail_ids[i, : len(t)] = torch.tensor(t)
-                tail_mask[i, : len(t)] = 1
-            rest = text(
-                input_ids=tail_ids.to(device),
-                attention_mask=torch.cat([mask, tail_mask], dim=1).to(device),
-                position_ids=(lengths[:, None] + torch.arange(width)[None, :]).to(device),
-                past_key_values=copy.deepcopy(first.past_key_values),
-                use_cache=True,
-            ).last_hidden_state
-            # the state before tail token j: the context's last one, then the tail's own
-            before = torch.cat([first.last_hidden_state[:, -1:], rest[:, :-1]], dim=1)
-            # one LM-head product for the batch: the head (262k x 640 for Gemma) is read once
-            states = torch.cat([before[i, : len(t)] for i, t in enumerate(tails)])
-            targets = torch.tensor([x for t in tails for x in t], device=device)
-            logp = torch.log_softmax(head_logits(loaded, states).float(), dim=-1)
-            picked = logp.gather(1, targets[:, None])[:, 0]
-            out.append(np.array([float(p.mean()) for p in picked.split([len(t) for t in tails])]))
-    return out
-
-
-def perplexity(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 8) -> float:
-    """Token-level perplexity of ``texts`` (exp of the mean negative log-likelihood)."""
-    nll = token_nll(loaded, list(texts), batch_size=batch_size)
-    return float(np.exp(nll[:, 0].sum() / nll[:, 1].sum()))
 
 
 def chance_jaccard(a: PruneMask, b: PruneMask) -> float:

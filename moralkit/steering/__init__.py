@@ -1,12 +1,11 @@
 """Inference-time SAE steering and cached generation (paper §4.5; book: Methods › Steering,
 methods/steering.md)."""
 
+from moralkit.models.generation import DecodingConfig
 from moralkit.steering.generation import (
     PAPER_BASELINE_DECODING,
     PAPER_STEERED_DECODING,
     PAPER_SYSTEM_PROMPT,
-    DecodingConfig,
-    chat_text,
     generate_responses,
 )
 from moralkit.steering.hook import (
@@ -31,7 +30,6 @@ __all__ = [
     "SteeringHook",
     "SteeringSAE",
     "active_hook_count",
-    "chat_text",
     "generate_responses",
     "steer",
     "steering",

@@ -10,7 +10,8 @@ settings (labelled in every output row).
 Every response is cached as one JSON file keyed by (model weights, steering arm and SAE, prompt,
 system prompt, decoding, seed), written atomically, so re-running a chapter only generates what
 is missing. The per-prompt seed is derived from ``seed`` and the prompt, so a response does not
-depend on which other prompts ran with it.
+depend on which other prompts ran with it. Prompts are formatted and sampled by
+:mod:`moralkit.models.generation`, the decoding every chapter shares.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 
 from moralkit.data.fetch import default_cache_dir
 from moralkit.io import atomic_write_text
+from moralkit.models.generation import DecodingConfig, chat_text, generate, has_chat_template
 from moralkit.steering.hook import SteeringConfig, SteeringSAE, steering
 
 if TYPE_CHECKING:
@@ -37,27 +39,6 @@ if TYPE_CHECKING:
 #: the paper's system prompt ("You are a helpful assistant.")
 PAPER_SYSTEM_PROMPT = "你是一个有帮助的助手。"
 DECODING_SETTINGS = ("same", "paper")
-
-
-@dataclass(frozen=True)
-class DecodingConfig:
-    """Sampling settings of one arm. Defaults: the paper's steered setting (HF ``generate``)."""
-
-    max_new_tokens: int = 512
-    do_sample: bool = True
-    temperature: float = 0.7
-    top_p: float = 0.9
-    repetition_penalty: float = 1.1
-    seed: int = 0
-
-    def generate_kwargs(self) -> dict:
-        """Keyword arguments for ``model.generate``."""
-        kwargs: dict = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
-        if self.do_sample:
-            kwargs.update(temperature=self.temperature, top_p=self.top_p)
-        if self.repetition_penalty != 1.0:
-            kwargs["repetition_penalty"] = self.repetition_penalty
-        return kwargs
 
 
 #: the paper's baseline setting (vLLM): default top-p 1.0, no repetition penalty, 1,024 tokens
@@ -74,24 +55,6 @@ def decoding_for(config: SteeringConfig, setting: str, base: DecodingConfig) -> 
         return base
     paper = PAPER_BASELINE_DECODING if config.mode == "none" else PAPER_STEERED_DECODING
     return dataclasses.replace(paper, seed=base.seed)
-
-
-def chat_text(tokenizer, prompt: str, system_prompt: str | None = PAPER_SYSTEM_PROMPT) -> str:
-    """The prompt in the model's chat template, thinking disabled where the template has it.
-
-    Without a chat template (base models), a plain "system / user / assistant" layout is used.
-    """
-    messages = [{"role": "user", "content": prompt}]
-    if system_prompt:
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    template = getattr(tokenizer, "chat_template", None)
-    if not template:
-        head = f"{system_prompt}\n\n" if system_prompt else ""
-        return f"{head}User: {prompt}\nAssistant:"
-    extra = {"enable_thinking": False} if "enable_thinking" in str(template) else {}
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, **extra
-    )
 
 
 def sae_fingerprint(bundle: SteeringSAE | None) -> str:
@@ -134,27 +97,12 @@ class GenerationJob:
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def generate_one(loaded: LoadedModel, text: str, decoding: DecodingConfig, seed: int) -> str:
-    """Sample one response to an already templated ``text`` with a fixed seed."""
-    tokenizer = loaded.tokenizer
-    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(loaded.device)
-    torch.manual_seed(seed)
-    with torch.inference_mode():
-        output = loaded.model.generate(
-            **inputs,
-            **decoding.generate_kwargs(),
-            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-        )
-    new_tokens = output[0, inputs["input_ids"].shape[1] :]
-    return tokenizer.decode(new_tokens, skip_special_tokens=True)
-
-
 def generate_responses(
     loaded: LoadedModel,
     prompts: Sequence[str],
     config: SteeringConfig,
     saes: dict[str, SteeringSAE] | None = None,
-    decoding: DecodingConfig = DecodingConfig(),
+    decoding: DecodingConfig = PAPER_STEERED_DECODING,
     decoding_setting: str = "same",
     system_prompt: str | None = PAPER_SYSTEM_PROMPT,
     cache_dir: str | Path | None = None,
@@ -187,12 +135,20 @@ def generate_responses(
                 todo, desc=f"generate {config.label}", disable=not progress
             ):
                 seed = prompt_seed(arm_decoding.seed, job.prompt)
-                text = chat_text(loaded.tokenizer, job.prompt, system_prompt)
-                response = generate_one(loaded, text, arm_decoding, seed)
+                response = _generate_one(loaded, job.prompt, system_prompt, arm_decoding, seed)
                 record = {"response": response, "seed": seed, "job": dataclasses.asdict(job)}
                 atomic_write_text(json.dumps(record, ensure_ascii=False), path)
                 rows[index].update(response=response, seed=seed, cached=False)
     return pd.DataFrame(rows)
+
+
+def _generate_one(
+    loaded: LoadedModel, prompt: str, system: str | None, decoding: DecodingConfig, seed: int
+) -> str:
+    """One sampled response to ``prompt`` in the model's chat format, with its own seed."""
+    text = chat_text(loaded.tokenizer, prompt, system)
+    special = not has_chat_template(loaded.tokenizer)
+    return generate(loaded, [text], decoding, special, seed=seed)[0]
 
 
 def _row(job: GenerationJob, decoding_setting: str, path: Path) -> dict:
