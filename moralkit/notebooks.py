@@ -22,7 +22,7 @@ OUTPUT_DIR_ENV = "MORALKIT_OUTPUT_DIR"
 #: the jupytext source of the chapter being executed (its parameters cell names the extras)
 NOTEBOOK_SOURCE_ENV = "MORALKIT_NOTEBOOK_SOURCE"
 #: JSON of the parameters ``moralkit run -p`` set, applied even when the notebook's parameters
-#: cell does not forward them to ``Chapter.start`` (dtype, template, device...)
+#: cell does not name them (dtype, template, device...)
 PARAMETERS_ENV = "MORALKIT_PARAMETERS"
 #: the file that marks a folder as one moralkit wrote (and may therefore clear)
 OUTPUT_MARKER = ".moralkit-output"
