@@ -8,10 +8,13 @@ the command line (``moralkit run 02 -p layers -1,-2``) and in the API:
 - ``"0,6,12"``, an int, or a list of ints: those layers, negative ones counted from the end
   (``-1`` is the last layer).
 
-It is parsed once, by :meth:`LayerSpec.parse`, into a frozen value that knows nothing of any
-model; :meth:`LayerSpec.resolve` turns it into sorted, unique 0-based indices for one model's
-depth (the residual stream *after* decoder block ``i``; see the book's Methods page
-"Activations"). A spec that names a layer the model lacks is an error, never a silent clip.
+It is parsed once, where a parameter enters (:func:`moralkit.parameters.coerce`), by
+:meth:`LayerSpec.parse`, into a frozen value that knows nothing of any model;
+:meth:`LayerSpec.resolve` turns it into sorted, unique 0-based indices for one model's depth (the
+residual stream *after* decoder block ``i``; see the book's Methods page "Activations"), once per
+model (``Chapter.layers``). A spec that names a layer the model lacks is an error, never a silent
+clip. What runs a model (``cached_activations``, ``extract_activations``) takes resolved indices
+only, checked by :func:`check_layer_indices`, and parses nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LayerSpec", "LayerSpecError"]
+__all__ = ["LayerSpec", "LayerSpecError", "check_layer_indices", "layer_indices"]
 
 _HELP = "use 'all', 'every:K', a comma-separated list such as '0,6,-1', or a list of ints"
 
@@ -122,16 +125,23 @@ class LayerSpec:
             )
         return tuple(sorted({x % n_layers for x in self.indices}))
 
-    def narrow(self, other: LayerSpec | None, n_layers: int) -> tuple[int, ...]:
+    def narrow(
+        self,
+        other: LayerSpec | None,
+        n_layers: int,
+        name: str = "layers",
+        other_name: str = "layers",
+    ) -> tuple[int, ...]:
         """The layers both specs select for this depth (``other=None``: this spec's layers).
 
         When they share none, this spec's layers are returned: a chapter's ``probe_layers``
-        narrows its ``layers`` and never empties them.
+        narrows its ``layers`` and never empties them. ``name`` and ``other_name`` are the
+        parameters named in errors.
         """
-        mine = self.resolve(n_layers)
+        mine = self.resolve(n_layers, name)
         if other is None:
             return mine
-        shared = tuple(x for x in other.resolve(n_layers) if x in mine)
+        shared = tuple(x for x in other.resolve(n_layers, other_name) if x in mine)
         return shared or mine
 
     # ------------------------------------------------------------------ show
@@ -145,3 +155,48 @@ class LayerSpec:
     def to_jsonable(self) -> str:
         """The canonical text form (what provenance records and what ``parse`` reads back)."""
         return str(self)
+
+
+def layer_indices(layers: Sequence[int] | None, name: str = "layers") -> tuple[int, ...] | None:
+    """Resolved 0-based layer indices, sorted and unique (``None`` stays None: every layer).
+
+    Nothing is parsed here: text, a :class:`LayerSpec` or a single int raises ``TypeError``
+    (resolve the spec for the model first), a negative index :class:`LayerSpecError`. The
+    model's depth is checked by :func:`check_layer_indices`.
+    """
+    if layers is None:
+        return None
+    if isinstance(layers, str | LayerSpec) or not isinstance(layers, Sequence | np.ndarray):
+        raise TypeError(
+            f"{name}={layers!r}: expected resolved layer indices (a list of ints); resolve a "
+            "layer spec for the model first: LayerSpec.resolve(n_layers) or Chapter.layers"
+        )
+    bad = [x for x in layers if isinstance(x, bool) or not isinstance(x, int | np.integer)]
+    if bad:
+        raise TypeError(f"{name}={list(layers)!r}: {bad} are not layer indices (ints)")
+    if len(layers) == 0:
+        raise LayerSpecError(f"{name}: no layer given (None means every layer)")
+    negative = [int(x) for x in layers if x < 0]
+    if negative:
+        raise LayerSpecError(
+            f"{name}: layer(s) {negative} are negative; resolved indices count from 0 "
+            "(LayerSpec.resolve counts negative ones from the end)"
+        )
+    return tuple(sorted({int(x) for x in layers}))
+
+
+def check_layer_indices(
+    layers: Sequence[int] | None, n_layers: int, name: str = "layers"
+) -> tuple[int, ...]:
+    """:func:`layer_indices` that a model with ``n_layers`` layers has (``None``: all of them)."""
+    n_layers = int(n_layers)
+    chosen = layer_indices(layers, name)
+    if chosen is None:
+        return tuple(range(n_layers))
+    wrong = [x for x in chosen if x >= n_layers]
+    if wrong:
+        raise LayerSpecError(
+            f"{name}: layer(s) {wrong} out of range for a {n_layers}-layer model "
+            f"(resolved indices are 0..{n_layers - 1})"
+        )
+    return chosen

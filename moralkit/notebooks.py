@@ -22,7 +22,7 @@ OUTPUT_DIR_ENV = "MORALKIT_OUTPUT_DIR"
 #: the jupytext source of the chapter being executed (its parameters cell names the extras)
 NOTEBOOK_SOURCE_ENV = "MORALKIT_NOTEBOOK_SOURCE"
 #: JSON of the parameters ``moralkit run -p`` set, applied even when the notebook's parameters
-#: cell does not forward them to ``Chapter.start`` (dtype, template, device...)
+#: cell does not name them (dtype, template, device...)
 PARAMETERS_ENV = "MORALKIT_PARAMETERS"
 #: the file that marks a folder as one moralkit wrote (and may therefore clear)
 OUTPUT_MARKER = ".moralkit-output"
@@ -92,13 +92,24 @@ def _assignments(source: str) -> dict[str, object]:
     return params
 
 
-def notebook_source_path(chapter_id: str, repo_root: Path) -> Path | None:
-    """The chapter's jupytext source: ``$MORALKIT_NOTEBOOK_SOURCE`` or notebooks/<id>.md."""
+def notebook_source_path(
+    chapter_id: str, repo_root: Path, cwd: str | Path | None = None
+) -> Path | None:
+    """The notebook a chapter kernel runs, so its ``parameters`` cell can be read.
+
+    In this order: ``$MORALKIT_NOTEBOOK_SOURCE`` (set by ``moralkit run``/``book`` for the file
+    they execute, a copy outside the repository included), ``<cwd>/<chapter_id>.md`` or
+    ``.ipynb`` (Jupyter starts a kernel in its notebook's folder, so a forked copy opened there
+    is read, not the repository's), then the repository's ``notebooks/<chapter_id>.md``.
+    None when none exists.
+    """
     env = os.environ.get(NOTEBOOK_SOURCE_ENV)
     if env and Path(env).exists() and Path(env).stem == chapter_id:
         return Path(env)
-    candidate = repo_root / "notebooks" / f"{chapter_id}.md"
-    return candidate if candidate.exists() else None
+    folder = Path.cwd() if cwd is None else Path(cwd)
+    candidates = [folder / f"{chapter_id}{ext}" for ext in (".md", ".ipynb")]
+    candidates.append(Path(repo_root) / "notebooks" / f"{chapter_id}.md")
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def passed_parameters() -> dict[str, Any]:

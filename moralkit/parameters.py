@@ -12,6 +12,9 @@ kernel starts.
 - A chapter extra declared in ``profiles.yaml`` takes the type of its profile value
   (``n_permutations: 200`` -> a whole number).
 - Other names (only in a notebook's ``parameters`` cell) take a Python literal, else the text.
+
+A value whose type lives in a higher layer is typed where a chapter starts
+(:func:`moralkit.chapter.parameters.typed_values`: ``sae_preset`` becomes an ``SAEPreset``).
 """
 
 from __future__ import annotations

@@ -153,13 +153,6 @@ def data_files(profile: str, chapters: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def model_depth(model: str) -> int:
-    """A model's number of layers from the registry, else its config (never its weights)."""
-    from moralkit.models.identity import model_depth as depth
-
-    return depth(model)
-
-
 def sae_chapter(profile: str) -> str | None:
     """The chapter whose settings train every SAE (the first that trains any), if one does."""
     return next((c for c in chapter_ids() if trains_saes(c, profile)), None)
@@ -180,16 +173,19 @@ def chapter_saes(chapter_id: str, profile: str) -> list[tuple[str, int]]:
     A steering chapter needs its layers' SAEs before it starts; the workflow trains them with
     the SAE chapter's settings, so steering uses exactly that chapter's SAEs.
     """
-    params = chapter_parameters(chapter_id, profile)
+    from moralkit.models.identity import model_depth  # imported here: it imports torch
+
+    params = chapter_parameters(chapter_id, profile)  # layer parameters are LayerSpec values
     models = list(params.get("model") or [])
     if not models or not (trains_saes(chapter_id, profile) or _steers(chapter_id, profile)):
         return []
     depth = model_depth(models[0])
     if trains_saes(chapter_id, profile):
-        spec, among = LayerSpec.parse(params["layers"]), LayerSpec.parse(params["sae_layers"])
-        layers = spec.narrow(among, depth)
+        layers = (params["layers"] or LayerSpec()).narrow(
+            params["sae_layers"], depth, "layers", "sae_layers"
+        )
     else:
-        layers = LayerSpec.parse(params["steer_layers"]).resolve(depth, name="steer_layers")
+        layers = params["steer_layers"].resolve(depth, name="steer_layers")
     return [(models[0], int(layer)) for layer in layers]
 
 

@@ -140,26 +140,25 @@ def test_layer_out_of_range_names_layer_and_depth(tiny):
     depth = tiny.n_layers
     with pytest.raises(ValueError, match=rf"layers: .*\[{depth}\] out of range .*{depth}-layer"):
         extract_activations(tiny, TEXTS, layers=[0, depth], progress=False)
-    with pytest.raises(ValueError, match=rf"\[-{depth + 1}\] out of range"):
-        extract_activations(tiny, TEXTS, layers=[-depth - 1], progress=False)
+    with pytest.raises(ValueError, match=r"\[-1\] are negative"):
+        extract_activations(tiny, TEXTS, layers=[-1], progress=False)
 
 
-def test_layers_take_the_one_layer_grammar(tiny):
-    """Negative indices, 'every:K', text lists and LayerSpec values all work (was ValueError)."""
+def test_layers_arrive_resolved_and_are_never_parsed(tiny):
+    """Extraction takes resolved indices; a spec is resolved before (Chapter.layers), once."""
     from moralkit.layers import LayerSpec
 
     depth = tiny.n_layers
-    last = extract_activations(tiny, TEXTS[:2], layers=-1, progress=False)
+    last = extract_activations(tiny, TEXTS[:2], layers=[depth - 1], progress=False)
     assert last.layers == (depth - 1,)
-    assert extract_activations(tiny, TEXTS[:2], layers="0,-1", progress=False).layers == (
-        0,
-        depth - 1,
-    )
-    every = extract_activations(tiny, TEXTS[:2], layers="every:2", progress=False)
-    assert every.layers == LayerSpec.parse("every:2").resolve(depth)
-    spec = extract_activations(tiny, TEXTS[:2], layers=LayerSpec.parse("all"), progress=False)
-    assert spec.layers == tuple(range(depth))
-    np.testing.assert_array_equal(last.get(depth - 1), spec.get(depth - 1))
+    every = LayerSpec.parse("every:2").resolve(depth)
+    assert extract_activations(tiny, TEXTS[:2], layers=every, progress=False).layers == every
+    every_layer = extract_activations(tiny, TEXTS[:2], layers=None, progress=False)
+    assert every_layer.layers == tuple(range(depth))
+    np.testing.assert_array_equal(last.get(depth - 1), every_layer.get(depth - 1))
+    for unparsed in ("0,-1", "every:2", LayerSpec.parse("all"), -1):
+        with pytest.raises(TypeError, match="resolved layer indices"):
+            extract_activations(tiny, TEXTS[:2], layers=unparsed, progress=False)
     import moralkit.activations as activations
 
     assert not hasattr(activations, "resolve_layers")  # one parser: moralkit.layers

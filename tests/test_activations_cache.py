@@ -192,10 +192,10 @@ def test_explicit_cache_dir_and_layer_errors(tmp_path, cache):
 
 # --------------------------------------------------------------------------- layer subsets (A7)
 def test_a_subset_of_cached_layers_is_served_without_extraction(cache, monkeypatch):
-    full = cached_activations("tiny-llama", TEXTS, layers="all", progress=False)
+    full = cached_activations("tiny-llama", TEXTS, layers=None, progress=False)
     calls = count_extractions(monkeypatch)
     forbid_loading(monkeypatch)
-    for layers, expected in (("0,2", (0, 2)), (-1, (2,)), ("every:2", (0, 2)), ([1], (1,))):
+    for layers, expected in (([0, 2], (0, 2)), ([2], (2,)), ((2, 0), (0, 2)), ([1], (1,))):
         part = cached_activations("tiny-llama", TEXTS, layers=layers, progress=False)
         assert part.meta["cache_hit"] is True and part.layers == expected
         for layer in expected:
@@ -207,12 +207,12 @@ def test_a_subset_of_cached_layers_is_served_without_extraction(cache, monkeypat
 def test_missing_layers_are_extracted_alone_and_merged(cache, monkeypatch):
     calls = count_extractions(monkeypatch)
     first = cached_activations("tiny-llama", TEXTS, layers=[1], progress=False)
-    both = cached_activations("tiny-llama", TEXTS, layers="0,1", progress=False)
+    both = cached_activations("tiny-llama", TEXTS, layers=[0, 1], progress=False)
     assert calls == [(1,), (0,)]  # only layer 0 was new
     assert both.meta["cache_hit"] is False and both.layers == (0, 1)
     np.testing.assert_array_equal(both.get(1), first.get(1))
     assert entries(cache) == [entry_of(both).name]  # the layer-1 entry was superseded
-    direct = extract_activations(load_model("tiny-llama"), list(dict.fromkeys(TEXTS)), "0,1")
+    direct = extract_activations(load_model("tiny-llama"), list(dict.fromkeys(TEXTS)), [0, 1])
     np.testing.assert_allclose(both.get(0)[[0, 1, 3]], direct.get(0), atol=1e-6)
     again = cached_activations("tiny-llama", TEXTS, layers=[0], progress=False)
     assert again.meta["cache_hit"] is True and calls == [(1,), (0,)]
@@ -226,6 +226,20 @@ def test_a_single_string_or_none_is_refused_before_any_work(cache, monkeypatch):
     with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
         cached_activations("tiny-llama", ["lying", None], progress=False)
     assert entries(cache) == []
+
+
+def test_an_unparsed_layer_spec_is_refused_before_any_work(cache, monkeypatch):
+    """The cache takes resolved indices only: a spec is resolved once, before (Chapter.layers)."""
+    from moralkit.layers import LayerSpec
+
+    forbid_loading(monkeypatch)
+    calls = count_extractions(monkeypatch)
+    for unparsed in ("0,1", "all", LayerSpec.parse("0,-1"), 1):
+        with pytest.raises(TypeError, match="resolved layer indices"):
+            cached_activations("tiny-llama", TEXTS, layers=unparsed, progress=False)
+    with pytest.raises(ValueError, match="negative"):
+        cached_activations("tiny-llama", TEXTS, layers=[-1], progress=False)
+    assert calls == [] and entries(cache) == []
 
 
 def test_truncation_count_is_in_the_meta_of_misses_and_hits(cache):

@@ -125,8 +125,9 @@ def test_help_works_as_a_command():
 @pytest.mark.slow  # one kernel that imports torch: about 10 s
 def test_run_passes_every_parameter_and_absolute_paths(monkeypatch, tmp_path, capsys):
     """Table B #2 and #6, end to end in a kernel: parameters the notebook's cell does not
-    forward reach Chapter.start, and relative MORALKIT_DATA_MIRROR / MORALKIT_CACHE are
-    absolute in the kernel, which runs in another folder."""
+    name reach Chapter.start, a cell name's injected value is the one read, and relative
+    MORALKIT_DATA_MIRROR / MORALKIT_CACHE are absolute in the kernel, which runs in another
+    folder."""
     monkeypatch.setenv("MORALKIT_NOTEBOOK_DIR", str(PROBE))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mirror").mkdir()

@@ -99,23 +99,24 @@ def test_hub_id_loads_offline_at_the_pinned_revision(two_revisions):
 
 
 def test_revision_lands_in_the_activation_cache_key_and_meta(two_revisions):
-    main = cached_activations(REPO_ID, TEXTS, layers="all", progress=False)
+    main = cached_activations(REPO_ID, TEXTS, layers=None, progress=False)
     pinned = cached_activations(
-        load_model(REPO_ID, revision=COMMIT_A), TEXTS, layers="all", progress=False
+        load_model(REPO_ID, revision=COMMIT_A), TEXTS, layers=None, progress=False
     )
     assert main.meta["revision"] == COMMIT_B and pinned.meta["revision"] == COMMIT_A
     assert main.meta["cache_key"] != pinned.meta["cache_key"]
-    again = cached_activations(REPO_ID, TEXTS, layers="all", progress=False)
+    again = cached_activations(REPO_ID, TEXTS, layers=None, progress=False)
     assert again.meta["cache_hit"] and again.meta["cache_key"] == main.meta["cache_key"]
 
 
 def test_revision_lands_in_chapter_provenance(two_revisions, tmp_path, monkeypatch):
     from moralkit.chapter import Chapter
+    from moralkit.layers import LayerSpec
     from moralkit.sae.data import TextBatch
 
     monkeypatch.setenv("MORALKIT_OUTPUT_DIR", str(tmp_path / "out"))
     ch = Chapter.start("02_categorical_indifference", profile="tiny", model=REPO_ID)
-    ch.activations(REPO_ID, TextBatch(TEXTS), layers="all")
+    ch.activations(REPO_ID, TextBatch(TEXTS), layers=LayerSpec.parse("all"))
     (entry,) = ch.provenance()["models"]
     assert entry["revision"] == COMMIT_B
     assert entry["weights_hash"] == load_model(REPO_ID).weights_hash
@@ -234,7 +235,7 @@ def test_registry_loader_per_paper_family(family, offline_hub, tmp_path):
     loaded = load_model(name)
     assert loaded.spec is spec and loaded.revision == COMMIT_A
     assert loaded.n_layers == 2 and loaded.hidden_size == 32
-    acts = extract_activations(loaded, TEXTS, "all", ("mean", "last"), progress=False)
+    acts = extract_activations(loaded, TEXTS, None, ("mean", "last"), progress=False)
     assert acts.layers == (0, 1)
     for layer in acts.layers:
         values = acts.get(layer, "mean")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moralkit.layers import LayerSpec, LayerSpecError
+from moralkit.layers import LayerSpec, LayerSpecError, check_layer_indices, layer_indices
 
 
 @pytest.mark.parametrize(
@@ -69,3 +69,26 @@ def test_narrow_keeps_shared_layers_or_falls_back():
 
 def test_layer_spec_error_is_a_value_error():
     assert issubclass(LayerSpecError, ValueError)
+
+
+def test_resolved_indices_are_checked_never_parsed():
+    assert check_layer_indices([3, 1, 3], 5) == (1, 3)  # sorted and unique
+    assert check_layer_indices(np.array([0, 4]), 5) == (0, 4)
+    assert check_layer_indices(None, 3) == (0, 1, 2)  # None: every layer
+    assert layer_indices(None) is None
+    for text_or_spec in ("0,1", "all", LayerSpec.parse("0,-1"), 2):
+        with pytest.raises(TypeError, match="resolved layer indices"):
+            check_layer_indices(text_or_spec, 5)
+    with pytest.raises(TypeError, match="not layer indices"):
+        check_layer_indices([0, "1"], 5)
+    with pytest.raises(LayerSpecError, match="negative"):
+        layer_indices([-1])
+    with pytest.raises(LayerSpecError, match=r"\[5\] out of range for a 5-layer model"):
+        check_layer_indices([0, 5], 5)
+    with pytest.raises(LayerSpecError, match="no layer"):
+        check_layer_indices([], 5)
+
+
+def test_narrow_names_the_parameters_in_errors():
+    with pytest.raises(LayerSpecError, match="sae_layers"):
+        LayerSpec.parse("all").narrow(LayerSpec.parse("40"), 30, "layers", "sae_layers")

@@ -45,7 +45,7 @@ def test_offline_cached_activations_roundtrip(name, tmp_path):
     np.testing.assert_array_equal(first.get(1), second.get(1))
     np.testing.assert_array_equal(second.get(1)[0], second.get(1)[3])
     # layer 0 is extracted alone and merged into the entry; a request for layer 0 is then a hit
-    merged = cached_activations(name, TEXTS, layers="0,1", cache_dir=tmp_path, progress=False)
+    merged = cached_activations(name, TEXTS, layers=[0, 1], cache_dir=tmp_path, progress=False)
     assert merged.meta["cache_hit"] is False and merged.meta["cache_entry_layers"] == [0, 1]
     np.testing.assert_array_equal(merged.get(1), second.get(1)[:3])
     subset = cached_activations(name, TEXTS, layers=[0], cache_dir=tmp_path, progress=False)

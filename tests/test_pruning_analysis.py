@@ -8,6 +8,7 @@ import torch
 from synthetic import make_records
 
 from moralkit.evaluation.schema import load_benchmark
+from moralkit.layers import LayerSpec
 from moralkit.models import load_model
 from moralkit.pruning import ORGAD, WEI, CalibrationSet, HarmfulWeightsConfig
 from moralkit.pruning.analysis import PruningData, harmful_weights, moral_bridge
@@ -105,7 +106,9 @@ def test_weights_untouched_after_analysis(run):
 def test_moral_bridge_table(run):
     loaded, before, _, masks = run
     records = make_records(n_per_stratum=2, n_prototypes=3, n_neutral=2)
-    bridge = moral_bridge(loaded, masks, records, layers="0,-1", which=("categorical",))
+    bridge = moral_bridge(
+        loaded, masks, records, layers=LayerSpec.parse("0,-1"), which=("categorical",)
+    )
     table = bridge["bridge"]
     assert set(table["condition"]) == {"unpruned", ORGAD, WEI}
     assert (table.loc[table["condition"] == "unpruned", "difference"].abs() < 1e-12).all()

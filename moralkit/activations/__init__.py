@@ -9,8 +9,9 @@
 - :mod:`~moralkit.activations.store`: cache keys, entries, integrity, layer-subset lookup;
 - :mod:`~moralkit.activations.cache`: :func:`cached_activations`, what chapters call.
 
-Layers are written in the one grammar of :class:`moralkit.layers.LayerSpec` and resolved against
-:func:`moralkit.models.model_depth`.
+Layers arrive resolved: 0-based indices (``None``: every layer). A layer spec in the one grammar
+of :class:`moralkit.layers.LayerSpec` is parsed where a parameter enters and resolved against
+:func:`moralkit.models.model_depth` once per model (``Chapter.layers``), never here.
 """
 
 from moralkit.activations.batching import (

@@ -21,7 +21,7 @@ import torch
 
 from moralkit.activation_set import ActivationSet
 from moralkit.activations import store
-from moralkit.activations.extract import LayersArg, extract_activations
+from moralkit.activations.extract import extract_activations
 from moralkit.activations.prompts import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPLATE,
@@ -30,7 +30,7 @@ from moralkit.activations.prompts import (
     check_texts,
 )
 from moralkit.io import clean_stale_temporaries, ensure_writable
-from moralkit.layers import LayerSpec
+from moralkit.layers import check_layer_indices, layer_indices
 from moralkit.models import loading
 from moralkit.models.identity import ModelIdentity, model_identity
 from moralkit.models.loading import LoadedModel, normalise_dtype
@@ -46,7 +46,7 @@ _UNWRITABLE_HINT = (
 def cached_activations(
     model: str | LoadedModel,
     texts: Sequence[str],
-    layers: LayersArg = None,
+    layers: Sequence[int] | None = None,
     poolings: Sequence[str] | str = ("mean", "last"),
     template: str = DEFAULT_TEMPLATE,
     system_prompt: str | None = None,
@@ -64,19 +64,21 @@ def cached_activations(
     Methods › Activations, methods/activations.md).
 
     ``model`` is a registry name, hub id, local folder or a :class:`LoadedModel`; ``texts`` a
-    list of str (TypeError otherwise); ``layers`` any :class:`~moralkit.layers.LayerSpec`
-    spelling, resolved once against the model's depth. Texts are deduplicated; rows of the
-    result follow ``texts``. An entry holding all requested layers (e.g. all of them) serves the
-    request without loading the model; otherwise only the missing layers are extracted and
-    merged into a new entry. A corrupt entry is reported and recomputed. ``meta`` carries model
-    id, revision, weights hash, dtype, template, system prompt, timing, ``n_truncated`` (texts
-    cut to ``max_tokens``), cache key, entry and hit/miss. Raises PermissionError naming
-    ``MORALKIT_CACHE`` before extracting when the cache folder is not writable.
+    list of str (TypeError otherwise); ``layers`` resolved 0-based indices (``None``: every
+    layer), checked against the model's depth and never parsed: resolve a layer spec first
+    (``Chapter.layers``, :meth:`~moralkit.layers.LayerSpec.resolve`). Texts are deduplicated;
+    rows of the result follow ``texts``. An entry holding all requested layers (e.g. all of
+    them) serves the request without loading the model; otherwise only the missing layers are
+    extracted and merged into a new entry. A corrupt entry is reported and recomputed.
+    ``meta`` carries model id, revision, weights hash, dtype, template, system prompt, timing,
+    ``n_truncated`` (texts cut to ``max_tokens``), cache key, entry and hit/miss. Raises
+    PermissionError naming ``MORALKIT_CACHE`` before extracting when the cache folder is not
+    writable.
     """
     started = time.perf_counter()
     texts = check_texts(texts)
     chosen_poolings = check_poolings(poolings)
-    spec = LayerSpec.parse(layers)
+    wanted = layer_indices(layers)  # types checked before any model is loaded
     check_max_tokens(max_tokens, None)
     unique, index = _dedupe(texts)
     root = store.activation_cache_dir(cache_dir)
@@ -85,7 +87,7 @@ def cached_activations(
     loaded, identity, dtype_name, random_init, seed = _identify(
         model, dtype, device, random_init, seed
     )
-    chosen_layers = spec.resolve(identity.n_layers)
+    chosen_layers = check_layer_indices(wanted, identity.n_layers)
     key = store.cache_key(
         identity,
         unique,

@@ -36,7 +36,7 @@ from moralkit.activations.prompts import (
     tokenize_prompts,
     truncate_sequences,
 )
-from moralkit.layers import LayerSpec
+from moralkit.layers import check_layer_indices
 from moralkit.models.decoder import DecoderParts, find_decoder, input_device
 from moralkit.models.loading import LoadedModel
 from moralkit.threads import choose_num_threads, torch_threads
@@ -45,15 +45,13 @@ DEFAULT_BATCH_TOKENS = 2048  # CPU: cache-friendly batches
 GPU_BATCH_TOKENS = 16384  # GPU: enough work per kernel launch
 DEFAULT_ROW_WIDTH = 64
 
-LayersArg = LayerSpec | str | int | Sequence[int] | None
-
 
 # Long only in its signature and docstring (every setting documented once); the body reads as
 # the pipeline: check, tokenize, plan batches, run the hooked forward passes, record provenance.
 def extract_activations(
     loaded: LoadedModel,
     texts: Sequence[str],
-    layers: LayersArg = None,
+    layers: Sequence[int] | None = None,
     poolings: Sequence[str] | str = ("mean", "last"),
     template: str = DEFAULT_TEMPLATE,
     system_prompt: str | None = None,
@@ -69,8 +67,10 @@ def extract_activations(
     Activations, methods/activations.md).
 
     Returns an :class:`ActivationSet` whose rows follow ``texts`` (a list of str; duplicates are
-    extracted twice, :func:`~moralkit.activations.cached_activations` dedupes). ``layers`` is
-    any :class:`~moralkit.layers.LayerSpec` spelling (``None``/"all", "every:3", "0,6,-1", ints).
+    extracted twice, :func:`~moralkit.activations.cached_activations` dedupes). ``layers``
+    holds resolved 0-based indices (``None``: every layer); a layer spec is resolved before it
+    gets here (:meth:`~moralkit.layers.LayerSpec.resolve`, ``Chapter.layers``), so text or a
+    spec raises ``TypeError`` (:func:`~moralkit.layers.check_layer_indices`).
     Prompts longer than ``max_tokens`` (or the model's positions) keep their first tokens; the
     count is ``meta["n_truncated"]`` and a warning says so. ``batch_tokens`` bounds the
     positions per forward pass. With ``packing`` (default) several texts share a row of
@@ -84,7 +84,7 @@ def extract_activations(
     parts = find_decoder(loaded.model)
     device = input_device(parts)
     batch_tokens = _batch_tokens(batch_tokens, row_width, device)
-    chosen_layers = LayerSpec.parse(layers).resolve(loaded.n_layers)
+    chosen_layers = check_layer_indices(layers, loaded.n_layers)
     chosen_poolings = check_poolings(poolings)
     limit = check_max_tokens(max_tokens, loaded.max_positions)
     sequences, n_truncated = _token_ids(loaded.tokenizer, texts, template, system_prompt, limit)

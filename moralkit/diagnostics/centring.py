@@ -93,14 +93,6 @@ def summarise_dominance(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby("model", sort=False)[columns].agg(["median", "max"])
 
 
-def prototype_counts(records: MoralRecords) -> pd.DataFrame:
-    """One row: the number of prototypes behind each category centre (0: no centre)."""
-    table = records.table
-    counts = table[table["is_prototype"]].groupby("category").size()
-    counts = counts.reindex(list(DIMENSIONS), fill_value=0)
-    return counts.rename("prototypes").to_frame().T
-
-
 def category_codes(records: MoralRecords) -> np.ndarray:
     """Index into :data:`DIMENSIONS` for every record; -1 for neutral records."""
     lookup = {name: i for i, name in enumerate(DIMENSIONS)}

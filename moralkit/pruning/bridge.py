@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from moralkit.layers import LayerSpec
 from moralkit.pruning.masks import PruneMask, pruned
 from moralkit.pruning.results import UNPRUNED, BridgeResult
 
@@ -38,7 +39,7 @@ def moral_bridge(
     loaded: LoadedModel,
     masks: Mapping[str, PruneMask],
     records: MoralRecords,
-    layers=None,
+    layers: LayerSpec | None = None,
     which: Sequence[str] = ("categorical", "gradient"),
     pooling: str = "mean",
     template: str | None = None,
@@ -49,14 +50,15 @@ def moral_bridge(
 
     Activations are extracted under the pruning context with
     :func:`moralkit.activations.extract_activations` (never the activation cache, whose key is
-    the unpruned weights' hash). ``n_resamples`` sets the diagnostics' permutation and
+    the unpruned weights' hash), at ``layers`` (the chapter's ``bridge_layers``; None: every
+    layer) resolved for this model. ``n_resamples`` sets the diagnostics' permutation and
     bootstrap counts (None: their defaults); headline values do not depend on it.
     """
     from moralkit.activations import DEFAULT_TEMPLATE, extract_activations
     from moralkit.diagnostics import diagnose, headline_table
 
     options = {
-        "layers": layers,
+        "layers": (layers or LayerSpec()).resolve(loaded.n_layers, "bridge_layers"),
         "poolings": (pooling,),
         "template": template or DEFAULT_TEMPLATE,
         "progress": progress,

@@ -21,6 +21,7 @@ __all__ = [
     "IdentifyConfig",
     "OBJECTIVES",
     "PRESETS",
+    "SAEPreset",
     "SAETrainConfig",
     "finetune_preset",
     "preset",
@@ -143,6 +144,29 @@ FINETUNE_PRESETS: dict[str, FinetuneConfig] = {
     "quick": FinetuneConfig(epochs=15, batch_size=256, lr=1e-3, patience=4),
     "tiny": FinetuneConfig(epochs=2, batch_size=128, lr=1e-3, patience=2),
 }
+
+
+class SAEPreset(str):
+    """A preset name checked against :data:`PRESETS` once, where the chapters' ``sae_preset``
+    parameter enters (``Chapter.start``); ``.train`` and ``.finetune`` are its settings.
+
+    A ``str``, so :func:`preset`, the SAE store's keys and provenance read it unchanged.
+    """
+
+    def __new__(cls, name: str) -> SAEPreset:
+        if name not in PRESETS or name not in FINETUNE_PRESETS:
+            raise ValueError(f"unknown SAE preset {name!r}; valid names: {list(PRESETS)}")
+        return super().__new__(cls, name)
+
+    @property
+    def train(self) -> SAETrainConfig:
+        """The pretraining settings of this preset."""
+        return PRESETS[self]
+
+    @property
+    def finetune(self) -> FinetuneConfig:
+        """The fine-tuning settings that go with this preset."""
+        return FINETUNE_PRESETS[self]
 
 
 def preset(name: str, **overrides: object) -> SAETrainConfig:
