@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from moralkit.activation_set import ActivationSet
 from moralkit.claims import AGREES, DISAGREES, INCONCLUSIVE, judge_claim, load_claims
 from moralkit.diagnostics import DIAGNOSTICS, diagnose
+from moralkit.diagnostics.no_effect import INDIFFERENCE_METRICS
 from moralkit.foundations import FOUNDATIONS
 from moralkit.provenance import to_jsonable
 from moralkit.records import MoralRecords
@@ -43,12 +44,7 @@ INDIFFERENCE_CLAIMS: dict[str, str] = {d: f"{d}_indifference" for d in DIAGNOSTI
 #: The replication summary claim of each diagnostic (claims.yaml).
 REPLICATION_CLAIMS: dict[str, str] = {d: f"replication_{d}" for d in DIAGNOSTICS}
 #: The headline metric (prefix) whose value and interval stand beside each verdict.
-HEADLINE_METRICS: dict[str, str] = {
-    "categorical": "virtue_vice_cosine",
-    "gradient": "spearman_paper",
-    "structural": "ari_mft15",
-    "dimensional": "r2_",
-}
+HEADLINE_METRICS: dict[str, str] = INDIFFERENCE_METRICS
 #: Diagnostics that need graded typicality.
 NEEDS_TYPICALITY: tuple[str, ...] = ("gradient",)
 HOLDS, FAILS, NOT_APPLICABLE, UNJUDGED = "holds", "fails", "does not apply", "not checkable"
