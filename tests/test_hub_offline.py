@@ -228,8 +228,8 @@ def test_registry_loader_per_paper_family(family, offline_hub, tmp_path):
     try:
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(make_config())
-    except Exception as err:  # noqa: BLE001 - skip only with transformers' own reason
-        pytest.skip(f"transformers cannot build a tiny {family}: {type(err).__name__}: {err}")
+    except ImportError as err:  # an optional kernel package of that family, nothing else
+        pytest.skip(f"transformers cannot build a tiny {family} without {err.name}: {err}")
     add_snapshot(offline_hub, spec.hf_id, COMMIT_A, save_checkpoint(model, tmp_path / "ckpt"), True)
     loaded = load_model(name)
     assert loaded.spec is spec and loaded.revision == COMMIT_A

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect_ai  # noqa: F401 - a core dependency: a broken install fails here
 import pandas as pd
 import pytest
+import sae_lens
 import torch
 
 from moralkit.evaluation.flames import (
@@ -15,9 +17,6 @@ from moralkit.evaluation.flames import (
 )
 from moralkit.models import load_model
 from moralkit.steering import DecodingConfig, SteeringConfig, SteeringSAE, active_hook_count
-
-sae_lens = pytest.importorskip("sae_lens")
-pytest.importorskip("inspect_ai")
 
 
 @pytest.fixture(autouse=True)

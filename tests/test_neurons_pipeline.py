@@ -126,7 +126,6 @@ def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
 
 
 def test_judged_rubric_through_the_scripted_endpoint(tmp_path, monkeypatch):
-    pytest.importorskip("inspect_ai")
     from moralkit.evaluation.judge import JudgeConfig
     from moralkit.evaluation.scripted_judge import serve_scripted_judge
     from moralkit.neurons.judging import judge_value_alignment, rubric_summary
