@@ -234,6 +234,13 @@ def test_registry_loader_per_paper_family(family, offline_hub, tmp_path):
     loaded = load_model(name)
     assert loaded.spec is spec and loaded.revision == COMMIT_A
     assert loaded.n_layers == 2 and loaded.hidden_size == 32
+    # pinned to the checkpoint it was saved from: the same next token and layer-0 states
+    ids = loaded.tokenizer(TEXTS[0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        mine = loaded.model(input_ids=ids, output_hidden_states=True)
+        reference = model.eval()(input_ids=ids, output_hidden_states=True)
+    assert int(mine.logits[0, -1].argmax()) == int(reference.logits[0, -1].argmax())
+    assert torch.allclose(mine.hidden_states[1], reference.hidden_states[1], atol=1e-5)
     acts = extract_activations(loaded, TEXTS, "all", ("mean", "last"), progress=False)
     assert acts.layers == (0, 1)
     for layer in acts.layers:
