@@ -94,7 +94,9 @@ def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
         .sum()
         .equals(neurons.groupby("dimension").size().rename("n_neurons"))
     )
-    assert maps.claim()[0].claim_id == "value_neurons_sparse"
+    (sparse,) = maps.claim()
+    assert sparse.claim_id == "value_neurons_sparse"
+    assert sparse.value == round(float(maps["sparsity"]["fraction"].max()), 4)
 
     config = SweepConfig(
         gammas=[0.0, 3.0],
@@ -113,7 +115,10 @@ def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
     assert set(effect["mode"]) == {"value", "reverse", "random"} and (effect["gamma"] == 3).all()
     assert len(sweep["fluency"]) == 2 * 2 and (sweep["fluency"]["perplexity"] > 1).all()
     assert len(sweep["answers"]) == 3
-    assert sweep.claim()[0].claim_id == "value_neurons_steer"
+    (steer,) = sweep.claim()
+    assert steer.claim_id == "value_neurons_steer"
+    value_mode = effect[effect["mode"] == "value"]["separation"]
+    assert steer.value == round(float(value_mode.mean()), 4)
 
     records = make_records(n_per_stratum=2, n_prototypes=2, n_neutral=2)
     bridge = foundation_value_overlap(
@@ -122,7 +127,10 @@ def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
     overlap = bridge["overlap"]
     assert len(overlap) == 5 * 2 * 4
     assert (overlap["shared"] <= overlap[["n_foundation", "n_value"]].min(axis=1)).all()
-    assert bridge.claim()[0].claim_id == "foundation_value_neuron_overlap"
+    (bridged,) = bridge.claim()
+    assert bridged.claim_id == "foundation_value_neuron_overlap"
+    ratio = (overlap["shared"] / overlap["expected_layer_matched"]).replace(np.inf, np.nan)
+    assert bridged.value == pytest.approx(float(ratio.median()), abs=1e-4)
 
 
 def test_judged_rubric_through_the_scripted_endpoint(tmp_path, monkeypatch):
