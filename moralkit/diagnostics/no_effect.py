@@ -96,19 +96,8 @@ def scale_claim(headlines: pd.DataFrame, settings: Mapping) -> ClaimValue | None
                 "ci_high": fit.high_slope * span,
             }
         )
-    if not rows:
-        return None
-    table = pd.DataFrame(rows)
-    need = int(settings["min_models"])
-    enough = table[table["n"] >= need]
-    gate = Gate(
-        "enough_models",
-        len(enough) > 0,
-        f"largest size ladder: {int(table['n'].max())} models in one stage (need {need})",
-    )
-    return _largest_effect(
-        "scale_no_effect", enough if len(enough) else table, gate, "change across sizes"
-    )
+    gate = ("enough_models", int(settings["min_models"]), "models in one stage's size ladder")
+    return _gated_claim("scale_no_effect", rows, gate, "change across sizes")
 
 
 def alignment_claim(pairs: pd.DataFrame, settings: Mapping) -> ClaimValue | None:
@@ -126,10 +115,9 @@ def alignment_claim(pairs: pd.DataFrame, settings: Mapping) -> ClaimValue | None
         else:
             ci = stats.ttest_1samp(d, 0.0).confidence_interval(settings["level"])
             low, high = float(ci.low), float(ci.high)
-        unit = f"{contrast}"
         rows.append(
             {
-                "unit": unit,
+                "unit": str(contrast),
                 "diagnostic": diagnostic,
                 "metric": metric,
                 "n": d.size,
@@ -139,16 +127,20 @@ def alignment_claim(pairs: pd.DataFrame, settings: Mapping) -> ClaimValue | None
                 "sign_flip_p": sign_flip_p(d),
             }
         )
+    gate = ("enough_pairs", int(settings["min_pairs"]), "within-family pairs in one contrast")
+    return _gated_claim("alignment_no_effect", rows, gate, "mean shift")
+
+
+def _gated_claim(
+    claim_id: str, rows: list[dict], gate: tuple[str, int, str], what: str
+) -> ClaimValue | None:
+    """The claim over the rows with at least ``need`` units (``gate``: name, need, what they
+    are); when none has enough, over all rows with the gate failed (inconclusive)."""
     if not rows:
         return None
+    name, need, counted = gate
     table = pd.DataFrame(rows)
-    need = int(settings["min_pairs"])
     enough = table[table["n"] >= need]
-    gate = Gate(
-        "enough_pairs",
-        len(enough) > 0,
-        f"most within-family pairs: {int(table['n'].max())} in one contrast (need {need})",
-    )
-    return _largest_effect(
-        "alignment_no_effect", enough if len(enough) else table, gate, "mean shift"
-    )
+    detail = f"at most {int(table['n'].max())} {counted} (need {need})"
+    passed = Gate(name, len(enough) > 0, detail)
+    return _largest_effect(claim_id, enough if len(enough) else table, passed, what)
