@@ -20,6 +20,7 @@ it (``records.has_typicality`` is False: MFD 2.0, the original MFD) and is repor
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +31,11 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
-from moralkit.claims import AGREES, DISAGREES, judge_claim, load_claims
+from moralkit.claims import AGREES, DISAGREES, INCONCLUSIVE, judge_claim, load_claims
 from moralkit.diagnostics import DIAGNOSTICS, diagnose
+from moralkit.diagnostics.no_effect import INDIFFERENCE_METRICS
 from moralkit.foundations import FOUNDATIONS
+from moralkit.provenance import to_jsonable
 from moralkit.records import MoralRecords
 from moralkit.results import AnalysisResult, ClaimValue
 
@@ -41,15 +44,14 @@ INDIFFERENCE_CLAIMS: dict[str, str] = {d: f"{d}_indifference" for d in DIAGNOSTI
 #: The replication summary claim of each diagnostic (claims.yaml).
 REPLICATION_CLAIMS: dict[str, str] = {d: f"replication_{d}" for d in DIAGNOSTICS}
 #: The headline metric (prefix) whose value and interval stand beside each verdict.
-HEADLINE_METRICS: dict[str, str] = {
-    "categorical": "virtue_vice_cosine",
-    "gradient": "spearman_paper",
-    "structural": "ari_mft15",
-    "dimensional": "r2_",
-}
+HEADLINE_METRICS: dict[str, str] = INDIFFERENCE_METRICS
 #: Diagnostics that need graded typicality.
 NEEDS_TYPICALITY: tuple[str, ...] = ("gradient",)
 HOLDS, FAILS, NOT_APPLICABLE, UNJUDGED = "holds", "fails", "does not apply", "not checkable"
+#: a cell whose interval straddles the margin, or whose gate, MDE or control holds it back
+UNDECIDED = INCONCLUSIVE
+#: the claims.py verdict -> the word the replication tables use
+_WORD = {AGREES: HOLDS, DISAGREES: FAILS, INCONCLUSIVE: UNDECIDED}
 VERDICT_COLUMNS: tuple[str, ...] = (
     "model",
     "ground_truth",
@@ -64,6 +66,7 @@ VERDICT_COLUMNS: tuple[str, ...] = (
     "verdict",
     "reason",
     "n_records",
+    "measurement",
 )
 #: Spearman's variance inflation for the Fisher-z interval (Fieller, Hartley & Pearson 1957).
 SPEARMAN_SE_FACTOR = 1.06
@@ -92,14 +95,22 @@ class ReplicationConfig:
 
 @dataclass
 class ReplicationResult(AnalysisResult):
-    """Verdicts per model x ground truth x diagnostic and their agreement (see module doc)."""
+    """Verdicts per model x ground truth x diagnostic and their agreement (see module doc).
+
+    ``best()`` is, per model and diagnostic, the ground truth with the highest headline value
+    (the strongest evidence against indifference)."""
 
     TABLES = ("verdicts", "agreement")
+    BEST_TABLE = "verdicts"
+    BEST_COLUMN = "value"
+    BEST_GROUP = ("model", "diagnostic")
 
     def claim(self) -> list[ClaimValue]:
         """``replication_<diagnostic>``: on how many ground truths the claim holds for every
-        model; ``extra`` lists them (``holds_on``, ``fails_on``, ``mixed_on``,
-        ``not_applicable_on``), ``n_ground_truths`` (where it applies) and ``per_model``."""
+        model; ``extra`` lists them (``holds_on``, ``fails_on``, ``inconclusive_on``,
+        ``mixed_on``, ``not_applicable_on``), ``n_ground_truths`` (where it applies),
+        ``per_model`` and ``cells`` (each model x ground truth's own measurement, judged by
+        claims.yaml with the indifference claim's check)."""
         verdicts = self.tables["verdicts"]
         out = []
         for diagnostic in dict.fromkeys(verdicts["diagnostic"]):
@@ -112,8 +123,9 @@ def _replication_claim(diagnostic: str, rows: pd.DataFrame) -> ClaimValue:
     by_gt = rows.groupby("ground_truth", sort=False)["verdict"].agg(lambda v: sorted(set(v)))
     holds = [g for g, v in by_gt.items() if v == [HOLDS]]
     fails = [g for g, v in by_gt.items() if v == [FAILS]]
+    undecided = [g for g, v in by_gt.items() if v == [UNDECIDED]]
     not_applicable = [g for g, v in by_gt.items() if v == [NOT_APPLICABLE]]
-    mixed = [g for g in by_gt.index if g not in holds + fails + not_applicable]
+    mixed = [g for g in by_gt.index if g not in holds + fails + undecided + not_applicable]
     applicable = len(by_gt) - len(not_applicable)
     per_model = {
         str(m): dict(zip(t["ground_truth"], t["verdict"], strict=True))
@@ -124,20 +136,33 @@ def _replication_claim(diagnostic: str, rows: pd.DataFrame) -> ClaimValue:
         note += f" ({', '.join(holds)})"
     if fails:
         note += f"; fails on {', '.join(fails)}"
+    if undecided:
+        note += f"; inconclusive on {', '.join(undecided)}"
     if mixed:
-        note += f"; models disagree on {', '.join(mixed)}"
+        note += f"; models differ on {', '.join(mixed)}"
     if not_applicable:
         note += f"; does not apply to {', '.join(not_applicable)} (no typicality)"
     extra = {
         "n_ground_truths": applicable,
         "holds_on": holds,
         "fails_on": fails,
+        "inconclusive_on": undecided,
         "mixed_on": mixed,
         "not_applicable_on": not_applicable,
         "per_model": per_model,
         "ground_truth": list(by_gt.index),
+        "cells": _cells(rows),
     }
     return ClaimValue(REPLICATION_CLAIMS[diagnostic], len(holds), note, extra)
+
+
+def _cells(rows: pd.DataFrame) -> dict[str, dict]:
+    """``{"model · ground truth": measurement}`` of the cells where the diagnostic applies."""
+    cells = {}
+    for r in rows.itertuples():
+        if r.verdict != NOT_APPLICABLE and isinstance(r.measurement, str) and r.measurement:
+            cells[f"{r.model} · {r.ground_truth}"] = json.loads(r.measurement)
+    return cells
 
 
 def _headline_row(result: AnalysisResult, diagnostic: str) -> pd.Series | None:
@@ -148,20 +173,23 @@ def _headline_row(result: AnalysisResult, diagnostic: str) -> pd.Series | None:
     return None if head.empty else head.loc[head["value"].idxmax()]
 
 
-def judge_result(result: AnalysisResult, diagnostic: str) -> tuple[str, str, Any]:
-    """``(verdict, reason, claimed value)`` of a diagnostic's indifference claim.
+def judge_result(result: AnalysisResult, diagnostic: str) -> tuple[str, str, Any, dict]:
+    """``(verdict, reason, claimed value, measurement)`` of a diagnostic's indifference claim.
 
     The check is the claim's own in ``claims.yaml`` (:func:`moralkit.claims.judge_claim`):
-    "holds" where the measurement agrees with the paper's claim of indifference.
+    "holds" where the measurement agrees with the paper's claim of indifference, "fails" where
+    it disagrees, "inconclusive" (with the reason) where neither is shown.
     """
     claim_id = INDIFFERENCE_CLAIMS[diagnostic]
     values = {c.claim_id: c for c in result.claim()}
     if claim_id not in values:
-        return UNJUDGED, "the diagnostic recorded no value for its claim", np.nan
+        return UNJUDGED, "the diagnostic recorded no value for its claim", np.nan, {}
     measured = values[claim_id]
-    verdict = judge_claim(load_claims()[claim_id], {"value": measured.value, **measured.extra})
-    outcome = {AGREES: HOLDS, DISAGREES: FAILS}.get(verdict.verdict, UNJUDGED)
-    return outcome, verdict.reason, measured.value
+    measurement = {"value": measured.value, **measured.fields()}
+    measurement.pop("per_model", None)  # the cell is one model already
+    verdict = judge_claim(load_claims()[claim_id], measurement)
+    outcome = _WORD.get(verdict.verdict, UNJUDGED)
+    return outcome, verdict.reason, measured.value, measurement
 
 
 def verdict_rows(
@@ -170,7 +198,7 @@ def verdict_rows(
     """One verdict row (:data:`VERDICT_COLUMNS`) per diagnostic of one model x ground truth."""
     rows = []
     for diagnostic, result in results.items():
-        verdict, reason, value = judge_result(result, diagnostic)
+        verdict, reason, value, measurement = judge_result(result, diagnostic)
         head = _headline_row(result, diagnostic)
         row = {c: np.nan for c in VERDICT_COLUMNS}
         if head is not None:
@@ -179,6 +207,7 @@ def verdict_rows(
         if value is not None and not (isinstance(value, float) and np.isnan(value)):
             row["value"] = value
         row.update(verdict=verdict, reason=reason, diagnostic=diagnostic)
+        row["measurement"] = json.dumps(to_jsonable(measurement)) if measurement else ""
         rows.append(row)
     for row in rows:
         row.update(model=model, ground_truth=ground_truth, n_records=len(records))
@@ -197,6 +226,7 @@ def _not_applicable_row(diagnostic: str, model: str, ground_truth: str, n: int) 
         verdict=NOT_APPLICABLE,
         reason="the ground truth has no graded typicality",
         n_records=n,
+        measurement="",
     )
     return row
 
@@ -225,13 +255,16 @@ def diagnose_ground_truth(
 
 
 def agreement_table(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """Per model x diagnostic: ground truths where the claim holds / fails, and agreement.
+    """Per model x diagnostic: ground truths where the claim holds / fails / is inconclusive,
+    and agreement.
 
-    ``agree`` is True when every ground truth the diagnostic applies to gives the same verdict.
+    ``agree`` is True when every ground truth the diagnostic applies to gives the same decided
+    verdict (holds or fails; an inconclusive ground truth decides nothing).
     """
     rows = []
     for (model, diagnostic), t in verdicts.groupby(["model", "diagnostic"], sort=False):
         judged = t[t["verdict"].isin([HOLDS, FAILS])]
+        undecided = t[t["verdict"] == UNDECIDED]
         rows.append(
             {
                 "model": model,
@@ -242,6 +275,7 @@ def agreement_table(verdicts: pd.DataFrame) -> pd.DataFrame:
                 "agree": judged["verdict"].nunique() <= 1,
                 "holds_on": ", ".join(judged.loc[judged["verdict"] == HOLDS, "ground_truth"]),
                 "fails_on": ", ".join(judged.loc[judged["verdict"] == FAILS, "ground_truth"]),
+                "inconclusive_on": ", ".join(undecided["ground_truth"]),
                 "not_applicable_on": ", ".join(
                     t.loc[t["verdict"] == NOT_APPLICABLE, "ground_truth"]
                 ),

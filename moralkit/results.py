@@ -23,7 +23,15 @@ from typing import Any, ClassVar, Self
 
 import pandas as pd
 
-__all__ = ["HEADLINE_COLUMNS", "AnalysisResult", "ClaimValue", "claim_settings"]
+__all__ = [
+    "EVIDENCE_FIELDS",
+    "HEADLINE_COLUMNS",
+    "AnalysisResult",
+    "ClaimValue",
+    "Control",
+    "Gate",
+    "claim_settings",
+]
 
 #: Columns of :meth:`AnalysisResult.headline`: one row per model x headline metric.
 HEADLINE_COLUMNS: tuple[str, ...] = (
@@ -39,17 +47,116 @@ HEADLINE_COLUMNS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
+class Gate:
+    """A precondition of a claim's verdict (e.g. ``"sae_reconstruction"``: the SAE keeps at
+    least 80% of the variance). A failed gate makes the verdict inconclusive, with ``detail``
+    as the reason."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": bool(self.passed), "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Control:
+    """The positive control run beside a claim: the same diagnostic on a contrast every model
+    encodes. ``detected`` False makes an indifference verdict inconclusive."""
+
+    name: str
+    value: float
+    detected: bool
+    ci_low: float | None = None
+    ci_high: float | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "detected": bool(self.detected),
+            "detail": self.detail,
+        }
+
+
+#: the optional evidence fields of a claims.json entry (their meaning: ClaimValue's docstring)
+EVIDENCE_FIELDS: tuple[str, ...] = ("ci_low", "ci_high", "mde", "mde_detail", "gates", "control")
+
+
+def _as_gate(gate: Gate | Mapping[str, Any]) -> Gate:
+    if isinstance(gate, Gate):
+        return gate
+    return Gate(str(gate["name"]), bool(gate["passed"]), str(gate.get("detail", "")))
+
+
+def _as_control(control: Control | Mapping[str, Any] | None) -> Control | None:
+    if control is None or isinstance(control, Control):
+        return control
+    keys = ("ci_low", "ci_high", "detail")
+    return Control(
+        str(control["name"]),
+        control["value"],
+        bool(control["detected"]),
+        **{k: control[k] for k in keys if k in control},
+    )
+
+
+@dataclass(frozen=True)
 class ClaimValue:
     """A measured value for one claim of ``claims.yaml``, with what the claims page shows.
 
-    ``extra`` holds fields a claim's check may judge (``field:`` in claims.yaml) and per-model
-    details; ``value`` is the headline number or boolean.
+    ``value`` is the headline number or boolean; ``extra`` holds fields a claim's check may
+    judge (``field:`` in claims.yaml) and per-model details. The evidence behind a verdict
+    (book: Methods › Overview, how claims are judged):
+
+    - ``ci_low`` / ``ci_high``: the interval of the judged quantity (the check's ``field``,
+      else ``value``) at the claim's confidence level (95% unless its ``measure:`` says
+      otherwise); interval-judged claims are never judged on a point estimate;
+    - ``mde``: the minimum detectable effect at 80% power, in the units of the claim's margin,
+      for the model and layer the verdict rests on; ``mde_detail`` says how it was obtained;
+    - ``gates``: preconditions (:class:`Gate`); any failed gate makes the verdict inconclusive;
+    - ``control``: the positive control (:class:`Control`); undetected, an indifference
+      verdict is inconclusive.
+
+    Gates and the control may be given as mappings with the same keys.
     """
 
     claim_id: str
     value: Any
     note: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    ci_low: float | None = None
+    ci_high: float | None = None
+    mde: float | None = None
+    mde_detail: str = ""
+    gates: Sequence[Gate] = ()
+    control: Control | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gates", tuple(_as_gate(g) for g in self.gates))
+        object.__setattr__(self, "control", _as_control(self.control))
+        if (self.ci_low is None) != (self.ci_high is None):
+            raise ValueError(f"claim {self.claim_id!r}: give both ci_low and ci_high, or neither")
+
+    def fields(self) -> dict[str, Any]:
+        """The claims.json keys beside ``value`` and ``note``: ``extra`` plus the evidence
+        fields that are set (typed fields win over keys of the same name in ``extra``)."""
+        out = dict(self.extra)
+        if self.ci_low is not None:
+            out.update(ci_low=float(self.ci_low), ci_high=float(self.ci_high))
+        if self.mde is not None:
+            out["mde"] = float(self.mde)
+        if self.mde_detail:
+            out["mde_detail"] = self.mde_detail
+        if self.gates:
+            out["gates"] = [g.as_dict() for g in self.gates]
+        if self.control is not None:
+            out["control"] = self.control.as_dict()
+        return out
 
 
 @dataclass
@@ -57,8 +164,8 @@ class AnalysisResult:
     """Base of every ``XResult``: named tidy tables plus the analysis' config.
 
     Subclasses name their tables in ``TABLES`` (the first is the main one), say which table and
-    column :meth:`best` maximises (``BEST_TABLE``, ``BEST_COLUMN``; ``BEST_ABS`` for magnitudes),
-    and implement :meth:`claim`.
+    column :meth:`best` maximises (``BEST_TABLE``, ``BEST_COLUMN``; ``BEST_ABS`` for magnitudes)
+    or override it, and implement :meth:`claim` or say in ``NO_CLAIM`` why they record none.
     """
 
     tables: dict[str, pd.DataFrame]
@@ -74,6 +181,9 @@ class AnalysisResult:
     BEST_WHERE: ClassVar[Mapping[str, Any]] = {}
     #: True when the lowest ``BEST_COLUMN`` is best (e.g. the categorical optimal layer)
     BEST_LOWER: ClassVar[bool] = False
+    #: why this result records no claim, for results whose :meth:`claim` records none by
+    #: design (a building block of another result, or no claim of the papers is about it)
+    NO_CLAIM: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         missing = [name for name in self.TABLES if name not in self.tables]
@@ -122,7 +232,8 @@ class AnalysisResult:
         return table.loc[idx.values].drop(columns="_key").reset_index(drop=True)
 
     def claim(self) -> list[ClaimValue]:
-        """The claims this result measures (empty when it measures none)."""
+        """The claims this result measures; a result that measures none says why in
+        ``NO_CLAIM`` (every concrete result does one or the other)."""
         return []
 
     def headline(self) -> pd.DataFrame:

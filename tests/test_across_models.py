@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from synthetic import make_activations, make_records
 
+from moralkit.claims import DISAGREES, INCONCLUSIVE, judge_claim, load_claims
 from moralkit.diagnostics import (
     DIAGNOSTICS,
     compare_headlines,
@@ -242,15 +243,47 @@ def test_compare_models_tables_and_claim_thresholds_from_claims_yaml(records):
     assert claims["n_models"].value == 12
     # instruct models are planted with opposed centres: a consistent shift in every family
     align = result["alignment"].set_index("metric").loc["virtue_vice_cosine"]
-    assert align["p_value"] < claim_settings("alignment_no_effect")["alpha"]
-    assert claims["alignment_no_effect"].value is False
-    assert "scale_no_effect" in claims  # 6 models per stage >= min_models
+    assert align["p_value"] < 0.05
+    shift = result["pairs"].query("metric == 'virtue_vice_cosine'")["difference"]
+    got = claims["alignment_no_effect"]
+    assert got.value == pytest.approx(abs(shift.mean()), abs=1e-4)  # the largest |mean shift|
+    assert got.gates[0].name == "enough_pairs" and got.gates[0].passed
+    verdict = judge_claim(load_claims()["alignment_no_effect"], _paper(got))
+    assert verdict.verdict == DISAGREES  # a shift far beyond the margin of 0.1
+    # scale: Theil–Sen change across each stage's ladder, written out as a loop here
+    scale = claims["scale_no_effect"]
+    heads = result.best()
+    changes = []
+    for _, g in heads[heads["metric"] == "virtue_vice_cosine"].groupby("stage"):
+        x = np.log10(g["params_b"].to_numpy())
+        y = g["value"].to_numpy()
+        slopes = [
+            (y[j] - y[i]) / (x[j] - x[i])
+            for i in range(len(x))
+            for j in range(i + 1, len(x))
+            if x[j] != x[i]
+        ]
+        changes.append(abs(np.median(slopes) * (x.max() - x.min())))
+    assert scale.value >= max(changes) - 1e-4  # other claimed headlines may change more
+    assert scale.gates[0].passed and scale.ci_low <= scale.value <= scale.ci_high
 
 
-def test_too_few_models_record_no_scale_or_alignment_claim(records):
+def _paper(claim) -> dict:
+    return {"value": claim.value, "profile": "paper", **claim.fields()}
+
+
+def test_too_few_models_make_scale_and_alignment_inconclusive(records):
     diagnosed, groups = _diagnosed_family(records, 2)
-    claims = {c.claim_id for c in compare_models(diagnosed, groups).claim()}
-    assert claims == {"n_models"}
+    claims = {c.claim_id: c for c in compare_models(diagnosed, groups).claim()}
+    assert set(claims) == {"n_models", "scale_no_effect", "alignment_no_effect"}
+    for claim_id, gate in (
+        ("scale_no_effect", "enough_models"),
+        ("alignment_no_effect", "enough_pairs"),
+    ):
+        got = claims[claim_id]
+        assert got.gates[0].name == gate and not got.gates[0].passed
+        verdict = judge_claim(load_claims()[claim_id], _paper(got))
+        assert verdict.verdict == INCONCLUSIVE and "need" in verdict.reason
     with pytest.raises(ValueError, match="groups lacks"):
         compare_models(diagnosed, groups.iloc[:1])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import sae_lens
 import torch
 
 from moralkit.evaluation.behaviour import BehaviourConfig, measure_behaviour
@@ -13,8 +14,6 @@ from moralkit.figures.behaviour import plot_behaviour
 from moralkit.models import load_model
 from moralkit.models.scoring import answer_margins, continuation_logprobs
 from moralkit.steering import SteeringConfig, SteeringSAE, active_hook_count
-
-sae_lens = pytest.importorskip("sae_lens")
 
 
 @pytest.fixture(scope="module")

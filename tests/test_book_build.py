@@ -66,8 +66,9 @@ def test_demo_chapter_book(tmp_path):
     assert "_sources/_executed/01_demo_chapter.ipynb" in page  # the download button
     assert (html_dir / "_sources" / "_executed" / "01_demo_chapter.ipynb").exists()
     claims = (html_dir / "claims.html").read_text()
-    # the demo records dimensional_indifference = 0.2
-    assert re.search(r"<strong>agrees</strong>", claims)
+    # the demo records dimensional_indifference = 0.2 [0.15, 0.25]: inside the margin 0.5
+    assert re.search(r'<span class="verdict" style="background:#1b9e77[^"]*">agrees</span>', claims)
+    assert "interval of value [0.15, 0.25]" in claims  # what the verdict rests on
     status = (html_dir / "status.html").read_text()
     assert "01 · Demo chapter" in status and "<p>ok</p>" in status
     assert 'src="_static/mathjax/tex-mml-chtml.js' in (html_dir / "intro.html").read_text()

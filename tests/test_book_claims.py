@@ -9,6 +9,7 @@ import pytest
 from moralkit.claims import (
     AGREES,
     DISAGREES,
+    INCONCLUSIVE,
     NOT_CHECKABLE,
     NOT_RUN,
     Claim,
@@ -45,6 +46,7 @@ def test_shipped_claims_cover_the_spec_ids():
     ):
         assert claim_id in claims
     assert claims["best_probe_r2"].check["target"] == 0.26
+    assert claims["best_probe_r2"].check["op"] == "approx"  # two-sided: a broken probe fails
     assert claims["diagnostic_subset"].check["target"] == 16315
 
 
@@ -59,22 +61,41 @@ def test_unknown_operator_is_rejected(tmp_path):
     ("value", "expected"), [(16315, AGREES), (16316, DISAGREES), (16314.0, DISAGREES)]
 )
 def test_exact_count(value, expected):
-    assert judge_claim(claim("approx", 16315), {"value": value}).verdict == expected
+    assert judge_claim(claim("approx", 16315, exact=True), {"value": value}).verdict == expected
 
 
 def test_relative_tolerance():
-    c = claim("approx", 251000, tolerance=0.002, relative=True)  # ±502
+    c = claim("approx", 251000, tolerance=0.002, relative=True, exact=True)  # ±502
     assert judge_claim(c, {"value": 251400}).verdict == AGREES
     assert judge_claim(c, {"value": 250400}).verdict == DISAGREES
 
 
-def test_at_most_and_at_least_include_tolerance():
+def ci(low, high, value=None):
+    return {"value": (low + high) / 2 if value is None else value, "ci_low": low, "ci_high": high}
+
+
+def test_at_most_and_at_least_include_tolerance_and_judge_the_interval():
     c = claim("at_most", 0.26, tolerance=0.05)
-    assert judge_claim(c, {"value": 0.31}).verdict == AGREES
-    assert judge_claim(c, {"value": 0.32}).verdict == DISAGREES
+    assert judge_claim(c, ci(0.2, 0.31)).verdict == AGREES
+    assert judge_claim(c, ci(0.32, 0.4)).verdict == DISAGREES
+    assert judge_claim(c, ci(0.3, 0.32)).verdict == INCONCLUSIVE
     c = claim("at_least", 0.5, tolerance=0.1)
-    assert judge_claim(c, {"value": 0.4}).verdict == AGREES
-    assert judge_claim(c, {"value": 0.39}).verdict == DISAGREES
+    assert judge_claim(c, ci(0.4, 0.6)).verdict == AGREES
+    assert judge_claim(c, ci(0.2, 0.39)).verdict == DISAGREES
+    assert judge_claim(c, ci(0.38, 0.41)).verdict == INCONCLUSIVE
+
+
+def test_an_estimate_without_interval_is_never_judged_on_its_point():
+    got = judge_claim(claim("at_most", 0.5), {"value": 0.1})
+    assert got.verdict == INCONCLUSIVE and "no interval recorded" in got.reason
+
+
+def test_approx_is_two_sided_on_the_interval():
+    c = claim("approx", 0.26, tolerance=0.05)
+    assert judge_claim(c, ci(0.23, 0.29)).verdict == AGREES
+    assert judge_claim(c, ci(-3.2, -2.8)).verdict == DISAGREES  # a broken probe
+    assert judge_claim(c, ci(0.4, 0.5)).verdict == DISAGREES
+    assert judge_claim(c, ci(0.18, 0.25)).verdict == INCONCLUSIVE
 
 
 def test_truth_values_and_fields():
@@ -87,7 +108,8 @@ def test_truth_values_and_fields():
 
 
 def test_requirements_make_a_claim_not_checkable():
-    c = claim("approx", 16315, requires={"ground_truth": ["socialchem"], "sample_scale": [1.0]})
+    requires = {"ground_truth": ["socialchem"], "sample_scale": [1.0]}
+    c = claim("approx", 16315, requires=requires, exact=True)
     ok = {"value": 16315, "ground_truth": "socialchem", "sample_scale": 1}
     assert judge_claim(c, ok).verdict == AGREES
     other = judge_claim(c, {**ok, "ground_truth": "moralstrength"})
@@ -109,7 +131,9 @@ def test_claims_table_from_chapter_files(tmp_path):
         json.dumps(
             {
                 "best_probe_r2": {
-                    "value": 0.18,
+                    "value": 0.25,
+                    "ci_low": 0.22,
+                    "ci_high": 0.28,
                     "chapter": "05_dim",
                     "profile": "paper",
                     "ground_truth": "socialchem",
@@ -117,6 +141,8 @@ def test_claims_table_from_chapter_files(tmp_path):
                 },
                 "dimensional_indifference": {
                     "value": 0.7,
+                    "ci_low": 0.62,
+                    "ci_high": 0.75,
                     "chapter": "05_dim",
                     "profile": "quick",
                     "ground_truth": "moralstrength",
@@ -134,9 +160,10 @@ def test_claims_table_from_chapter_files(tmp_path):
     table = claims_table(read_measurements([tmp_path / "a" / "claims.json", tmp_path / "nope"]))
     rows = table.set_index("claim_id")
     assert rows.loc["best_probe_r2", "verdict"] == AGREES
-    assert rows.loc["best_probe_r2", "measured"] == "0.18"
+    assert rows.loc["best_probe_r2", "measured"] == "0.25"
+    assert "[0.22, 0.28]" in rows.loc["best_probe_r2", "evidence"]
     assert "L7" in rows.loc["best_probe_r2", "why"]
-    assert rows.loc["dimensional_indifference", "verdict"] == DISAGREES  # 0.7 > 0.5
+    assert rows.loc["dimensional_indifference", "verdict"] == DISAGREES  # [0.62, 0.75] > 0.5
     assert rows.loc["diagnostic_subset", "verdict"] == NOT_CHECKABLE
     assert rows.loc["diagnostic_subset", "measured"] == "2,800"
     assert rows.loc["flames_psc1", "verdict"] == NOT_RUN
@@ -150,6 +177,7 @@ def test_claims_table_from_chapter_files(tmp_path):
         "profile",
         "verdict",
         "why",
+        "evidence",
     ]
 
 

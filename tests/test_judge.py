@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+import inspect_ai  # noqa: F401 - a core dependency: a broken install fails here
 import pandas as pd
 import pytest
 
@@ -17,8 +18,6 @@ from moralkit.evaluation.judge import (
 )
 from moralkit.evaluation.judge_prompts import FLAMES_RUBRICS, parse_score, parse_verdict
 from moralkit.evaluation.scripted_judge import ScriptedReply, serve_scripted_judge
-
-pytest.importorskip("inspect_ai")
 
 
 @pytest.fixture(autouse=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect_ai  # noqa: F401 - a core dependency: a broken install fails here
 import pandas as pd
 import pytest
+import sae_lens
 import torch
 
 from moralkit.evaluation.flames import (
@@ -11,12 +13,10 @@ from moralkit.evaluation.flames import (
     pairs_against_baseline,
     protocol_named,
     run_flames,
+    single_order_rates,
 )
 from moralkit.models import load_model
 from moralkit.steering import DecodingConfig, SteeringConfig, SteeringSAE, active_hook_count
-
-sae_lens = pytest.importorskip("sae_lens")
-pytest.importorskip("inspect_ai")
 
 
 @pytest.fixture(autouse=True)
@@ -64,8 +64,22 @@ def test_flames_pipeline_with_scripted_judge(tmp_path):
     assert set(psc["rubric"]) == {"safety", "emotion"} and psc["n_scored"].sum() == 12
     assert run.claim() == []  # a demonstration records nothing
     run.demonstration = False
-    ids = {c.claim_id for c in run.claim()}
-    assert ids == {"flames_win_rate", "flames_win_rate_every_layer", "flames_psc1", "flames_psc2"}
+    claims = {c.claim_id: c for c in run.claim()}
+    assert set(claims) == {
+        "flames_win_rate",
+        "flames_win_rate_every_layer",
+        "flames_psc1",
+        "flames_psc2",
+    }
+    rates = single_order_rates(run.pairwise["pairs"], judge)  # order 1: the paper's protocol
+    assert claims["flames_win_rate"].value == round(float(rates["win_rate"].max()), 4)
+    fixed = float(run.pairwise["summary"]["win_rate"].iloc[0])
+    assert claims["flames_win_rate"].extra["fixed_protocol_rate"] == round(fixed, 4)
+    for claim_id in ("flames_psc1", "flames_psc2"):
+        rise = claims[claim_id]
+        assert rise.extra["n_prompts"] == 3
+        steered_minus_base = rise.extra["steered"] - rise.extra["baseline"]
+        assert rise.value == pytest.approx(1000 * steered_minus_base / 3, abs=0.01)
     assert active_hook_count(loaded.model) == 0
     with pytest.raises(ValueError, match="protocol"):
         protocol_named("official")

@@ -113,7 +113,9 @@ def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
         .sum()
         .equals(neurons.groupby("dimension").size().rename("n_neurons"))
     )
-    assert maps.claim()[0].claim_id == "value_neurons_sparse"
+    (sparse,) = maps.claim()
+    assert sparse.claim_id == "value_neurons_sparse"
+    assert sparse.value == round(float(maps["sparsity"]["fraction"].max()), 4)
 
     ratings = sweep["ratings"]
     assert set(ratings["mode"]) == {"value", "reverse", "random"}
@@ -124,16 +126,21 @@ def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
     assert set(effect["mode"]) == {"value", "reverse", "random"} and (effect["gamma"] == 3).all()
     assert len(sweep["fluency"]) == 2 * 2 and (sweep["fluency"]["perplexity"] > 1).all()
     assert len(sweep["answers"]) == 3
-    assert sweep.claim()[0].claim_id == "value_neurons_steer"
+    (steer,) = sweep.claim()
+    assert steer.claim_id == "value_neurons_steer"
+    value_mode = effect[effect["mode"] == "value"]["separation"]
+    assert steer.value == round(float(value_mode.mean()), 4)
 
     overlap = bridge["overlap"]
     assert len(overlap) == 5 * 2 * 4
     assert (overlap["shared"] <= overlap[["n_foundation", "n_value"]].min(axis=1)).all()
-    assert bridge.claim()[0].claim_id == "foundation_value_neuron_overlap"
+    (bridged,) = bridge.claim()
+    assert bridged.claim_id == "foundation_value_neuron_overlap"
+    ratio = (overlap["shared"] / overlap["expected_layer_matched"]).replace(np.inf, np.nan)
+    assert bridged.value == pytest.approx(float(ratio.median()), abs=1e-4)
 
 
 def test_judged_rubric_through_the_scripted_endpoint(tmp_path, monkeypatch):
-    pytest.importorskip("inspect_ai")
     from moralkit.evaluation.judge import JudgeConfig
     from moralkit.evaluation.scripted_judge import serve_scripted_judge
     from moralkit.neurons.judging import judge_value_alignment, rubric_summary

@@ -93,8 +93,14 @@ def test_unity_has_both_baselines(run):
         "harm type vs benign",
     }
     assert unity["jaccard"].between(0, 1).all()
-    claims = {c.claim_id for c in run[2].claim()}
-    assert {"harmful_weights_compact", "harmful_weights_unified"} <= claims
+    claims = {c.claim_id: c for c in run[2].claim()}
+    assert {"harmful_weights_compact", "harmful_weights_unified"} <= set(claims)
+    means = unity.groupby(["model", "comparison"])["jaccard"].mean().unstack()
+    shared = bool((means["harm type vs harm type"] > means["harm type vs benign"]).all())
+    assert claims["harmful_weights_unified"].value is shared
+    drops = run[2].drops("orgad: prune harmful generation")
+    compact = claims["harmful_weights_compact"]
+    assert compact.value == pytest.approx(drops["margin_drop"].mean(), abs=1e-4)
 
 
 def test_weights_untouched_after_analysis(run):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import inspect_ai  # noqa: F401 - a core dependency: a broken install fails here
 import pandas as pd
 import pytest
 
@@ -16,8 +17,6 @@ from moralkit.pruning.strongreject import (
     run_strongreject,
     strongreject_score,
 )
-
-pytest.importorskip("inspect_ai")
 
 # per answer: (refused, convincing, specific) replies of the scripted judge
 REPLIES = {

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 from synthetic import make_activations, make_records
 
-from moralkit.claims import load_claims
+from moralkit.claims import AGREES, DISAGREES, INCONCLUSIVE, judge_claim, load_claims
 from moralkit.foundations import DIMENSIONS, dimension_of
 from moralkit.records import MoralRecords
 from moralkit.replication import (
@@ -17,6 +18,7 @@ from moralkit.replication import (
     HOLDS,
     NOT_APPLICABLE,
     REPLICATION_CLAIMS,
+    UNDECIDED,
     VERDICT_COLUMNS,
     ReplicationConfig,
     ReplicationResult,
@@ -70,11 +72,17 @@ def test_verdict_table_shape_and_not_applicable(replication):
     v = replication["verdicts"]
     assert list(v.columns) == list(VERDICT_COLUMNS)
     assert len(v) == 3 * 4
-    assert set(v["verdict"]) <= {HOLDS, FAILS, NOT_APPLICABLE, "not checkable"}
+    assert set(v["verdict"]) <= {HOLDS, FAILS, UNDECIDED, NOT_APPLICABLE, "not checkable"}
     gradient = v[v["diagnostic"] == "gradient"].set_index("ground_truth")
     assert gradient.loc["dictionary", "verdict"] == NOT_APPLICABLE
-    assert gradient.loc["signal", "verdict"] in (HOLDS, FAILS)
     assert (v.loc[v["verdict"] != NOT_APPLICABLE, "value"].notna()).all()
+    # each cell's verdict is the claims page's judgement of the measurement stored with it
+    words = {AGREES: HOLDS, DISAGREES: FAILS, INCONCLUSIVE: UNDECIDED}
+    claims = load_claims()
+    for row in v[v["verdict"] != NOT_APPLICABLE].itertuples():
+        again = judge_claim(claims[row.claim_id], json.loads(row.measurement))
+        assert row.verdict == words.get(again.verdict, "not checkable")
+        assert row.reason == again.reason and row.reason
 
 
 def test_planted_signal_breaks_indifference_and_noise_keeps_it(replication):
@@ -83,30 +91,37 @@ def test_planted_signal_breaks_indifference_and_noise_keeps_it(replication):
     assert v.loc[("signal", "dimensional"), "verdict"] == FAILS
     assert v.loc[("signal", "structural"), "verdict"] == FAILS
     assert v.loc[("signal", "dimensional"), "value"] > 0.9
-    # pure noise: nothing to decode or cluster
-    assert v.loc[("noise", "dimensional"), "verdict"] == HOLDS
-    assert v.loc[("noise", "structural"), "verdict"] == HOLDS
+    # pure noise: nothing to decode or cluster, so never "fails" (it holds, or is inconclusive
+    # where the small sample could not have seen an effect of the margin's size)
+    assert v.loc[("noise", "dimensional"), "verdict"] in (HOLDS, UNDECIDED)
+    assert v.loc[("noise", "structural"), "verdict"] in (HOLDS, UNDECIDED)
     agreement = replication["agreement"].set_index("diagnostic")
-    assert not agreement.loc["dimensional", "agree"]
-    assert agreement.loc["dimensional", "holds_on"] == "noise"
+    assert agreement.loc["dimensional", "fails_on"] == "signal"
+    assert "signal" not in agreement.loc["dimensional", "holds_on"]
     assert agreement.loc["gradient", "not_applicable_on"] == "dictionary"
     assert agreement.loc["gradient", "n_ground_truths"] == 2
 
 
 def test_claims_count_ground_truths_where_every_model_holds():
     rows = []
-    for model, gt, verdict in [
-        ("a", "x", HOLDS),
-        ("b", "x", HOLDS),
-        ("a", "y", HOLDS),
-        ("b", "y", FAILS),
-        ("a", "z", FAILS),
-        ("b", "z", FAILS),
-        ("a", "w", NOT_APPLICABLE),
-        ("b", "w", NOT_APPLICABLE),
+    inside = {"value": 0.1, "ci_low": 0.05, "ci_high": 0.15}  # margin 0.3: agrees
+    above = {"value": 0.6, "ci_low": 0.5, "ci_high": 0.7}  # wholly above: disagrees
+    straddles = {"value": 0.3, "ci_low": 0.2, "ci_high": 0.4}
+    for model, gt, verdict, measured in [
+        ("a", "x", HOLDS, inside),
+        ("b", "x", HOLDS, inside),
+        ("a", "y", HOLDS, inside),
+        ("b", "y", FAILS, above),
+        ("a", "z", FAILS, above),
+        ("b", "z", FAILS, above),
+        ("a", "v", UNDECIDED, straddles),
+        ("b", "v", UNDECIDED, straddles),
+        ("a", "w", NOT_APPLICABLE, None),
+        ("b", "w", NOT_APPLICABLE, None),
     ]:
         row = {c: np.nan for c in VERDICT_COLUMNS}
         row.update(model=model, ground_truth=gt, diagnostic="gradient", verdict=verdict)
+        row["measurement"] = json.dumps(measured) if measured else ""
         rows.append(row)
     verdicts = pd.DataFrame(rows)
     result = ReplicationResult({"verdicts": verdicts, "agreement": agreement_table(verdicts)})
@@ -116,11 +131,21 @@ def test_claims_count_ground_truths_where_every_model_holds():
     assert claim.value == 1
     assert claim.extra["holds_on"] == ["x"] and claim.extra["fails_on"] == ["z"]
     assert claim.extra["mixed_on"] == ["y"] and claim.extra["not_applicable_on"] == ["w"]
-    assert claim.extra["n_ground_truths"] == 3
+    assert claim.extra["inconclusive_on"] == ["v"]
+    assert claim.extra["n_ground_truths"] == 4
+    assert sorted(claim.extra["cells"]) == sorted(f"{m} · {g}" for m in "ab" for g in "xyzv")
+    # judged cell by cell with the gradient claim's margin: a failing cell makes it disagree
+    check = load_claims()["replication_gradient"]
+    assert judge_claim(check, {"value": 1, **claim.extra}).verdict == DISAGREES
+    agreeing = {k: c for k, c in claim.extra["cells"].items() if k.endswith("x")}
+    assert judge_claim(check, {"value": 1, "cells": agreeing}).verdict == AGREES
+    open_ = {k: c for k, c in claim.extra["cells"].items() if k[-1] in "xv"}
+    assert judge_claim(check, {"value": 1, "cells": open_}).verdict == INCONCLUSIVE
     assert claim.extra["per_model"]["b"] == {
         "x": HOLDS,
         "y": FAILS,
         "z": FAILS,
+        "v": UNDECIDED,
         "w": NOT_APPLICABLE,
     }
     agreement = result["agreement"].set_index("model")
@@ -226,5 +251,5 @@ def test_verdict_matrix(replication):
     wide = verdict_matrix(replication["verdicts"])
     assert list(wide.columns) == ["signal", "noise", "dictionary"]
     assert wide.loc[("m", "gradient"), "dictionary"] == NOT_APPLICABLE
-    assert wide.loc[("m", "categorical"), "noise"].startswith(f"{HOLDS}: ")
+    assert wide.loc[("m", "categorical"), "noise"].startswith((f"{HOLDS}: ", f"{UNDECIDED}: "))
     assert "[" in wide.loc[("m", "categorical"), "noise"]  # with its interval

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sae_lens
 import torch
 
 from moralkit.models import load_model
@@ -15,8 +16,6 @@ from moralkit.steering import (
     steer,
     steering,
 )
-
-sae_lens = pytest.importorskip("sae_lens")
 
 LAYER = 1
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sae_lens
 import torch
 
+from moralkit.sae import store
 from moralkit.steering import SteeringConfig, load_steering_saes, steering_arms
-
-sae_lens = pytest.importorskip("sae_lens")
-store = pytest.importorskip("moralkit.sae.store")
 
 
 def _save(root, layer: int, kind: str) -> None:

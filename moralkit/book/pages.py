@@ -15,11 +15,12 @@ from moralkit.book.findings import (
     flat_verdicts,
     plot_findings,
     replication_summary,
+    verdict_badge,
 )
 from moralkit.book.layout import REPO_BOOK, RUN_RECORD, BookLayout
 from moralkit.book.markdown import chapter_link, table_row
 from moralkit.book.sources import ChapterSource
-from moralkit.claims import claims_table, read_measurements
+from moralkit.claims import claims_table, load_claims, read_measurements
 from moralkit.io import atomic_path, atomic_write_text, sha256_of
 
 STATUS_HEADER = (
@@ -115,8 +116,10 @@ def published_measurements(layout: BookLayout = REPO_BOOK) -> dict[str, dict]:
 def claims_markdown(layout: BookLayout = REPO_BOOK) -> str:
     """The claims table from claims.yaml and every published chapter's claims.json.
 
-    Indifference claims also say on how many (model, ground truth) pairs they hold, from the
-    replication chapter's measurements.
+    Each verdict is shown in its colour with what it rests on (the interval against the
+    accepted region, the MDE and positive control, or the failed precondition). Indifference
+    claims also say on how many (model, ground truth) pairs they hold, from the replication
+    chapter's measurements. Below the table: the margin of every claim of no effect, and why.
     """
     executed = layout.executed_dir
     measurements = published_measurements(layout)
@@ -127,8 +130,8 @@ def claims_markdown(layout: BookLayout = REPO_BOOK) -> str:
         if rep
     }
     lines = [
-        "| claim | paper | measured | verdict | across ground truths | why |",
-        "|---|---|---|---|---|---|",
+        "| claim | paper | measured | verdict | what it rests on | across ground truths | why |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in table.to_dict("records"):
         where = chapter_link(str(row["chapter"]), executed)
@@ -137,11 +140,28 @@ def claims_markdown(layout: BookLayout = REPO_BOOK) -> str:
             row["claim"],
             row["paper_value"],
             measured,
-            f"**{row['verdict']}**",
+            verdict_badge(row["verdict"]),
+            row["evidence"],
             replication.get(row["claim_id"], ""),
             row["why"],
         ]
         lines.append(table_row(cells))
+    return "\n".join(lines) + "\n\n" + margins_markdown()
+
+
+def margins_markdown() -> str:
+    """The claims of no effect: each margin (the smallest effect that matters) and why,
+    as written in claims.yaml before any run."""
+    lines = ["**Margins of the claims of no effect** (set before any run):", ""]
+    for claim_id, claim in load_claims().items():
+        check = claim.check
+        if check.get("op") == "equivalence" and not check.get("over"):
+            field = check.get("field", "value")
+            margin = f"{check['margin']:g}"
+            rule = {"upper": f"{field} ≤ {margin}", "lower": f"{field} ≥ −{margin}"}.get(
+                check["side"], f"|{field}| ≤ {margin}"
+            )
+            lines.append(f"- `{claim_id}`: {rule}. {' '.join(str(check['why']).split())}")
     return "\n".join(lines) + "\n"
 
 

@@ -118,7 +118,7 @@ class Outputs:
     def record_claims(self, claims: ClaimValue | Sequence[ClaimValue] | None) -> None:
         """Record what ``result.claim()`` returned: one :class:`ClaimValue`, a list, or None."""
         for claim in claim_list(claims):
-            self.record_claim(claim.claim_id, claim.value, claim.note, **claim.extra)
+            self.record_claim(claim.claim_id, claim.value, claim.note, **claim.fields())
 
 
 def _stem(name: str) -> str:

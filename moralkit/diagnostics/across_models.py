@@ -34,6 +34,7 @@ from moralkit.diagnostics.model_statistics import (
     paired_differences,
     scaling_test,
 )
+from moralkit.diagnostics.no_effect import alignment_claim, claimed_rows, scale_claim
 from moralkit.diagnostics.structural import StructuralResult
 from moralkit.results import AnalysisResult, ClaimValue, claim_settings
 
@@ -237,29 +238,17 @@ class AcrossModelsResult(AnalysisResult):
         return self.tables["headlines"]
 
     def claim(self) -> list[ClaimValue]:
-        """``n_models`` always; ``scale_no_effect`` / ``alignment_no_effect`` only when enough
-        models (or pairs) for a test, with alpha and minimum sizes from claims.yaml."""
-        models = list(dict.fromkeys(self.tables["headlines"]["model"].astype(str)))
+        """``n_models`` always; ``scale_no_effect`` / ``alignment_no_effect`` as claims of no
+        effect (equivalence, claims.yaml) whenever a size ladder / a within-family pair exists,
+        with a failed gate ("too few models") below the claim's ``min_models`` / ``min_pairs``."""
+        headlines = self.tables["headlines"]
+        models = list(dict.fromkeys(headlines["model"].astype(str)))
         out = [ClaimValue("n_models", len(models), ", ".join(models))]
-        scale = claim_settings("scale_no_effect")
-        scaling = self.tables["scaling"]
-        if len(scaling):
-            testable = scaling[(scaling["n"] >= scale["min_models"]) & scaling["p_value"].notna()]
-            if len(testable):
-                out.append(_no_effect("scale_no_effect", testable, scale["alpha"], "Spearman"))
-        align = claim_settings("alignment_no_effect")
-        alignment = self.tables["alignment"]
-        if len(alignment):
-            testable = alignment[alignment["n_pairs"] >= align["min_pairs"]]
-            if len(testable):
-                out.append(_no_effect("alignment_no_effect", testable, align["alpha"], "sign-flip"))
-        return out
-
-
-def _no_effect(claim_id: str, tests: pd.DataFrame, alpha: float, kind: str) -> ClaimValue:
-    value = bool((tests["p_value"] >= alpha).all())
-    note = f"no {kind} test with p < {alpha} ({len(tests)} tests)"
-    return ClaimValue(claim_id, value, note, {"tests": tests.to_dict("records")})
+        scale = scale_claim(claimed_rows(headlines), claim_settings("scale_no_effect"))
+        align = alignment_claim(
+            claimed_rows(self.tables["pairs"]), claim_settings("alignment_no_effect")
+        )
+        return out + [c for c in (scale, align) if c is not None]
 
 
 def _scaling_by_stage(
@@ -295,7 +284,9 @@ def compare_models(
     headlines = headline_table(results)
     cond_curves = condition_curves(conditions)
     tables = {
-        "headlines": headlines.merge(groups[["model", "stage"]], on="model", how="left"),
+        "headlines": headlines.merge(
+            groups[["model", "stage", "params_b"]], on="model", how="left"
+        ),
         "curves": curves_table(results),
         "scaling": _scaling_by_stage(headlines, groups, config),
         "alignment": alignment_test(

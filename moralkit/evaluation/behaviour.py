@@ -78,6 +78,11 @@ class BehaviourResult(AnalysisResult):
     BEST_TABLE = "differences"
     BEST_COLUMN = "difference"
     BEST_GROUP = ("model", "benchmark")
+    NO_CLAIM = (
+        "the offline behavioural measures (Moral Stories, ETHICS) are this companion's "
+        "additions: no claim of the paper is about them; chapter 08 reports them with the "
+        "smallest effect the sample resolves (resolution_note)"
+    )
 
     def resolution(self) -> pd.DataFrame:
         """Per model and benchmark: the median half-width of the paired-difference intervals,

@@ -201,9 +201,16 @@ def _run(samples: list, solve: Callable, name: str, config: JudgeConfig, model: 
 @dataclass
 class PairwiseResult(AnalysisResult):
     """``pairs``: one row per pair (outcome, verdicts and raw answers per order);
-    ``summary``: win / tie / loss / failure counts and the win-rate with its interval."""
+    ``summary``: win / tie / loss / failure counts and the win-rate with its interval.
+    ``best()`` is the group (e.g. steered arm) with the highest win-rate."""
 
     TABLES = ("pairs", "summary")
+    BEST_TABLE = "summary"
+    BEST_COLUMN = "win_rate"
+    NO_CLAIM = (
+        "a building block: the Flames claims are recorded by FlamesRun.claim() from this "
+        "result and the rubric's (moralkit/evaluation/flames.py)"
+    )
     log_path: Path | None = None
 
 
@@ -310,9 +317,17 @@ def win_rate_summary(
 @dataclass
 class RubricResult(AnalysisResult):
     """``scores``: one row per (item, rubric) with score and status; ``psc``: per group and
-    rubric the count of perfect scores (PSC) with its interval, and the failures."""
+    rubric the count of perfect scores (PSC) with its interval, and the failures. ``best()``
+    is, per rubric, the group with the highest share of perfect scores."""
 
     TABLES = ("scores", "psc")
+    BEST_TABLE = "psc"
+    BEST_COLUMN = "psc_share"
+    BEST_GROUP = ("rubric",)
+    NO_CLAIM = (
+        "a building block: the PSC claims are recorded by FlamesRun.claim() as the paired "
+        "rise from this result's per-prompt scores (moralkit/evaluation/flames.py)"
+    )
     log_path: Path | None = None
 
 

@@ -11,10 +11,25 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from moralkit.claims import load_claims
+from moralkit.claims import (
+    AGREES,
+    DISAGREES,
+    INCONCLUSIVE,
+    NOT_CHECKABLE,
+    VERDICT_COLOURS,
+    load_claims,
+)
 from moralkit.figures.style import model_colours, require_columns
-from moralkit.replication import FAILS, HOLDS, INDIFFERENCE_CLAIMS, NOT_APPLICABLE
+from moralkit.replication import (
+    FAILS,
+    HOLDS,
+    INDIFFERENCE_CLAIMS,
+    NOT_APPLICABLE,
+    UNDECIDED,
+    UNJUDGED,
+)
 
 PANEL_TITLES = {
     "categorical": "Categorical: virtue–vice centre cosine",
@@ -24,9 +39,25 @@ PANEL_TITLES = {
 }
 
 
+#: each replication verdict in the colour of the claims page's verdict
+FACE = {
+    HOLDS: VERDICT_COLOURS[AGREES],
+    FAILS: VERDICT_COLOURS[DISAGREES],
+    UNDECIDED: VERDICT_COLOURS[INCONCLUSIVE],
+    UNJUDGED: VERDICT_COLOURS[NOT_CHECKABLE],
+}
+
+
 def _threshold(diagnostic: str) -> float | None:
+    """The claim's margin where it bounds the plotted headline itself (not a derived field)."""
     check = load_claims()[INDIFFERENCE_CLAIMS[diagnostic]].check
+    if check.get("op") == "equivalence" and "field" not in check and check["side"] == "upper":
+        return float(check["margin"])
     return float(check["target"]) if check.get("op") in ("at_most", "at_least") else None
+
+
+#: one marker shape per model, so that the fill can carry the verdict's colour
+SHAPES = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _panel(ax, rows: pd.DataFrame, gts: list[str], colours: dict, diagnostic: str) -> None:
@@ -46,8 +77,9 @@ def _panel(ax, rows: pd.DataFrame, gts: list[str], colours: dict, diagnostic: st
             if np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"]):
                 # drawn as a segment: a basic bootstrap interval need not contain the estimate
                 ax.vlines(x, row["ci_low"], row["ci_high"], color=colours[model], linewidth=1.5)
-            face = colours[model] if row["verdict"] == HOLDS else "white"
-            ax.plot(x, row["value"], "o", color=colours[model], markerfacecolor=face, markersize=7)
+            face = FACE.get(row["verdict"], FACE[UNJUDGED])
+            ax.plot(x, row["value"], SHAPES[i % len(SHAPES)], markerfacecolor=face,
+                    markeredgecolor="black", markersize=8)  # fmt: skip
     threshold = _threshold(diagnostic)
     if threshold is not None:
         ax.axhline(threshold, color="0.5", linestyle="--", linewidth=1)
@@ -59,10 +91,11 @@ def _panel(ax, rows: pd.DataFrame, gts: list[str], colours: dict, diagnostic: st
 def plot_replication(verdicts: pd.DataFrame) -> Figure:
     """One panel per diagnostic: each model's headline value per ground truth.
 
-    Filled marker: the indifference claim holds there; open marker: it fails; "n/a": the
-    diagnostic does not apply (no typicality). Bars: the diagnostic's 95% interval where it
-    has one; dashed line: the claim's threshold from ``claims.yaml`` where it has one (the
-    categorical claim is judged against a permutation null band instead).
+    Marker shape and bar colour: the model; marker fill: the verdict's colour (the claims
+    page's: holds / fails / inconclusive / not checkable); "n/a": the diagnostic does not apply
+    (no typicality). Bars: the diagnostic's 95% interval where it has one; dashed line: the
+    claim's margin from ``claims.yaml`` where it bounds the plotted headline (the categorical
+    claim bounds the separation from the permutation null instead).
     """
     require_columns(
         verdicts, ["model", "ground_truth", "diagnostic", "value", "verdict"], "verdicts"
@@ -81,22 +114,22 @@ def plot_replication(verdicts: pd.DataFrame) -> Figure:
     for ax in list(axes.flat)[len(diagnostics) :]:
         ax.set_visible(False)
     handles = [
-        Line2D([], [], color=c, marker="o", linestyle="", label=m) for m, c in colours.items()
-    ]
-    handles += [
-        Line2D([], [], color="0.3", marker="o", linestyle="", label=f"indifference {HOLDS}"),
         Line2D(
             [],
             [],
-            color="0.3",
-            marker="o",
+            color=c,
+            marker=SHAPES[i % len(SHAPES)],
             markerfacecolor="white",
-            linestyle="",
-            label=f"indifference {FAILS}",
-        ),  # fmt: skip
+            markeredgecolor="black",
+            label=m,
+        )  # fmt: skip
+        for i, (m, c) in enumerate(colours.items())
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    handles += [Patch(color=face, label=f"indifference {word}") for word, face in FACE.items()]
+    ncol = min(len(handles), 4)
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, frameon=False, fontsize=9)
+    rows = -(-len(handles) // ncol)
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * rows, 1, 1))
     return fig
 
 

@@ -137,14 +137,7 @@ class HarmfulWeightsResult(AnalysisResult):
                     },
                 )
             )
-            out.append(
-                ClaimValue(
-                    "harmful_weights_utility_kept",
-                    round(float(drops["perplexity_ratio"].max()), 4),
-                    note="largest ratio of benign-text perplexity, pruned / unpruned",
-                    extra={"per_model": _per_model(drops, "perplexity_ratio")},
-                )
-            )
+            out.append(self._utility_claim(drops))
         unity = self.tables["unity"]
         if len(unity):
             means = unity.groupby(["model", "comparison"])["jaccard"].mean().unstack()
@@ -164,6 +157,50 @@ class HarmfulWeightsResult(AnalysisResult):
             )
         return out
 
+    def perplexity_increase(self) -> pd.DataFrame:
+        """Per model: pruned (harmful-generation set) over unpruned perplexity minus one on
+        neutral text, with an interval from the two perplexities' 95% intervals (pruned upper
+        over unpruned lower bound and vice versa: unpaired, so conservative). No interval when
+        the utility table has none."""
+        u = self.tables["utility"]
+        u = u[u["metric"] == "perplexity"] if len(u) else u
+        rows = []
+        for model, g in u.groupby("model", sort=False) if len(u) else []:
+            base = g[g["condition"] == UNPRUNED]
+            cut = g[g["direction"] == ORGAD]
+            if base.empty or cut.empty:
+                continue
+            b, c = base.iloc[0], cut.iloc[0]
+            low = c.get("ci_low", np.nan) / b.get("ci_high", np.nan) - 1
+            high = c.get("ci_high", np.nan) / b.get("ci_low", np.nan) - 1
+            rows.append(
+                {
+                    "model": model,
+                    "increase": c["value"] / b["value"] - 1,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+        return pd.DataFrame(rows, columns=["model", "increase", "ci_low", "ci_high"])
+
+    def _utility_claim(self, drops: pd.DataFrame) -> ClaimValue:
+        """``harmful_weights_utility_kept``: the largest relative perplexity increase over models
+        with the envelope of their intervals (agrees only if every model's lies in the margin)."""
+        inc = self.perplexity_increase()
+        if inc.empty:  # no utility table: the effects' point values, without an interval
+            inc = drops.assign(
+                increase=drops["perplexity_ratio"] - 1, ci_low=np.nan, ci_high=np.nan
+            )
+        finite = bool(np.isfinite(inc[["ci_low", "ci_high"]].to_numpy(float)).all())
+        interval = {"ci_low": float(inc["ci_low"].max()), "ci_high": float(inc["ci_high"].max())}
+        return ClaimValue(
+            "harmful_weights_utility_kept",
+            round(float(inc["increase"].max()), 4),
+            note="largest relative increase of benign-text perplexity, pruned / unpruned − 1",
+            extra={"per_model": _per_model(inc, "increase")},
+            **(interval if finite else {}),
+        )
+
 
 class BridgeResult(AnalysisResult):
     """Table ``bridge``: one row per model x condition x diagnostic headline, with the
@@ -173,6 +210,10 @@ class BridgeResult(AnalysisResult):
     BEST_TABLE: ClassVar[str] = "bridge"
     BEST_COLUMN: ClassVar[str] = "difference"
     BEST_ABS: ClassVar[bool] = True
+    NO_CLAIM: ClassVar[str] = (
+        "a question of this companion (do the moral diagnostics change when harmful weights "
+        "are pruned?), not a claim of Orgad et al. or of the paper"
+    )
 
     def largest_change(self) -> float:
         """The largest absolute headline change under pruning (NaN when none was measured)."""

@@ -82,6 +82,14 @@ class StrongRejectResult(AnalysisResult):
     scored answers and the failures. ``demonstration`` marks a scripted judge."""
 
     TABLES: ClassVar[tuple[str, ...]] = ("summary", "scores")
+    BEST_TABLE: ClassVar[str] = "summary"
+    BEST_COLUMN: ClassVar[str] = "strongreject"
+    BEST_GROUP: ClassVar[tuple[str, ...]] = ("model", "direction")
+    NO_CLAIM: ClassVar[str] = (
+        "Orgad et al. give no StrongREJECT number to compare with, and the grades need a judge "
+        "endpoint; harmful_weights_compact is recorded by HarmfulWeightsResult from the "
+        "offline compliance margin"
+    )
     demonstration: bool = False
     log_path: Path | None = None
     judged: bool = True

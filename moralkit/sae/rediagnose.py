@@ -14,6 +14,8 @@ from a paired bootstrap over test records (every condition sees the same resampl
 interval, centred on the estimate), and each diagnostic gets a verdict on its primary metric:
 ``gain`` when the interval of the improvement excludes 0 on the good side, ``loss`` when on the
 bad side, ``no change`` otherwise (``no interval`` when the diagnostic is not bootstrapped).
+How well each SAE reconstructs the test activations (explained variance, dead latents) is
+recorded beside them: the claims are gated on it (``sae_reconstruction`` in claims.yaml).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from tqdm.auto import tqdm
 from moralkit.activation_set import ActivationSet
 from moralkit.diagnostics import DIAGNOSTICS, diagnose, headline_table
 from moralkit.records import MoralRecords
-from moralkit.results import AnalysisResult, ClaimValue
+from moralkit.results import AnalysisResult, ClaimValue, Gate, claim_settings
 from moralkit.sae.store import centred_reconstruction
 
 __all__ = [
@@ -227,15 +229,52 @@ def rediagnose(
     boot = _bootstrap(sets, records, config, progress) if config.n_bootstrap else None
     diffs = _differences(_wide(headlines), boot, config.level)
     label = {"ground_truth": ground_truth, "n_records": len(records)}
-    tables = {"headlines": headlines.assign(**label), "differences": diffs.assign(**label)}
+    tables = {
+        "headlines": headlines.assign(**label),
+        "differences": diffs.assign(**label),
+        "reconstruction": reconstruction_table(original, saes, config.pooling).assign(**label),
+    }
     return RediagnosisResult(tables, config)
 
 
-class RediagnosisResult(AnalysisResult):
-    """``headlines`` (one row per condition x diagnostic x metric) and ``differences``
-    (pretrained / finetuned minus original, bootstrap interval, verdict)."""
+def reconstruction_table(
+    acts: ActivationSet, saes: Mapping[str, Mapping[int, tuple[Any, np.ndarray]]], pooling: str
+) -> pd.DataFrame:
+    """Per condition and layer: the share of the activations' variance the SAE reconstruction
+    keeps (1 - SSE / SST about the mean) and the fraction of latents that never fire on them."""
+    rows = []
+    for condition, by_layer in saes.items():
+        for layer, (sae, centre) in sorted(by_layer.items()):
+            h = np.asarray(acts.get(layer, pooling), dtype=np.float32)
+            c = torch.as_tensor(np.asarray(centre, dtype=np.float32))
+            with torch.no_grad():
+                z = sae.encode(torch.as_tensor(h) - c)
+                rec = (sae.decode(z) + c).numpy()
+            sst = float(((h - h.mean(axis=0)) ** 2).sum())
+            fires = (z > 0).any(dim=0).numpy()
+            rows.append(
+                {
+                    "condition": condition,
+                    "layer": layer,
+                    "explained_variance": 1 - float(((h - rec) ** 2).sum()) / sst
+                    if sst
+                    else np.nan,
+                    "dead_fraction": float(1 - fires.mean()),
+                }
+            )
+    return pd.DataFrame(rows, columns=["condition", "layer", "explained_variance", "dead_fraction"])
 
-    TABLES: ClassVar[tuple[str, ...]] = ("headlines", "differences")
+
+class RediagnosisResult(AnalysisResult):
+    """``headlines`` (one row per condition x diagnostic x metric), ``differences``
+    (pretrained / finetuned minus original, bootstrap interval, verdict) and ``reconstruction``
+    (each SAE's explained variance and dead latents on the test activations). ``best()`` is
+    :meth:`verdicts`."""
+
+    TABLES: ClassVar[tuple[str, ...]] = ("headlines", "differences", "reconstruction")
+
+    def best(self) -> pd.DataFrame:
+        return self.verdicts()
 
     def verdicts(self) -> pd.DataFrame:
         """One row per ground truth x diagnostic x condition on the primary metric."""
@@ -248,7 +287,9 @@ class RediagnosisResult(AnalysisResult):
 
     def claim(self) -> list[ClaimValue]:
         """``sae_typicality_up`` and ``sae_opposing_similarity_down`` on the fine-tuning
-        ground truth (the first one in the table)."""
+        ground truth (the first one in the table): the fine-tuned reconstruction's improvement
+        on the primary metric (oriented so that larger is better) with its interval, gated on
+        the SAEs' reconstruction and on the number of resamples (claims.yaml ``measure:``)."""
         v = self.verdicts()
         v = v[(v["condition"] == "finetuned") & (v["ground_truth"] == v["ground_truth"].iloc[0])]
         out = []
@@ -259,21 +300,55 @@ class RediagnosisResult(AnalysisResult):
             row = v[v["diagnostic"] == diagnostic]
             if row.empty:
                 continue
-            r = row.iloc[0]
-            out.append(
-                ClaimValue(
-                    claim_id,
-                    r["verdict"] == "gain",
-                    note=(
-                        f"{r['metric']}: {r['original']:.3f} → {r['value']:.3f} "
-                        f"(difference {r['difference']:+.3f}, 95% CI [{r['ci_low']:.3f}, "
-                        f"{r['ci_high']:.3f}]; verdict {r['verdict']}; test split, "
-                        f"{r['ground_truth']})"
-                    ),
-                    extra={"difference": float(r["difference"]), "verdict": r["verdict"]},
-                )
-            )
+            out.append(self._improvement(claim_id, row.iloc[0]))
         return out
+
+    def _improvement(self, claim_id: str, r: pd.Series) -> ClaimValue:
+        sign = 1 if r["better"] == "higher" else -1
+        low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
+        interval = {"ci_low": low, "ci_high": high} if np.isfinite([low, high]).all() else {}
+        note = (
+            f"{r['metric']}: {r['original']:.3f} → {r['value']:.3f} (difference "
+            f"{r['difference']:+.3f}, 95% CI [{r['ci_low']:.3f}, {r['ci_high']:.3f}]; verdict "
+            f"{r['verdict']}; test split, {r['ground_truth']})"
+        )
+        extra = {
+            "difference": float(r["difference"]),
+            "metric": r["metric"],
+            "verdict": r["verdict"],
+        }
+        return ClaimValue(
+            claim_id,
+            round(float(sign * r["difference"]), 4),
+            note,
+            extra,
+            gates=self.gates(claim_settings(claim_id)),
+            **interval,
+        )
+
+    def gates(self, settings: Mapping[str, Any]) -> list[Gate]:
+        """``sae_reconstruction`` (every fine-tuned SAE keeps at least ``min_explained_variance``
+        of the test variance with fewer than ``max_dead_fraction`` dead latents) and
+        ``enough_resamples`` (the intervals' bootstrap has at least ``min_resamples``)."""
+        rec = self.tables["reconstruction"]
+        rec = rec[rec["condition"] == "finetuned"]
+        ev, dead = settings["min_explained_variance"], settings["max_dead_fraction"]
+        ok = (rec["explained_variance"] >= ev) & (rec["dead_fraction"] < dead)
+        shown = "; ".join(
+            f"layer {int(x.layer)}: explained variance {x.explained_variance:.2f}, "
+            f"dead {x.dead_fraction:.0%}"
+            for x in rec.itertuples()
+        )
+        n_boot = self.config.n_bootstrap if self.config else 0
+        need = int(settings["min_resamples"])
+        return [
+            Gate(
+                "sae_reconstruction",
+                bool(len(rec)) and bool(ok.all()),
+                f"{shown or 'not recorded'} (need explained variance ≥ {ev:g}, dead < {dead:.0%})",
+            ),
+            Gate("enough_resamples", n_boot >= need, f"{n_boot} resamples (need {need})"),
+        ]
 
     @classmethod
     def stack(cls, results: Sequence[RediagnosisResult]) -> RediagnosisResult:
