@@ -8,7 +8,7 @@ from synthetic import make_activations, make_records
 from moralkit.activation_set import ActivationSet
 from moralkit.sae import load_sae_dir
 from moralkit.sae import pipeline as pipeline_module
-from moralkit.sae.pipeline import find_layer, run_surgery, surgery_config
+from moralkit.sae.pipeline import SurgeryConfig, find_layer, run_surgery, surgery_config
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +109,18 @@ def test_a_lookup_never_returns_another_variants_sae(inputs, tmp_path, monkeypat
     assert again.surgeries[0].paths == found
     with pytest.raises(FileNotFoundError, match="no finetuned SAE for model='toy' layer=1"):
         run_surgery("toy", acts, records, extra, [1], page, cache_dir=tmp_path, train=False)
+
+
+def test_surgery_config_reads_a_chapters_parameters_and_checks_them():
+    params = {"sae_preset": "tiny", "objective": "page", "sampler_bug": True, "seed": 3,
+              "n_unlabelled": 10, "pooling": "last", "n_bootstrap": 5}  # fmt: skip
+    config = SurgeryConfig.from_parameters(params)
+    assert config == surgery_config("tiny", "page", True, 3, 10, "last")
+    assert config.train.seed == config.finetune.seed == 3 and config.sampler_bug
+    assert config.finetune.w_l1 == 0 and config.train.target_l0 == 10  # page objective, tiny
+    assert SurgeryConfig.from_parameters({"sae_preset": "tiny", "seed": None}).seed == 0
+    for bad, match in (({"objective": "x"}, "objective='x'"), ({"pooling": "max"}, "pooling"),
+                       ({"n_unlabelled": -2}, "n_unlabelled=-2"),
+                       ({"sae_preset": "huge"}, "unknown SAE preset")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            SurgeryConfig.from_parameters({**params, **bad})

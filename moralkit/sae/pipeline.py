@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from moralkit.activation_set import ActivationSet
+from moralkit.activation_set import POOLINGS, ActivationSet
 from moralkit.foundations import DIMENSIONS
 from moralkit.records import MoralRecords
 from moralkit.results import AnalysisResult, ClaimValue
@@ -66,6 +66,14 @@ class SurgeryConfig:
     finetune: FinetuneConfig = FinetuneConfig()
     top_features: int = 3  # features whose top records the chapter shows, per layer
 
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective={self.objective!r}; expected one of {list(OBJECTIVES)}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r}; expected one of {list(POOLINGS)}")
+        if self.n_unlabelled < -1:
+            raise ValueError(f"n_unlabelled={self.n_unlabelled}; expected -1 (all) or >= 0")
+
     @property
     def sampler_bug(self) -> bool:
         """Whether fine-tuning reproduces the released code's sampler weights."""
@@ -96,7 +104,7 @@ def surgery_config(
 ) -> SurgeryConfig:
     """The settings of one preset; ``objective`` is ``code`` (six terms) or ``page`` (three
     named losses plus reconstruction); ``sampler_bug`` reproduces the code's sampler."""
-    if objective not in OBJECTIVES:
+    if objective not in OBJECTIVES:  # before OBJECTIVES[objective] below
         raise ValueError(f"objective={objective!r}; expected one of {list(OBJECTIVES)}")
     name = str(preset_name)
     return SurgeryConfig(
