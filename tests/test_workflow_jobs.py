@@ -55,6 +55,8 @@ def jobs(tmp_path, monkeypatch):
     monkeypatch.setenv("MORALKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MORALKIT_DATA_MIRROR", str(SHARED_DATA))
     monkeypatch.setenv("MORALKIT_OUTPUT_DIR", str(tmp_path / "out"))  # the jobs set it too
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # inspect-ai's logs and cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     spec = importlib.util.spec_from_file_location(
         "workflow_jobs", REPO / "workflow/scripts/jobs.py"
     )
@@ -63,17 +65,18 @@ def jobs(tmp_path, monkeypatch):
     return module
 
 
-def run_job(jobs, tmp_path: Path, job: str, chapter: str, *args: str) -> dict:
+def run_job(jobs, tmp_path: Path, job: str, chapter: str, *args: str) -> Path:
+    """Run one job as Snakemake would; its marker file."""
     marker = tmp_path / f"{job}-{len(list(tmp_path.glob('*.json')))}.json"
     argv = [job, "--profile", "jobtest", "--chapter", chapter, "--model", "tiny-llama", *args]
     assert jobs.main([*argv, "--out", str(marker)]) == 0
-    return json.loads(marker.read_text())
+    return marker
 
 
-@pytest.mark.slow  # extraction, one SAE trained, three short generations (~1 min of CPU)
+@pytest.mark.slow  # extraction, one SAE, three short generations, one judging (~1 min of CPU)
 @needs_mirror
 def test_the_jobs_store_what_the_chapters_calls_find(jobs, tmp_path, monkeypatch):
-    stored = run_job(jobs, tmp_path, "sae", SAE_CHAPTER, "--layer", "1")
+    stored = json.loads(run_job(jobs, tmp_path, "sae", SAE_CHAPTER, "--layer", "1").read_text())
 
     def no_training(*args, **kwargs):
         raise AssertionError("a chapter trained an SAE the sae job had stored")
@@ -99,7 +102,8 @@ def test_the_jobs_store_what_the_chapters_calls_find(jobs, tmp_path, monkeypatch
     baseline = run_job(jobs, tmp_path, "generate", STEERING_CHAPTER)
     steered = run_job(jobs, tmp_path, "generate", STEERING_CHAPTER, "--layer", "1",
                       "--strength", "1.0")  # fmt: skip
-    assert (baseline["arm"], steered["arm"]) == ("none", "finetuned@1 s=1")
+    arms = [json.loads(m.read_text())["arm"] for m in (baseline, steered)]
+    assert arms == ["none", "finetuned@1 s=1"]
     flames = FlamesConfig.from_parameters(steering.params)
     loaded = steering.load_model("tiny-llama")
     responses = flames_responses(
@@ -107,3 +111,10 @@ def test_the_jobs_store_what_the_chapters_calls_find(jobs, tmp_path, monkeypatch
         flames.decoding_setting, progress=False,
     )  # fmt: skip
     assert len(responses) == 2 and responses["cached"].all()
+
+    # the judge job grades them with the chapter's judge (scripted here: a demonstration)
+    judged = run_job(jobs, tmp_path, "judge", STEERING_CHAPTER, "--layer", "1", "--strength",
+                     "1.0", "--baseline", str(baseline), "--steered", str(steered))  # fmt: skip
+    judged = json.loads(judged.read_text())
+    assert judged["demonstration"] is True
+    assert set(judged["tables"]) == {"pairs", "summary", "scores", "psc"}
