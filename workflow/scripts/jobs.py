@@ -3,8 +3,9 @@
 Each job calls the chapters' own functions (the SAE chapter's recipe, the steering chapter's
 Flames recipe, the Chapter API), never a copy of a chapter's steps, so its result lands in
 moralkit's caches (``$MORALKIT_CACHE``: downloads, activations, sae, generations) where
-``moralkit run`` and the chapters find it; the marker file (JSON, written last and atomically) names that cache entry.
-A job that fails writes no marker, so Snakemake runs it again next time and only it.
+``moralkit run`` and the chapters find it; the marker file (JSON, written last and atomically)
+names that cache entry. A job that fails writes no marker, so Snakemake runs it again next time
+and only it.
 """
 
 from __future__ import annotations
