@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
 from moralkit.claims import AGREES, DISAGREES, INCONCLUSIVE, judge_claim, load_claims
-from moralkit.diagnostics import DIAGNOSTICS, diagnose
+from moralkit.diagnostics import DIAGNOSTICS, diagnose, diagnostic_configs
 from moralkit.diagnostics.no_effect import INDIFFERENCE_METRICS
 from moralkit.foundations import FOUNDATIONS
 from moralkit.provenance import to_jsonable
@@ -84,6 +84,13 @@ class ReplicationConfig:
     diagnostics: tuple[str, ...] = DIAGNOSTICS
     configs: Mapping[str, Any] = field(default_factory=dict)
     min_shared_words: int = 10
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any]) -> ReplicationConfig:
+        """Chapter 11's settings: every diagnostic's ``XConfig`` from the chapter's parameters
+        (``structural_permutations`` is the structural diagnostic's ``n_permutations``)."""
+        names = {"structural": {"n_permutations": "structural_permutations"}}
+        return cls(configs=diagnostic_configs(params, DIAGNOSTICS, names))
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.diagnostics if d not in DIAGNOSTICS]

@@ -19,9 +19,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import pandas as pd
+
+ConfigT = TypeVar("ConfigT")
 
 __all__ = [
     "EVIDENCE_FIELDS",
@@ -31,6 +33,7 @@ __all__ = [
     "Control",
     "Gate",
     "claim_settings",
+    "config_from_parameters",
 ]
 
 #: Columns of :meth:`AnalysisResult.headline`: one row per model x headline metric.
@@ -270,3 +273,20 @@ def claim_list(claims: ClaimValue | Sequence[ClaimValue] | None) -> list[ClaimVa
     if isinstance(claims, ClaimValue):
         return [claims]
     return list(claims)
+
+
+def config_from_parameters(
+    cls: type[ConfigT], params: Mapping[str, Any], **param_names: str
+) -> ConfigT:
+    """An ``XConfig`` from a chapter's parameters, so a chapter's recipe builds its own settings.
+
+    Each field takes the parameter of the same name, or the one ``param_names`` maps it to
+    (``n_prompts="n_flames_prompts"``), when that parameter is not None; other fields keep the
+    dataclass' defaults (the rule of :meth:`moralkit.chapter.Chapter.config`).
+    """
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = params.get(param_names.get(f.name, f.name))
+        if value is not None:
+            values[f.name] = value
+    return cls(**values)

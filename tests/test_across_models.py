@@ -16,11 +16,13 @@ from moralkit.diagnostics import (
     compare_headlines,
     config_class,
     diagnose,
+    diagnostic_configs,
     headline_table,
 )
 from moralkit.diagnostics.across_models import (
     CURVE_COLUMNS,
     AcrossModelsResult,
+    across_models,
     compare_conditions,
     compare_models,
     curves_table,
@@ -432,3 +434,40 @@ def test_model_groups_pairs_paper_models():
     assert diffs.loc["guard − instruct", "difference"] == pytest.approx(-0.1)
     with pytest.raises(KeyError, match="unknown model"):
         model_groups(["no-such-model"])
+
+
+def test_diagnostic_configs_come_from_a_chapters_parameters():
+    params = {"n_permutations": 30, "n_bootstrap": 2, "seed": 5, "pooling": "last",
+              "structural_permutations": 2, "probes": ("ridge_cv",), "layers": None}  # fmt: skip
+    names = {"structural": {"n_permutations": "structural_permutations"}}
+    configs = diagnostic_configs(params, param_names=names)
+    assert list(configs) == list(DIAGNOSTICS)
+    assert configs["categorical"] == CategoricalConfig(
+        n_permutations=30, n_bootstrap=2, seed=5, pooling="last"
+    )
+    assert configs["gradient"] == GradientConfig(n_bootstrap=2, seed=5, pooling="last")
+    assert configs["structural"].n_permutations == 2 and configs["dimensional"].probes == (
+        "ridge_cv",
+    )
+    assert list(diagnostic_configs(params, ("gradient",))) == ["gradient"]
+
+
+def test_across_models_runs_the_chapters_steps_from_its_parameters(records):
+    """Chapter 06's recipe: every model extracted and diagnosed, the offline model's twin on a
+    subset (seeded by the chapter's seed), compared with settings from the parameters."""
+    calls = []
+
+    def extract(name, recs, **options):
+        calls.append((name, len(recs), options))
+        plan = {0: "none", 1: "none"} if options.get("random_init") else {0: "opposed", 1: "random"}
+        return make_activations(recs, plan, width=16, seed=len(calls), model_id=name)
+
+    params = {"seed": 3, "n_permutations": 10, "n_bootstrap": 2, "twin_sample_scale": 0.5,
+              "prompted_alignment": False, "n_sign_flips": 100}  # fmt: skip
+    result = across_models(["smollm2-135m"], records, extract, params)
+    assert calls[0] == ("smollm2-135m", len(records), {})
+    assert calls[1][0] == "smollm2-135m" and calls[1][2] == {"random_init": True, "seed": 3}
+    assert len(calls) == 2  # prompted_alignment off: no safety-prompt extraction
+    assert set(result["headlines"]["diagnostic"]) == {"categorical", "gradient"}
+    assert set(result["condition_curves"]["contrast"]) == {"untrained_twin"}
+    assert result.config.seed == 3 and result.config.n_sign_flips == 100

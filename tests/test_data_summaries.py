@@ -10,6 +10,8 @@ from matplotlib.figure import Figure
 from moralkit.data import load_records, stratified_subset
 from moralkit.data.ground_truth import ground_truth_names
 from moralkit.data.summaries import (
+    PAPER_SOURCE,
+    GroundTruthConfig,
     paper_stratum_counts,
     prototype_counts,
     prototype_examples,
@@ -17,6 +19,7 @@ from moralkit.data.summaries import (
     stratum_counts,
     stratum_table,
     subset_composition,
+    summarise_ground_truths,
     typicality_shares,
 )
 from moralkit.figures.ground_truth import (
@@ -102,3 +105,21 @@ def test_prototype_counts_for_every_ground_truth(offline_mirror):
     rows = counts.set_index(["source", "category"])
     assert rows.loc[("moralstrength", "authority"), "threshold"] == 0.75
     assert not rows.loc[("mfd2", "care"), "has_typicality"]
+
+
+def test_chapter_01_summary_tables_and_claims(lexicon):
+    records, _ = lexicon
+    subsets = {"moralstrength": stratified_subset(records["moralstrength"], scale=0.5, seed=42)}
+    summary = summarise_ground_truths(records, subsets, GroundTruthConfig(sample_scale=0.5))
+    assert list(summary.tables) == list(summary.TABLES)
+    sources = set(summary["stratum_counts"]["source"])
+    assert sources == {"moralstrength", *(PAPER_SOURCE.format(split=s) for s in ("train", "val"))}
+    assert PAPER_SOURCE.format(split="val") not in set(summary.train_counts()["source"])
+    claims = {c.claim_id: c for c in summary.claim()}
+    counts = records["moralstrength"].provenance["counts"]
+    assert claims["expanded_records"].value == counts["expanded_records"]
+    assert claims["diagnostic_subset"].value == len(subsets["moralstrength"])
+    assert (
+        claims["diagnostic_subset"].note == "moralstrength: stratified subset at sample_scale 0.5"
+    )
+    assert all(c.extra == {"ground_truth": "moralstrength"} for c in claims.values())

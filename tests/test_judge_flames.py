@@ -9,14 +9,14 @@ import sae_lens
 import torch
 
 from moralkit.evaluation.flames import (
-    judge_session,
+    FlamesConfig,
     pairs_against_baseline,
     protocol_named,
     run_flames,
     single_order_rates,
 )
 from moralkit.models import load_model
-from moralkit.steering import DecodingConfig, SteeringConfig, SteeringSAE, active_hook_count
+from moralkit.steering import SteeringConfig, SteeringSAE, active_hook_count
 
 
 @pytest.fixture(autouse=True)
@@ -40,19 +40,18 @@ def test_flames_pipeline_with_scripted_judge(tmp_path):
         }
     )
     arms = [SteeringConfig("finetuned", 1, 1.0)]
-    with judge_session("scripted", log_dir=str(tmp_path / "logs"), n_bootstrap=50) as (judge, demo):
-        run = run_flames(
-            loaded,
-            prompts,
-            arms,
-            saes,
-            DecodingConfig(max_new_tokens=4, seed=2),
-            judge=judge,
-            protocol=protocol_named("fixed"),
-            cache_dir=str(tmp_path / "gen"),
-            progress=False,
-            demonstration=demo,
-        )
+    config = FlamesConfig(max_new_tokens=4, seed=2, judge="scripted", n_bootstrap=50)
+    run = run_flames(
+        loaded,
+        arms,
+        saes,
+        config,
+        prompts=prompts,
+        log_dir=str(tmp_path / "logs"),
+        cache_dir=str(tmp_path / "gen"),
+        progress=False,
+    )
+    demo = run.demonstration
     assert demo
     assert len(run.responses) == 6 and set(run.responses["mode"]) == {"none", "finetuned"}
     pairs = pairs_against_baseline(run.responses)
@@ -83,3 +82,17 @@ def test_flames_pipeline_with_scripted_judge(tmp_path):
     assert active_hook_count(loaded.model) == 0
     with pytest.raises(ValueError, match="protocol"):
         protocol_named("official")
+
+
+def test_flames_settings_come_from_the_chapters_parameters():
+    params = {"n_flames_prompts": 3, "max_new_tokens": 24, "decoding_setting": "same",
+              "judge": "scripted", "protocol": "paper", "n_bootstrap": 100, "seed": 42,
+              "n_ethics": 32}  # fmt: skip
+    config = FlamesConfig.from_parameters(params)
+    assert config == FlamesConfig(3, 24, "same", "scripted", "paper", 100, 42)
+    assert FlamesConfig.from_parameters({**params, "n_flames_prompts": None}).n_prompts is None
+    assert config.decoding().max_new_tokens == 24 and config.decoding().seed == 42
+    with pytest.raises(ValueError, match="judge='openai'"):
+        FlamesConfig(judge="openai")
+    with pytest.raises(ValueError, match="protocol"):
+        FlamesConfig(protocol="official")

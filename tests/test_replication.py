@@ -11,6 +11,7 @@ import pytest
 from synthetic import make_activations, make_records
 
 from moralkit.claims import AGREES, DISAGREES, INCONCLUSIVE, judge_claim, load_claims
+from moralkit.diagnostics import DIAGNOSTICS
 from moralkit.foundations import DIMENSIONS, dimension_of
 from moralkit.records import MoralRecords
 from moralkit.replication import (
@@ -201,6 +202,16 @@ def test_spearman_interval():
     assert low == pytest.approx(np.tanh(np.arctanh(0.5) - half), abs=1e-6)
     assert high == pytest.approx(np.tanh(np.arctanh(0.5) + half), abs=1e-6)
     assert all(np.isnan(x) for x in spearman_interval(0.5, 3))
+
+
+def test_config_from_the_chapters_parameters():
+    params = {"n_permutations": 30, "n_bootstrap": 20, "structural_permutations": 1,
+              "probes": ("ridge_cv",), "controls": (), "seed": 4}  # fmt: skip
+    config = ReplicationConfig.from_parameters(params)
+    assert config.diagnostics == DIAGNOSTICS and list(config.configs) == list(DIAGNOSTICS)
+    assert config.configs["categorical"].n_permutations == 30
+    assert config.configs["structural"].n_permutations == 1  # structural_permutations
+    assert config.configs["dimensional"].controls == () and config.configs["gradient"].seed == 4
 
 
 def test_config_is_checked():

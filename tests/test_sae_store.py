@@ -1,12 +1,12 @@
-"""Trained SAEs on disk: sae-lens round trip, the centre beside it, the index for steering."""
+"""Trained SAEs on disk: sae-lens round trip, the centre beside it, lookup by the full key."""
 
 import numpy as np
 import pytest
 import torch
 
-from moralkit.sae import centred_reconstruction, load_sae_dir, load_trained
+from moralkit.sae import centred_reconstruction, load_sae_dir
 from moralkit.sae.config import preset
-from moralkit.sae.store import register, sae_key, save_sae_dir
+from moralkit.sae.store import sae_key, save_sae_dir, stored_folder
 from moralkit.sae.train import train_sae
 
 
@@ -31,17 +31,20 @@ def test_sae_lens_round_trip_gives_same_codes_and_reconstructions(trained, tmp_p
     assert np.array_equal(np.load(folder / "centre.npy"), result.centre)
 
 
-def test_load_trained_finds_the_registered_folder(trained, tmp_path):
+def test_stored_folder_finds_an_sae_only_by_its_full_key(trained, tmp_path):
     result, x = trained
-    folder = save_sae_dir(tmp_path / "k2", result.sae, result.centre, {}, features=np.array([3, 5]))
-    register(tmp_path, "toy-model", 4, "tiny", "finetuned", folder)
-    sae, centre, features = load_trained("toy-model", 4, "finetuned", "tiny", cache_dir=tmp_path)
+    payload = {"stage": "finetuned", "model": "toy-model", "layer": 4, "objective": "code"}
+    folder = save_sae_dir(
+        tmp_path / sae_key(payload), result.sae, result.centre, payload, features=np.array([3, 5])
+    )
+    assert stored_folder(tmp_path, dict(payload)) == folder
+    sae, centre, features = load_sae_dir(folder)
     assert features.tolist() == [3, 5]
     h = torch.from_numpy(x[:5])
     expected = result.sae.decode(result.sae.encode(h - centre)) + centre
     assert torch.allclose(centred_reconstruction(sae, centre, h), expected.detach(), atol=1e-6)
-    with pytest.raises(FileNotFoundError, match="no pretrained SAE"):
-        load_trained("toy-model", 4, "pretrained", "tiny", cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no finetuned SAE for model='toy-model' layer=4"):
+        stored_folder(tmp_path, {**payload, "objective": "page"})  # another variant: not found
     with pytest.raises(FileNotFoundError, match="cfg.json"):
         load_sae_dir(tmp_path)
 

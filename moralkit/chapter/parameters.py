@@ -15,7 +15,6 @@ profile < ``moralkit run -p`` values < every non-None value given), and ``sae_pr
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from moralkit import provenance as prov
 from moralkit.notebooks import notebook_parameters, notebook_source_path, passed_parameters
 from moralkit.parameters import ParameterError
 from moralkit.profiles import resolve_parameters, valid_parameter_names
+from moralkit.results import config_from_parameters
 from moralkit.sae.config import PRESETS, SAEPreset
 
 ConfigT = TypeVar("ConfigT")
@@ -92,18 +92,9 @@ def typed_values(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def settings(params: Mapping[str, Any], cls: type[ConfigT], **param_names: str) -> ConfigT:
-    """A settings dataclass (e.g. ``StructuralConfig``) from a chapter's parameters.
-
-    Each field takes the parameter of the same name, or the one ``param_names`` maps it to
-    (``n_permutations="structural_permutations"``), when that parameter is not None; other
-    fields keep the dataclass' defaults.
-    """
-    values = {}
-    for field in dataclasses.fields(cls):
-        value = params.get(param_names.get(field.name, field.name))
-        if value is not None:
-            values[field.name] = value
-    return cls(**values)
+    """A settings dataclass (e.g. ``StructuralConfig``) from a chapter's parameters: the rule of
+    :func:`moralkit.results.config_from_parameters`, which the chapters' recipes use too."""
+    return config_from_parameters(cls, params, **param_names)
 
 
 def _not_none(values: Mapping[str, Any]) -> dict[str, Any]:

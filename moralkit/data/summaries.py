@@ -1,20 +1,24 @@
 """Tidy count tables describing a ground truth (the tables behind chapter 01).
 
 Every table has a ``source`` column (a ground-truth name, or the paper's bucket files) so
-several sources stack into one table and one figure.
+several sources stack into one table and one figure. :func:`summarise_ground_truths` is chapter
+01's recipe: every table the chapter saves, and its claims (paper §1.1-1.5; book: Methods ›
+Data, methods/data.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from moralkit.data.ground_truth import paper_bucket_counts
+from moralkit.data.ground_truth import compare_with_paper, paper_bucket_counts
 from moralkit.data.manifest import Manifest
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS, TYPICALITY_STRATA
 from moralkit.records import MoralRecords
+from moralkit.results import AnalysisResult, ClaimValue
 
 PAPER_SOURCE = "paper (MoralMi {split} buckets)"
 STRATA_ORDER: tuple[str, ...] = ("virtue_typical", "virtue", "neutral", "vice", "vice_typical")
@@ -162,3 +166,75 @@ def prototype_table(counts: pd.DataFrame) -> pd.DataFrame:
     wide = wide.reindex(columns=list(DIMENSIONS)).fillna(0).astype(int)
     wide.columns.name = None
     return wide
+
+
+@dataclass(frozen=True)
+class GroundTruthConfig:
+    """Chapter 01's settings: the diagnostic subset's scale (paper §1.5, for the claim's note)
+    and the draw of ``per_category`` prototype examples with ``seed``."""
+
+    sample_scale: float = 1.0
+    seed: int = 42
+    per_category: int = 3
+
+
+@dataclass
+class GroundTruthSummary(AnalysisResult):
+    """Chapter 01's tables: our counts beside the paper's (``counts_vs_paper``), records per
+    typicality stratum with the paper's train and validation buckets (``stratum_counts``),
+    prototypes per category (``prototype_counts``) and examples (``prototype_examples``).
+
+    :meth:`claim` measures ``expanded_records`` and ``diagnostic_subset`` on the first ground
+    truth (the primary one).
+    """
+
+    TABLES = ("counts_vs_paper", "stratum_counts", "prototype_counts", "prototype_examples")
+
+    def train_counts(self) -> pd.DataFrame:
+        """``stratum_counts`` without the paper's validation buckets (the figures' data)."""
+        counts = self.tables["stratum_counts"]
+        keep = counts["source"] != PAPER_SOURCE.format(split="val")
+        return counts[keep].reset_index(drop=True)
+
+    def claim(self) -> list[ClaimValue]:
+        comparison = self.tables["counts_vs_paper"]
+        primary = str(comparison["ground_truth"].iloc[0])
+        measured = comparison[comparison["ground_truth"] == primary].set_index("quantity")
+        measured = measured["measured"]
+        scale = self.config.sample_scale if self.config else None
+        extra = {"ground_truth": primary}
+        return [
+            ClaimValue(
+                "expanded_records",
+                int(measured["expanded records (row x foundation)"]),
+                f"{primary}: {int(measured['unique cleaned rows'])} cleaned rows exploded per "
+                "foundation",
+                extra,
+            ),
+            ClaimValue(
+                "diagnostic_subset",
+                int(measured["diagnostic subset"]),
+                f"{primary}: stratified subset at sample_scale {scale}",
+                extra,
+            ),
+        ]
+
+
+def summarise_ground_truths(
+    records: Mapping[str, MoralRecords],
+    subsets: Mapping[str, MoralRecords],
+    config: GroundTruthConfig = GroundTruthConfig(),
+    manifest: Manifest | None = None,
+) -> GroundTruthSummary:
+    """Chapter 01's recipe: ``records`` (all expanded records of each ground truth, with
+    splits) and ``subsets`` (their stratified diagnostic subsets) into the chapter's tables; the
+    first ground truth is the primary one (its claims)."""
+    comparison = [compare_with_paper(subsets[name], manifest) for name in subsets]
+    paper = [paper_stratum_counts(split, manifest) for split in ("train", "val")]
+    tables = {
+        "counts_vs_paper": pd.concat(comparison, ignore_index=True),
+        "stratum_counts": pd.concat([stratum_counts(records), *paper], ignore_index=True),
+        "prototype_counts": prototype_counts(records),
+        "prototype_examples": prototype_examples(records, config.per_category, config.seed),
+    }
+    return GroundTruthSummary(tables, config)

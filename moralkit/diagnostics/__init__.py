@@ -15,7 +15,8 @@ and an :class:`~moralkit.results.AnalysisResult` with named tidy tables, ``.best
 - ``structural``: ``structural_indifference``, ``StructuralConfig``, ``StructuralResult``
 - ``dimensional``: ``dimensional_indifference``, ``DimensionalConfig``, ``DimensionalResult``
 
-:func:`diagnose` runs any of them on one activation set; :func:`headline_table` and
+:func:`diagnose` runs any of them on one activation set (:func:`diagnostic_configs` builds
+their settings from a chapter's parameters); :func:`headline_table` and
 :func:`compare_headlines` turn results into the one-row-per-headline table a before/after
 comparison (e.g. SAE re-diagnosis) needs.
 """
@@ -31,9 +32,16 @@ import pandas as pd
 
 from moralkit.activation_set import ActivationSet
 from moralkit.records import MoralRecords
-from moralkit.results import HEADLINE_COLUMNS, AnalysisResult
+from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, config_from_parameters
 
-__all__ = ["DIAGNOSTICS", "compare_headlines", "config_class", "diagnose", "headline_table"]
+__all__ = [
+    "DIAGNOSTICS",
+    "compare_headlines",
+    "config_class",
+    "diagnose",
+    "diagnostic_configs",
+    "headline_table",
+]
 
 #: The four diagnostics, in the paper's order.
 DIAGNOSTICS: tuple[str, ...] = ("categorical", "gradient", "structural", "dimensional")
@@ -59,6 +67,25 @@ def _lookup(name: str) -> tuple[Any, type]:
 def config_class(name: str) -> type:
     """The ``XConfig`` class of one diagnostic (e.g. ``config_class("structural")``)."""
     return _lookup(name)[1]
+
+
+def diagnostic_configs(
+    params: Mapping[str, Any],
+    which: Sequence[str] = DIAGNOSTICS,
+    param_names: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, Any]:
+    """``{name: XConfig}`` of the diagnostics in ``which`` from a chapter's parameters.
+
+    Each field takes the parameter of the same name when it is not None
+    (:func:`~moralkit.results.config_from_parameters`); ``param_names`` maps a diagnostic's
+    field to another parameter, e.g. ``{"structural": {"n_permutations":
+    "structural_permutations"}}``. What chapters 06 and 11 pass to :func:`diagnose`.
+    """
+    names = param_names or {}
+    return {
+        name: config_from_parameters(config_class(name), params, **names.get(name, {}))
+        for name in which
+    }
 
 
 def _as_config(name: str, value: Any, cls: type) -> Any:

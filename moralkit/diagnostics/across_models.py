@@ -4,7 +4,8 @@
 that indifference "persists regardless of scaling, architecture, or safety alignment" rests on
 visual comparison only; no test script exists. :func:`compare_models` turns each model's
 diagnostic results into tidy tables and adds the statistics of
-:mod:`moralkit.diagnostics.model_statistics`.
+:mod:`moralkit.diagnostics.model_statistics`; :func:`across_models` is chapter 06's recipe
+(extract, diagnose, offline conditions, compare) from the chapter's parameters.
 
 Curves schema (one row per model x condition x diagnostic x metric x layer)::
 
@@ -17,14 +18,21 @@ the models themselves) and ``contrast`` names the pairing an offline condition b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
-from moralkit.diagnostics import headline_table
+from moralkit.activation_set import ActivationSet
+from moralkit.diagnostics import diagnose, diagnostic_configs, headline_table
 from moralkit.diagnostics.categorical import CategoricalResult
-from moralkit.diagnostics.conditions import CONTRASTS, ConditionRun
+from moralkit.diagnostics.conditions import (
+    CONTRASTS,
+    ConditionConfig,
+    ConditionRun,
+    run_conditions,
+)
 from moralkit.diagnostics.dimensional import DimensionalResult
 from moralkit.diagnostics.gradient import GradientResult
 from moralkit.diagnostics.model_statistics import (
@@ -36,8 +44,11 @@ from moralkit.diagnostics.model_statistics import (
 )
 from moralkit.diagnostics.no_effect import alignment_claim, claimed_rows, scale_claim
 from moralkit.diagnostics.structural import StructuralResult
-from moralkit.results import AnalysisResult, ClaimValue, claim_settings
+from moralkit.records import MoralRecords
+from moralkit.results import AnalysisResult, ClaimValue, claim_settings, config_from_parameters
 
+#: the diagnostics chapter 06 compares across models (their curves and headlines)
+ACROSS_MODEL_DIAGNOSTICS: tuple[str, ...] = ("categorical", "gradient")
 CURVE_COLUMNS: tuple[str, ...] = (
     "model",
     "condition",
@@ -297,3 +308,44 @@ def compare_models(
         "condition_tests": compare_conditions(cond_curves, config.n_sign_flips, config.seed),
     }
     return AcrossModelsResult(tables, config)
+
+
+def _has_chat_template(name: str) -> bool:
+    from moralkit.models.registry import get_model_spec
+
+    return bool(get_model_spec(name).chat)
+
+
+def across_models(
+    models: Sequence[str],
+    records: MoralRecords,
+    extract: Callable[..., ActivationSet],
+    params: Mapping[str, Any],
+    has_chat_template: Callable[[str], bool] = _has_chat_template,
+) -> AcrossModelsResult:
+    """Chapter 06's recipe (paper §2.6, §3.2; book: Methods › Across models): every model's
+    activations on ``records`` (``extract``: the chapter's activation getter), the
+    :data:`ACROSS_MODEL_DIAGNOSTICS` on each, the offline models' conditions
+    (:func:`~moralkit.diagnostics.conditions.run_conditions`) and :func:`compare_models`, each
+    with its settings built from the chapter's ``params``.
+    """
+    configs = diagnostic_configs(params, ACROSS_MODEL_DIAGNOSTICS)
+    groups = model_groups(models)
+    activations = {name: extract(name, records) for name in models}
+    diagnosed = {
+        name: diagnose(acts, records, which=tuple(configs), configs=configs)
+        for name, acts in activations.items()
+    }
+    conditions = run_conditions(
+        records,
+        {name: activations[name] for name in offline_models(groups)},
+        extract=extract,
+        config=config_from_parameters(ConditionConfig, params),
+        has_chat_template=has_chat_template,
+        which=tuple(configs),
+        configs=configs,
+        seed=params["seed"],
+    )
+    return compare_models(
+        diagnosed, groups, conditions, config_from_parameters(AcrossModelsConfig, params)
+    )

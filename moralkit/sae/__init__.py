@@ -4,30 +4,30 @@ One module per step: :mod:`~moralkit.sae.config` (presets), :mod:`~moralkit.sae.
 (training texts and splits), :mod:`~moralkit.sae.train` (pretraining on sae-lens'
 ``StandardTrainingSAE``), :mod:`~moralkit.sae.identify` (moral features),
 :mod:`~moralkit.sae.finetune` (selective fine-tuning), :mod:`~moralkit.sae.rediagnose`
-(the four diagnostics before/after), :mod:`~moralkit.sae.store` (on-disk SAEs) and
-:mod:`~moralkit.sae.pipeline` (all steps for one model).
+(the four diagnostics before/after), :mod:`~moralkit.sae.store` (on-disk SAEs),
+:mod:`~moralkit.sae.pipeline` (all steps for one model) and :mod:`~moralkit.sae.recipe`
+(chapter 07's recipe: a layer's inputs and the surgery, what every caller runs).
 
-Loading a trained SAE (e.g. for steering)::
+Getting the SAEs of chapter 07's settings (trained once, then loaded from the store)::
 
-    from moralkit.sae import load_trained
-    sae, centre, features = load_trained("smollm2-135m", 10, kind="finetuned", preset="quick")
-    h_hat = centred_reconstruction(sae, centre, h)   # = sae(h - centre) + centre
+    from moralkit.sae.recipe import sae_surgery
+    from moralkit.sae.pipeline import surgery_config
+    config = surgery_config("quick", seed=42, n_unlabelled=600)
+    surgery = sae_surgery("smollm2-135m", ch.records(), ch.activations, [10], config)
+    sae, centre = surgery.saes()["finetuned"][10]
+    h_hat = centred_reconstruction(sae, torch.as_tensor(centre), h)   # = sae(h - centre) + centre
 """
 
 from moralkit.sae.store import (
     KINDS,
     LoadedSAE,
     centred_reconstruction,
-    find_trained,
     load_sae_dir,
-    load_trained,
 )
 
 __all__ = [
     "KINDS",
     "LoadedSAE",
     "centred_reconstruction",
-    "find_trained",
     "load_sae_dir",
-    "load_trained",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "TextBatch",
     "array_hash",
     "pretraining_split",
+    "records_hash",
     "split_index",
     "split_records",
     "unlabelled_texts",
@@ -118,3 +119,10 @@ def array_hash(*arrays: np.ndarray) -> str:
         digest.update(str(a.shape).encode())
         digest.update(a.tobytes())
     return digest.hexdigest()
+
+
+def records_hash(records: MoralRecords) -> str:
+    """sha256 of a record table's contents (texts, labels, typicality, splits): the labelled
+    records' fingerprint in a fine-tuned SAE's key."""
+    text = records.table.to_csv(index=False, float_format="%.17g")
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
-from moralkit.activation_set import ActivationSet
+from moralkit.activation_set import POOLINGS, ActivationSet
 from moralkit.foundations import DIMENSIONS
 from moralkit.records import MoralRecords
 from moralkit.results import AnalysisResult, ClaimValue
@@ -28,7 +28,7 @@ from moralkit.sae.config import (
     finetune_preset,
     preset,
 )
-from moralkit.sae.data import array_hash, pretraining_split, split_index
+from moralkit.sae.data import array_hash, pretraining_split, records_hash, split_index
 from moralkit.sae.finetune import finetune_sae
 from moralkit.sae.identify import Identification, identify_features, top_records
 from moralkit.sae.train import reconstruction_metrics, to_training_sae, train_sae
@@ -38,6 +38,8 @@ __all__ = [
     "SurgeryConfig",
     "SurgeryResult",
     "encode",
+    "find_layer",
+    "layer_payloads",
     "run_surgery",
     "surgery_config",
 ]
@@ -45,35 +47,85 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SurgeryConfig:
-    """Settings of the whole surgery; ``preset`` names the index entry steering loads."""
+    """Every setting of chapter 07's recipe: what changes the SAEs, and what the tables show.
+
+    ``train`` and ``finetune`` are the preset's *resolved* settings (with ``seed``, the
+    objective's weights and ``sampler_bug`` applied by :func:`surgery_config`); the store key of
+    each SAE holds them, not the preset's name alone. ``n_unlabelled`` texts join pretraining
+    (:func:`moralkit.sae.data.unlabelled_texts`, seeded by ``seed``); ``pooling`` is the pooled
+    activation the SAEs read.
+    """
 
     preset: str = "quick"
+    objective: str = "code"
+    seed: int = 0
+    n_unlabelled: int = 0
+    pooling: str = "mean"
     train: SAETrainConfig = field(default_factory=lambda: preset("quick"))
     identify: IdentifyConfig = IdentifyConfig()
     finetune: FinetuneConfig = FinetuneConfig()
-    pooling: str = "mean"
     top_features: int = 3  # features whose top records the chapter shows, per layer
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective={self.objective!r}; expected one of {list(OBJECTIVES)}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r}; expected one of {list(POOLINGS)}")
+        if self.n_unlabelled < -1:
+            raise ValueError(f"n_unlabelled={self.n_unlabelled}; expected -1 (all) or >= 0")
+
+    @property
+    def sampler_bug(self) -> bool:
+        """Whether fine-tuning reproduces the released code's sampler weights."""
+        return self.finetune.sampler_bug
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, Any]) -> SurgeryConfig:
+        """The recipe's settings from a chapter's parameters: ``sae_preset``, ``objective``,
+        ``sampler_bug``, ``seed``, ``n_unlabelled`` and ``pooling`` (None: the default)."""
+        given = {
+            "preset_name": params.get("sae_preset"),
+            "objective": params.get("objective"),
+            "sampler_bug": params.get("sampler_bug"),
+            "seed": params.get("seed"),
+            "n_unlabelled": params.get("n_unlabelled"),
+            "pooling": params.get("pooling"),
+        }
+        return surgery_config(**{k: v for k, v in given.items() if v is not None})
 
 
 def surgery_config(
-    preset_name: str = "quick", objective: str = "code", sampler_bug: bool = False, seed: int = 0
+    preset_name: str = "quick",
+    objective: str = "code",
+    sampler_bug: bool = False,
+    seed: int = 0,
+    n_unlabelled: int = 0,
+    pooling: str = "mean",
 ) -> SurgeryConfig:
     """The settings of one preset; ``objective`` is ``code`` (six terms) or ``page`` (three
     named losses plus reconstruction); ``sampler_bug`` reproduces the code's sampler."""
-    if objective not in OBJECTIVES:
+    if objective not in OBJECTIVES:  # before OBJECTIVES[objective] below
         raise ValueError(f"objective={objective!r}; expected one of {list(OBJECTIVES)}")
+    name = str(preset_name)
     return SurgeryConfig(
-        preset=preset_name,
-        train=preset(preset_name, seed=int(seed)),
+        preset=name,
+        objective=objective,
+        seed=int(seed),
+        n_unlabelled=int(n_unlabelled),
+        pooling=str(pooling),
+        train=preset(name, seed=int(seed)),
         finetune=finetune_preset(
-            preset_name, sampler_bug=bool(sampler_bug), seed=int(seed), **OBJECTIVES[objective]
+            name, sampler_bug=bool(sampler_bug), seed=int(seed), **OBJECTIVES[objective]
         ),
     )
 
 
 @dataclass
 class LayerSurgery:
-    """Everything one layer's surgery produced (the SAEs are sae-lens modules)."""
+    """Everything one layer's surgery produced (the SAEs are sae-lens modules).
+
+    ``features`` are the fine-tuned feature ids stored with the fine-tuned SAE.
+    """
 
     layer: int
     pretrained: object
@@ -81,6 +133,7 @@ class LayerSurgery:
     centre: np.ndarray
     ident: Identification
     paths: dict
+    features: np.ndarray
 
 
 @torch.no_grad()
@@ -89,16 +142,70 @@ def encode(sae, centre: np.ndarray, x: np.ndarray) -> np.ndarray:
     return sae.encode(torch.as_tensor(np.asarray(x) - centre, dtype=torch.float32)).numpy()
 
 
-def _pretrained(model: str, layer: int, train_x, val_x, config: SurgeryConfig, root: Path):
-    payload = {
+def layer_payloads(
+    model: str,
+    layer: int,
+    labelled: np.ndarray,
+    records: MoralRecords,
+    unlabelled: np.ndarray | None,
+    config: SurgeryConfig,
+) -> dict[str, dict]:
+    """What identifies one layer's pretrained and fine-tuned SAE in the store (its key is
+    :func:`~moralkit.sae.store.sae_key` of this), per kind.
+
+    Every setting that changes an SAE is in it: the preset's name and resolved settings (seed
+    included), the pooling, the labelled records' train/validation activations, the unlabelled
+    texts' activations; for the fine-tuned SAE also its pretrained SAE, the objective and its
+    resolved weights, ``sampler_bug``, the identification settings and the labelled records'
+    fingerprint (typicality, poles and splits drive fine-tuning). Two settings that differ
+    anywhere here give two keys, so a lookup never returns another variant's SAE.
+    """
+    tr, va = split_index(records, "train"), split_index(records, "val")
+    labelled_hash = array_hash(labelled[tr], labelled[va])
+    extra = None if unlabelled is None or not len(unlabelled) else array_hash(unlabelled)
+    where = {"model": model, "layer": int(layer), "pooling": config.pooling}
+    pretrained = {
         "stage": "pretrained",
-        "model": model,
-        "layer": layer,
-        "data": array_hash(train_x, val_x),
+        **where,
+        "preset": config.preset,
         "train": config.train.key(),
+        "labelled": labelled_hash,
+        "unlabelled": extra,
     }
+    finetuned = {
+        "stage": "finetuned",
+        **where,
+        "pretrained": store.sae_key(pretrained),
+        "objective": config.objective,
+        "records": records_hash(records),
+        "labelled": labelled_hash,
+        "identify": dataclasses.asdict(config.identify),
+        "finetune": dataclasses.asdict(config.finetune),
+    }
+    return {"pretrained": pretrained, "finetuned": finetuned}
+
+
+def find_layer(
+    model: str,
+    layer: int,
+    labelled: np.ndarray,
+    records: MoralRecords,
+    unlabelled: np.ndarray | None,
+    config: SurgeryConfig,
+    cache_dir: str | Path | None = None,
+) -> dict[str, Path]:
+    """``{kind: folder}`` of the SAEs stored for exactly these inputs and settings.
+
+    Raises ``FileNotFoundError`` naming the missing kind when either was never trained so.
+    """
+    root = store.sae_cache_dir(cache_dir)
+    payloads = layer_payloads(model, layer, labelled, records, unlabelled, config)
+    return {kind: store.stored_folder(root, payload) for kind, payload in payloads.items()}
+
+
+def _pretrained(payload: dict, train_x, val_x, config: SurgeryConfig, root: Path) -> Path:
     folder = root / store.sae_key(payload)
-    if not (folder / "meta.json").is_file():
+    if not store.is_stored(folder):
         res = train_sae(train_x, val_x, config.train, progress=False)
         meta = {
             **payload,
@@ -109,21 +216,13 @@ def _pretrained(model: str, layer: int, train_x, val_x, config: SurgeryConfig, r
             "n_val": len(val_x),
         }
         store.save_sae_dir(folder, res.sae, res.centre, meta, res.history)
-    store.register(root, model, layer, config.preset, "pretrained", folder)
-    return folder, payload
+    return folder
 
 
-def _finetuned(model, layer, pre_folder, acts, records, ident, config, root):
-    tr, va = split_index(records, "train"), split_index(records, "val")
-    payload = {
-        "stage": "finetuned",
-        "pretrained": pre_folder.name,
-        "data": array_hash(acts[tr], acts[va], records.vectors),
-        "identify": dataclasses.asdict(config.identify),
-        "finetune": dataclasses.asdict(config.finetune),
-    }
+def _finetuned(payload, pre_folder, acts, records, ident, config, root) -> Path:
     folder = root / store.sae_key(payload)
-    if not (folder / "meta.json").is_file():
+    if not store.is_stored(folder):
+        tr, va = split_index(records, "train"), split_index(records, "val")
         loaded = store.load_sae_dir(pre_folder)
         centre = loaded.centre.numpy()
         res = finetune_sae(
@@ -137,25 +236,28 @@ def _finetuned(model, layer, pre_folder, acts, records, ident, config, root):
             config.finetune,
             progress=False,
         )
-        meta = {**payload, "model": model, "layer": layer, "best_epoch": res.best_epoch}
+        meta = {**payload, "best_epoch": res.best_epoch}
         store.save_sae_dir(folder, res.sae, centre, meta, res.history, ident.selected)
-    store.register(root, model, layer, config.preset, "finetuned", folder)
     return folder
 
 
-def _layer(model, layer, labelled, records, unlabelled, config, root) -> LayerSurgery:
+def _layer(model, layer, labelled, records, unlabelled, config, root, train) -> LayerSurgery:
+    payloads = layer_payloads(model, layer, labelled, records, unlabelled, config)
+    if not train:  # raise before any work when an SAE is missing
+        for payload in payloads.values():
+            store.stored_folder(root, payload)
     train_x, val_x = pretraining_split(labelled, records, unlabelled)
-    pre_folder, _ = _pretrained(model, layer, train_x, val_x, config, root)
+    pre_folder = _pretrained(payloads["pretrained"], train_x, val_x, config, root)
     pre = store.load_sae_dir(pre_folder)
     centre = pre.centre.numpy()
     va = split_index(records, "val")
     val_records = records.where(records.table["split"] == "val")
     ident = identify_features(encode(pre.sae, centre, labelled[va]), val_records, config.identify)
-    ft_folder = _finetuned(model, layer, pre_folder, labelled, records, ident, config, root)
+    ft_payload = payloads["finetuned"]
+    ft_folder = _finetuned(ft_payload, pre_folder, labelled, records, ident, config, root)
     ft = store.load_sae_dir(ft_folder)
-    return LayerSurgery(
-        layer, pre.sae, ft.sae, centre, ident, {"pretrained": pre_folder, "finetuned": ft_folder}
-    )
+    paths = {"pretrained": pre_folder, "finetuned": ft_folder}
+    return LayerSurgery(layer, pre.sae, ft.sae, centre, ident, paths, ft.features)
 
 
 def run_surgery(
@@ -166,8 +268,14 @@ def run_surgery(
     layers: Sequence[int] | None = None,
     config: SurgeryConfig | None = None,
     cache_dir: str | Path | None = None,
+    train: bool = True,
 ) -> SurgeryResult:
-    """Pretrain, identify and fine-tune one SAE per layer of ``model``; cached on disk."""
+    """Pretrain, identify and fine-tune one SAE per layer of ``model``; cached on disk.
+
+    An SAE already stored for the same inputs and settings (:func:`layer_payloads`) is loaded,
+    not trained; ``train=False`` raises ``FileNotFoundError`` instead of training a missing one.
+    Chapters call this through :func:`moralkit.sae.recipe.sae_surgery`, which builds the inputs.
+    """
     config = config or SurgeryConfig()
     root = store.sae_cache_dir(cache_dir)
     layers = list(layers if layers is not None else acts.layers)
@@ -175,7 +283,7 @@ def run_surgery(
     for layer in layers:
         labelled = acts.get(layer, config.pooling)
         extra = unlabelled.get(layer, config.pooling) if unlabelled is not None else None
-        out.append(_layer(model, layer, labelled, records, extra, config, root))
+        out.append(_layer(model, layer, labelled, records, extra, config, root, train))
     return SurgeryResult.build(model, out, acts, records, config)
 
 
@@ -193,6 +301,8 @@ class SurgeryResult(AnalysisResult):
     BEST_COLUMN: ClassVar[str] = "layer_score"
     #: the per-layer SAEs behind the tables (set by :meth:`build`; not saved as a table)
     surgeries: list
+    #: what the surgery read (set by :func:`moralkit.sae.recipe.sae_surgery`)
+    inputs: Any = None
 
     @classmethod
     def build(cls, model, surgeries, acts, records, config) -> SurgeryResult:

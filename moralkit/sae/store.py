@@ -11,9 +11,13 @@ One folder per trained SAE, written atomically::
         meta.json        model, layer, settings, data hash, metrics
         history.csv      per-epoch curves
 
-``<key>`` hashes (model, layer, data hash, settings). An index file per
-(model, layer, preset, kind) names the newest folder, so other parts of moralkit (steering)
-find an SAE without recomputing the key: :func:`load_trained`.
+``<key>`` is :func:`sae_key` of everything that changes the SAE
+(:func:`moralkit.sae.pipeline.layer_payloads`: model, layer, pooling, the preset's resolved
+settings and seed, the objective, ``sampler_bug``, the labelled records' fingerprint and the
+labelled and unlabelled activations). There is no "newest SAE of a preset": an SAE is found only
+by the key of the settings and data it was trained with (:func:`stored_folder`), so a lookup
+never returns another variant's SAE. Chapters go through chapter 07's recipe,
+:func:`moralkit.sae.recipe.sae_surgery`, which trains what is missing and loads the rest.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,23 +32,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from moralkit.io import atomic_directory, atomic_write_text
+from moralkit.io import atomic_directory
 
 __all__ = [
     "KINDS",
     "LoadedSAE",
     "centred_reconstruction",
-    "find_trained",
+    "is_stored",
     "load_sae_dir",
-    "load_trained",
     "sae_cache_dir",
     "sae_key",
     "save_sae_dir",
+    "stored_folder",
 ]
 
 KINDS: tuple[str, ...] = ("pretrained", "finetuned")
 SAE_SUBDIR = "sae"
-FORMAT = 1
+FORMAT = 2  # 2: keys of layer_payloads (every setting); 1 had a per-preset index
+META_FILE = "meta.json"  # written last: a folder without it is not a stored SAE
 
 
 class LoadedSAE(NamedTuple):
@@ -73,16 +77,6 @@ def sae_key(payload: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "model"
-
-
-def _index_path(root: Path, model: str, layer: int, preset: str, kind: str) -> Path:
-    if kind not in KINDS:
-        raise ValueError(f"kind={kind!r}; expected one of {KINDS}")
-    return root / "index" / _slug(model) / _slug(preset) / f"layer{int(layer)}-{kind}.json"
-
-
 def save_sae_dir(
     path: Path,
     sae: Any,
@@ -102,14 +96,8 @@ def save_sae_dir(
             np.save(tmp / "features.npy", np.asarray(features, dtype=np.int64))
         if history is not None:
             history.to_csv(tmp / "history.csv", index=False)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
     return path
-
-
-def register(root: Path, model: str, layer: int, preset: str, kind: str, folder: Path) -> None:
-    """Point the (model, layer, preset, kind) index at ``folder`` (atomic write)."""
-    index = _index_path(root, model, layer, preset, kind)
-    atomic_write_text(json.dumps({"path": str(Path(folder).resolve())}), index)
 
 
 def load_sae_dir(path: str | Path, device: str = "cpu") -> LoadedSAE:
@@ -126,38 +114,24 @@ def load_sae_dir(path: str | Path, device: str = "cpu") -> LoadedSAE:
     return LoadedSAE(sae, centre, features)
 
 
-def find_trained(
-    model: str,
-    layer: int,
-    kind: str = "pretrained",
-    preset: str = "quick",
-    cache_dir: str | Path | None = None,
-) -> Path:
-    """The folder of the newest SAE trained for (model, layer, preset, kind)."""
-    index = _index_path(sae_cache_dir(cache_dir), model, layer, preset, kind)
-    if not index.is_file():
+def is_stored(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a complete stored SAE."""
+    return (Path(folder) / META_FILE).is_file()
+
+
+def stored_folder(root: str | Path, payload: dict) -> Path:
+    """The folder of the SAE stored under ``sae_key(payload)``; ``FileNotFoundError`` naming
+    the model, layer, kind and settings when none is."""
+    folder = Path(root) / sae_key(payload)
+    if not is_stored(folder):
+        settings = {k: payload.get(k) for k in ("preset", "objective", "pooling") if k in payload}
         raise FileNotFoundError(
-            f"no {kind} SAE for model={model!r} layer={layer} preset={preset!r} under "
-            f"{index.parent}: run chapter 07 (or moralkit.sae.pipeline.run_layer) first"
+            f"no {payload.get('stage', 'trained')} SAE for model={payload.get('model')!r} "
+            f"layer={payload.get('layer')} with these settings ({settings}, key {folder.name}) "
+            f"under {folder.parent}: run chapter 07's recipe (moralkit.sae.recipe.sae_surgery) "
+            "with the same settings first"
         )
-    return Path(json.loads(index.read_text())["path"])
-
-
-def load_trained(
-    model: str,
-    layer: int,
-    kind: str = "pretrained",
-    preset: str = "quick",
-    cache_dir: str | Path | None = None,
-    device: str = "cpu",
-) -> LoadedSAE:
-    """``(sae, centre, features)`` of the SAE trained for (model, layer, preset, kind).
-
-    ``sae`` is a ``sae_lens`` SAE reading *centred* inputs: reconstruct a raw residual vector
-    ``h`` as ``sae(h - centre) + centre`` (:func:`centred_reconstruction`). ``features`` are
-    the fine-tuned feature ids (empty for ``kind="pretrained"``).
-    """
-    return load_sae_dir(find_trained(model, layer, kind, preset, cache_dir), device=device)
+    return folder
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from moralkit.steering.hook import (
     steering,
     steering_arms,
 )
-from moralkit.steering.saes import load_steering_saes, surgery_trainer
+from moralkit.steering.saes import load_steering_saes, steering_saes
 
 __all__ = [
     "PAPER_BASELINE_DECODING",
@@ -35,5 +35,5 @@ __all__ = [
     "steering",
     "steering_arms",
     "load_steering_saes",
-    "surgery_trainer",
+    "steering_saes",
 ]

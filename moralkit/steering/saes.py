@@ -1,77 +1,65 @@
 """The SAEs steering uses: chapter 07's pretrained and fine-tuned SAEs, per layer.
 
 (paper §4.2–4.5; book: Methods › Steering, methods/steering.md.) Steering itself only needs a
-sae-lens SAE, its centre and (optionally) feature ids; this module fetches them from the SAE
-store of :mod:`moralkit.sae` and, when a layer was never trained, trains it through that
-package's pipeline (``train_missing``).
+sae-lens SAE, its centre and (optionally) feature ids. The steering chapter gets them from
+chapter 07's own recipe, :func:`moralkit.sae.recipe.sae_surgery`, with chapter 07's settings
+(:func:`moralkit.sae.recipe.sae_chapter_config`): the SAEs chapter 07 (or the workflow's ``sae``
+job) stored are loaded, a layer never trained with those settings is trained the same way,
+unlabelled texts included. No other lookup exists, so the steered SAE is always the one chapter
+07 would train with these settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from moralkit.steering.hook import SteeringSAE
 
+if TYPE_CHECKING:
+    from moralkit.records import MoralRecords
+    from moralkit.sae.pipeline import SurgeryResult
+    from moralkit.sae.recipe import Extract
+
 STEERING_KINDS = ("pretrained", "finetuned")
 
 
-def load_steering_saes(
-    model: str,
-    layers: Sequence[int],
-    preset: str = "quick",
-    train_missing: Callable[[list[int]], object] | None = None,
-    device: str = "cpu",
-    cache_dir: str | None = None,
+def steering_saes(
+    surgery: SurgeryResult, device: str = "cpu"
 ) -> dict[tuple[str, int], SteeringSAE]:
-    """``{(kind, layer): SteeringSAE}`` for both kinds and every layer.
-
-    Layers without a trained SAE are passed to ``train_missing`` (which should train and store
-    them, e.g. with :func:`moralkit.sae.pipeline.run_surgery`) and loaded again; without it a
-    missing SAE raises ``FileNotFoundError`` naming it.
-    """
-    from moralkit.sae import load_trained
-
-    def attempt() -> tuple[dict, list[int]]:
-        found, missing = {}, []
-        for layer in layers:
-            try:
-                for kind in STEERING_KINDS:
-                    sae, centre, features = load_trained(
-                        model, layer, kind, preset, cache_dir=cache_dir, device=device
-                    )
-                    selected = tuple(int(i) for i in features) if len(features) else None
-                    found[(kind, int(layer))] = SteeringSAE(
-                        sae.eval(), torch.as_tensor(centre).float(), selected
-                    )
-            except FileNotFoundError:
-                missing.append(int(layer))
-        return found, missing
-
-    found, missing = attempt()
-    if missing and train_missing is not None:
-        train_missing(missing)
-        found, missing = attempt()
-    if missing:
-        raise FileNotFoundError(
-            f"no trained SAEs for {model} layer(s) {missing} (preset {preset!r}); run chapter 07 "
-            "or pass train_missing"
+    """``{(kind, layer): SteeringSAE}`` for both kinds and every layer of ``surgery``, on
+    ``device``; the fine-tuned SAE carries its fine-tuned feature ids."""
+    found = {}
+    for s in surgery.surgeries:
+        centre = torch.as_tensor(s.centre).float().to(device)
+        selected = tuple(int(i) for i in s.features) if len(s.features) else None
+        found[("pretrained", int(s.layer))] = SteeringSAE(s.pretrained.eval().to(device), centre)
+        found[("finetuned", int(s.layer))] = SteeringSAE(
+            s.finetuned.eval().to(device), centre, selected
         )
     return found
 
 
-def surgery_trainer(chapter, model: str, preset: str) -> Callable[[list[int]], object]:
-    """A ``train_missing`` that runs chapter 07's surgery (its preset settings) on the
-    chapter's records. Chapter 07 also adds unlabelled texts to pretraining; run it first to
-    steer with exactly its SAEs."""
+def load_steering_saes(
+    model: str,
+    records: MoralRecords,
+    extract: Extract,
+    layers: Sequence[int],
+    params: Mapping[str, Any],
+    device: str = "cpu",
+    train: bool = True,
+) -> dict[tuple[str, int], SteeringSAE]:
+    """The steering SAEs of ``model`` at ``layers`` (resolved indices) for a steering chapter
+    with parameters ``params``: chapter 07's recipe with chapter 07's settings, on the chapter's
+    ``records`` and its activation getter ``extract`` (``ch.records()``, ``ch.activations``).
 
-    def train(layers: list[int]) -> object:
-        from moralkit.sae.pipeline import run_surgery, surgery_config
+    ``train=False`` (the workflow's generation jobs, which run after the ``sae`` jobs) raises
+    ``FileNotFoundError`` for an SAE never trained with these settings instead of training it.
+    """
+    from moralkit.sae.recipe import sae_chapter_config, sae_surgery
 
-        records = chapter.records()
-        acts = chapter.activations(model, records, layers=list(layers))
-        config = surgery_config(preset, seed=int(chapter.params.get("seed") or 0))
-        return run_surgery(model, acts, records, layers=list(layers), config=config)
-
-    return train
+    config = sae_chapter_config(params)
+    surgery = sae_surgery(model, records, extract, layers, config, train=train)
+    return steering_saes(surgery, device)

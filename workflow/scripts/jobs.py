@@ -1,9 +1,11 @@
 """One workflow job: ``python workflow/scripts/jobs.py <job> ... --out MARKER``.
 
-Each job calls moralkit's own functions, so its result lands in moralkit's caches
-(``$MORALKIT_CACHE``: downloads, activations, sae, generations) where ``moralkit run`` and the
-chapters find it; the marker file (JSON, written last and atomically) names that cache entry.
-A job that fails writes no marker, so Snakemake runs it again next time and only it.
+Each job calls the chapters' own functions (the SAE chapter's recipe, the steering chapter's
+Flames recipe, the Chapter API), never a copy of a chapter's steps, so its result lands in
+moralkit's caches (``$MORALKIT_CACHE``: downloads, activations, sae, generations) where
+``moralkit run`` and the chapters find it; the marker file (JSON, written last and atomically)
+names that cache entry. A job that fails writes no marker, so Snakemake runs it again next time
+and only it.
 """
 
 from __future__ import annotations
@@ -60,80 +62,61 @@ def job_extract(args: argparse.Namespace) -> dict:
 
 
 def job_sae(args: argparse.Namespace) -> dict:
-    """Pretrain and fine-tune the SAE of one (model, layer) with the SAE chapter's settings.
-
-    Same inputs as the chapter's cells (labelled records, unlabelled texts, preset), so the
-    chapter's ``run_surgery`` finds both SAEs in the cache (paper §4.2-4.4; book: Methods ›
-    SAE surgery, methods/sae.md).
+    """Chapter 07's recipe (:func:`moralkit.sae.recipe.sae_surgery`) for one (model, layer) with
+    the SAE chapter's settings: the chapter and the steering chapter, calling the same recipe,
+    find both SAEs in the store (paper §4.2-4.4; book: Methods › SAE surgery, methods/sae.md).
     """
-    from moralkit.sae import store
-    from moralkit.sae.data import TextBatch, unlabelled_texts
-    from moralkit.sae.pipeline import run_surgery, surgery_config
+    from moralkit.sae.pipeline import SurgeryConfig
+    from moralkit.sae.recipe import sae_surgery
 
     ch = _chapter(args.chapter, args.profile)
-    p, name, layer = ch.params, args.model, int(args.layer)
-    records = ch.records()
-    acts = ch.activations(name, records)
-    used = list(ch.layers(name, among="sae_layers"))
-    texts = unlabelled_texts(p["n_unlabelled"], seed=p["seed"], exclude=records.texts)
-    extra = ch.activations(name, TextBatch(texts["text"].tolist()), layers=used,
-                           poolings=[p["pooling"]])  # fmt: skip
-    config = surgery_config(p["sae_preset"], p["objective"], p["sampler_bug"], p["seed"])
-    run_surgery(name, acts, records, extra, [layer], config)
-    found = {k: store.find_trained(name, layer, k, config.preset) for k in store.KINDS}
-    return {"model": name, "layer": layer, "preset": config.preset, **found}
+    config = SurgeryConfig.from_parameters(ch.params)
+    layer = int(args.layer)
+    surgery = sae_surgery(args.model, ch.records(), ch.activations, [layer], config)
+    paths = {kind: str(path) for kind, path in surgery.surgeries[0].paths.items()}
+    return {"model": args.model, "layer": layer, "preset": config.preset, **paths}
 
 
 def job_generate(args: argparse.Namespace) -> dict:
-    """Flames responses of one arm (baseline, or fine-tuned SAE at a layer and strength), with
-    the steering chapter's decoding, so the chapter finds them in the generation cache."""
-    from moralkit.data.benchmarks import flames_prompts, sample_rows
+    """One arm of the steering chapter's Flames recipe (baseline, or the fine-tuned SAE at a
+    layer and strength): its prompt sample, decoding and SAEs, so the chapter finds the
+    responses in the generation cache. The SAE is loaded, never trained: the ``sae`` job ran."""
+    from moralkit.evaluation.flames import FlamesConfig, flames_arm, flames_arms
     from moralkit.io import atomic_write_csv
-    from moralkit.models import load_model
-    from moralkit.sae import store
-    from moralkit.steering import DecodingConfig, SteeringConfig, SteeringSAE, generate_responses
+    from moralkit.steering import load_steering_saes
 
     ch = _chapter(args.chapter, args.profile)
-    p = ch.params
-    loaded = load_model(args.model, dtype=p["dtype"], device=p["device"])
-    # the chapter's prompt sample; a pilot run (--limit) answers its first prompts only
-    prompts = sample_rows(flames_prompts(), p["n_flames_prompts"], p["seed"])
-    if args.limit:
-        prompts = prompts.head(int(args.limit))
-    if args.layer is None:
-        config, saes = SteeringConfig(mode="none"), None
-    else:
-        sae, centre, features = store.load_trained(
-            args.model, int(args.layer), "finetuned", p["sae_preset"], device=loaded.device
-        )
-        config = SteeringConfig("finetuned", int(args.layer), float(args.strength))
-        saes = {"finetuned": SteeringSAE(sae, centre, tuple(int(f) for f in features))}
-    decoding = DecodingConfig(max_new_tokens=p["max_new_tokens"], seed=p["seed"])
-    table = generate_responses(
-        loaded, prompts["prompt"].tolist(), config, saes, decoding, p["decoding_setting"]
-    )
-    table = prompts[["id", "dimension"]].reset_index(drop=True).join(table)
+    config = FlamesConfig.from_parameters(ch.params)
+    loaded = ch.load_model(args.model)
+    layers = [] if args.layer is None else [int(args.layer)]
+    arm = flames_arms(layers, [float(args.strength)] if layers else [])[-1]
+    saes = None
+    if layers:
+        saes = load_steering_saes(args.model, ch.records(), ch.activations, layers, ch.params,
+                                  device=loaded.device, train=False)  # fmt: skip
+    # a pilot run (--limit) answers the sample's first prompts only
+    prompts = config.prompts(limit=args.limit)
+    table = flames_arm(loaded, prompts, arm, saes, config.decoding(), config.decoding_setting)
     path = atomic_write_csv(table, Path(args.out).resolve().with_suffix(".csv"))
-    return {"arm": config.label, "responses": str(path), "n": len(table)}
+    return {"arm": arm.label, "responses": str(path), "n": len(table)}
 
 
 def job_judge(args: argparse.Namespace) -> dict:
-    """The steering chapter's judging of one steered arm against the baseline (pairwise and the
-    PSC rubrics; network, rate-limited). Same judge, protocol and questions as the chapter, so a
-    real judge's cached answers serve the chapter when it runs."""
+    """The steering chapter's judging (:func:`moralkit.evaluation.flames.judge_responses`) of
+    one steered arm against the baseline: pairwise and the PSC rubrics (network, rate-limited).
+    Same judge, protocol and questions as the chapter, so a real judge's cached answers serve
+    the chapter when it runs."""
     import pandas as pd
 
-    from moralkit.evaluation.flames import judge_flames, judge_session, protocol_named
+    from moralkit.evaluation.flames import FlamesConfig, judge_responses
     from moralkit.io import atomic_write_csv
 
-    p = _chapter(args.chapter, args.profile).params
+    config = FlamesConfig.from_parameters(_chapter(args.chapter, args.profile).params)
     # answers are text ("None" and "" included); only layer and strength may be missing
     read = {"keep_default_na": False, "na_values": {"layer": [""], "strength": [""]}}
     arms = [pd.read_csv(json.loads(Path(m).read_text())["responses"], **read)
             for m in (args.baseline, args.steered)]  # fmt: skip
-    responses = pd.concat(arms, ignore_index=True)
-    with judge_session(p["judge"], n_bootstrap=p["n_bootstrap"]) as (config, demonstration):
-        pairwise, rubric = judge_flames(responses, config, protocol_named(p["protocol"]))
+    pairwise, rubric, demonstration = judge_responses(pd.concat(arms, ignore_index=True), config)
     judged = pairwise.tables["pairs"]
     if (judged["outcome"] == "failure").all():  # no marker: the next run asks the judge again
         raise RuntimeError(f"every judgment failed; first: {judged['status_ab'].iloc[0]}")
