@@ -196,6 +196,10 @@ class GroundTruthSummary(AnalysisResult):
         keep = counts["source"] != PAPER_SOURCE.format(split="val")
         return counts[keep].reset_index(drop=True)
 
+    def best(self) -> pd.DataFrame:
+        """The headline rows: each ground truth's counts beside the paper's (no model here)."""
+        return self.tables["counts_vs_paper"]
+
     def claim(self) -> list[ClaimValue]:
         comparison = self.tables["counts_vs_paper"]
         primary = str(comparison["ground_truth"].iloc[0])
