@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moralkit.activation_set import POOLINGS
-from moralkit.data.ground_truth import GROUND_TRUTHS
+from moralkit.data.ground_truth import GROUND_TRUTHS, ground_truth_parameter
 from moralkit.layers import LayerSpec, LayerSpecError
 
 __all__ = [
@@ -134,9 +134,11 @@ def _names_among(choices: Sequence[str]) -> Callable[[Any, str], list[str]]:
 
 
 def _ground_truth(value: Any, name: str) -> str | list[str]:
-    names = _names_among(GROUND_TRUTHS)(value, name)
-    # one ground truth stays a name; chapter 01 shows several side by side
-    return names[0] if isinstance(value, str) and len(names) == 1 else names
+    # a registered name or a file (made absolute); chapter 01 shows several side by side
+    try:
+        return ground_truth_parameter(value, name)
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
 
 
 def _fraction(value: Any, name: str) -> float:
@@ -188,7 +190,11 @@ COMMON: dict[str, Parameter] = {
     p.name: p
     for p in (
         Parameter("profile", "run profile (quick | tiny | paper)", _text),
-        Parameter("ground_truth", f"one of {', '.join(GROUND_TRUTHS)}", _ground_truth),
+        Parameter(
+            "ground_truth",
+            f"one of {', '.join(GROUND_TRUTHS)}, or a CSV/TSV/JSONL/Parquet file",
+            _ground_truth,
+        ),
         Parameter("model", "registry names, hub ids or local paths (a list)", split_names),
         Parameter("layers", "'all', 'every:K' or '0,6,-1' (negative = from the end)", _layers),
         Parameter("pooling", "the pooling the diagnostics read", _one_of(POOLINGS)),
