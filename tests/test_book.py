@@ -22,6 +22,7 @@ from moralkit.book import (
     status_markdown,
     strip_progress_bars,
 )
+from moralkit.book.output_dirs import describe_output_dir, prepare_run_dir, record_output_files
 from moralkit.notebooks import FIGURE_DATA_KEY, OUTPUT_MARKER, notebook_parameters
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
@@ -155,8 +156,8 @@ def _executed(
 ) -> None:
     layout.executed_dir.mkdir(parents=True, exist_ok=True)
     (layout.executed_dir / f"{chapter_id}.ipynb").write_text("{}")
-    out = prepare_output_dir(layout.executed_dir / chapter_id)
-    (out / "run.json").write_text(
+    prepared = prepare_run_dir(layout.executed_dir / chapter_id)
+    (prepared.path / "run.json").write_text(
         json.dumps(
             {
                 "profile": profile,
@@ -168,7 +169,7 @@ def _executed(
             }
         )
     )
-    (out / "provenance.json").write_text(
+    (prepared.path / "provenance.json").write_text(
         json.dumps(
             {
                 "peak_memory_mb": 1234.4,
@@ -177,6 +178,7 @@ def _executed(
             }
         )
     )
+    record_output_files(prepared)  # as execute_chapter does after a run
 
 
 def test_prune_and_status(tmp_path):
@@ -242,9 +244,11 @@ def test_output_dir_refuses_a_folder_moralkit_did_not_write(tmp_path):
 
 
 def test_output_dir_clears_its_own_earlier_run(tmp_path):
-    folder = prepare_output_dir(tmp_path / "run")
+    prepared = prepare_run_dir(tmp_path / "run")
+    folder = prepared.path
     (folder / "figures").mkdir()
     (folder / "figures" / "stale.png").write_bytes(b"old")
+    record_output_files(prepared)  # what the run wrote
     assert prepare_output_dir(folder) == folder.resolve()
     assert not (folder / "figures").exists() and (folder / OUTPUT_MARKER).is_file()
     empty = tmp_path / "empty"
@@ -252,6 +256,50 @@ def test_output_dir_clears_its_own_earlier_run(tmp_path):
     assert prepare_output_dir(empty) == empty.resolve()  # an empty folder is fine
     with pytest.raises(OutputFolderError, match="is not a folder"):
         prepare_output_dir(tmp_path / "empty" / OUTPUT_MARKER)
+
+
+def test_output_dir_keeps_the_users_files_beside_moralkits(tmp_path):
+    """Issue 21, bad input #1: the user's notes in an earlier run's folder survive a rerun;
+    only the files moralkit wrote (listed with their sha256 in the marker) are replaced."""
+    prepared = prepare_run_dir(tmp_path / "run")
+    folder = prepared.path
+    (folder / "tables").mkdir()
+    (folder / "tables" / "by_layer.csv").write_text("a\n1\n")
+    (folder / "run.json").write_text("{}")
+    record_output_files(prepared)
+    (folder / "my_notes.md").write_text("what I saw")
+    (folder / "tables" / "my_extra.csv").write_text("mine")
+    again = prepare_run_dir(folder)
+    assert sorted(again.kept) == ["my_notes.md", "tables/my_extra.csv"]
+    assert (folder / "my_notes.md").read_text() == "what I saw"
+    assert (folder / "tables" / "my_extra.csv").read_text() == "mine"
+    assert not (folder / "tables" / "by_layer.csv").exists() and not (folder / "run.json").exists()
+    assert "its 0 file(s) replaced; 2 file(s) of yours kept" in describe_output_dir(folder)
+
+
+def test_output_dir_refuses_when_moralkits_own_files_were_edited(tmp_path):
+    """Issue 21, bad input #1: notes typed into the executed notebook are the user's work."""
+    prepared = prepare_run_dir(tmp_path / "run")
+    notebook = prepared.path / "02.ipynb"
+    notebook.write_text("{}")
+    record_output_files(prepared)
+    notebook.write_text('{"my": "notes"}')
+    with pytest.raises(
+        OutputFolderError, match=r"1 file\(s\) moralkit wrote were changed.*02.ipynb"
+    ):
+        prepare_output_dir(prepared.path)
+    assert notebook.read_text() == '{"my": "notes"}'
+
+
+def test_an_older_marker_replaces_only_moralkits_layout(tmp_path):
+    folder = tmp_path / "old"
+    (folder / "figures").mkdir(parents=True)
+    (folder / OUTPUT_MARKER).write_text("Written by moralkit.\n")  # no file list
+    (folder / "figures" / "a.png").write_bytes(b"x")
+    (folder / "02.ipynb").write_text("{}")
+    (folder / "thesis.tex").write_text("mine")
+    assert prepare_run_dir(folder).kept == ["thesis.tex"]
+    assert sorted(p.name for p in folder.iterdir()) == [OUTPUT_MARKER, "thesis.tex"]
 
 
 TIMING_CHAPTER = """---
