@@ -192,3 +192,38 @@ def test_the_parameter_takes_a_path_and_says_so(tmp_path, monkeypatch):
         coerce("ground_truth", str(tmp_path / "gt" / "missing.csv"))
     with pytest.raises(ParameterError, match=r"unknown table format '.xlsx'"):
         coerce("ground_truth", "data/my.xlsx")
+
+
+def test_typicality_analyses_do_not_apply_to_a_file_without_it(tmp_path):
+    """As for the MFD dictionaries: the gradient diagnostic refuses, replication skips it."""
+    from moralkit.diagnostics.gradient import gradient_indifference
+    from moralkit.replication import NEEDS_TYPICALITY
+
+    rows = [{k: v for k, v in r.items() if k != "typicality"} for r in ROWS]
+    records = load_user_records(write(tmp_path / "gt.csv", rows))
+    with pytest.raises(ValueError, match="no graded typicality.*'typicality' column"):
+        gradient_indifference(None, records)
+    assert "gradient" in NEEDS_TYPICALITY and not records.has_typicality
+
+
+@pytest.mark.slow  # chapter 02 on the tiny profile in a kernel: about 40 s
+def test_chapter_02_runs_on_the_tiny_profile_from_a_users_file(tmp_path, monkeypatch, capsys):
+    """Issue 21: `moralkit run 02 -p ground_truth PATH` end to end, the file's checksum in the
+    provenance and the claims, the path given relative to where the command starts."""
+    from moralkit.cli import main
+
+    monkeypatch.delenv("MORALKIT_NOTEBOOK_DIR", raising=False)
+    monkeypatch.chdir(REPO / "examples")
+    out = tmp_path / "run"
+    argv = ["run", "02", "--profile", "tiny", "-p", "ground_truth", EXAMPLE.name, "-o", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    provenance = json.loads((out / "provenance.json").read_text())
+    (data,) = provenance["data"]
+    assert data["ground_truth"] == str(EXAMPLE) and data["n_records"] == 45
+    assert data["checksums"] == {str(EXAMPLE): sha256_of(EXAMPLE)}
+    assert provenance["params"]["ground_truth"] == str(EXAMPLE)
+    claims = json.loads((out / "claims.json").read_text())
+    assert {c["ground_truth"] for c in claims.values()} == {str(EXAMPLE)}
+    table = pd.read_csv(out / "tables" / "categorical_virtue_vice.csv")
+    assert set(table["foundation"]) == {"care", "fairness", "loyalty", "authority", "sanctity"}
+    assert table["cosine"].notna().all()
