@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 from moralkit import book
 from moralkit.book import (
@@ -26,6 +27,7 @@ from moralkit.book.output_dirs import describe_output_dir, prepare_run_dir, reco
 from moralkit.notebooks import FIGURE_DATA_KEY, OUTPUT_MARKER, notebook_parameters
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_list_and_find_chapters(tmp_path):
@@ -387,6 +389,18 @@ def test_strip_progress_bars_drops_notebook_widget_bars(tmp_path):
         nbformat.v4.new_output("display_data", data={"text/plain": "a table"}),
     ]
     path = _write(tmp_path / "08_x.ipynb", [cell])
-    assert strip_progress_bars(path) == 1
-    (kept,) = nbformat.read(path, as_version=4).cells[0].outputs
+    nb = nbformat.read(path, as_version=4)
+    state = "application/vnd.jupyter.widget-state+json"
+    nb.metadata["widgets"] = {state: {"state": {"abc": {"model_name": "HBoxModel"}}}}
+    nbformat.write(nb, path)
+    assert strip_progress_bars(path) == 2  # the bar and the widget state
+    nb = nbformat.read(path, as_version=4)
+    (kept,) = nb.cells[0].outputs
     assert kept.data["text/plain"] == "a table"
+    # issue 21: no widget state, so myst-nb adds no require.js / widget manager from a CDN
+    assert "widgets" not in nb.metadata
+
+
+def test_the_book_config_loads_no_widget_script_from_a_cdn():
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert config["sphinx"]["config"]["nb_ipywidgets_js"] == {}
