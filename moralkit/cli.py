@@ -3,7 +3,7 @@
 moralkit book [--profile quick|tiny|paper] [--only 01,02] [--keep-going] [--root DIR]
 moralkit run 02 -p model gemma-3-270m -p layers -1,-2 [-o DIR] [--profile P] [--into-book]
 moralkit run 02 -p ground_truth my_records.csv --check
-moralkit fork 02 DIR [--keep-outputs]
+moralkit fork 02 DIR [--keep-outputs [EXECUTED.ipynb]] [--profile tiny] [--force]
 moralkit chapters [-v]
 moralkit profiles
 
@@ -42,6 +42,7 @@ from moralkit.book import (
     unpublish_failed,
     write_generated_pages,
 )
+from moralkit.book.fork import fork_chapter
 from moralkit.book.preflight import check_environment, check_run
 from moralkit.profiles import DEFAULT_PROFILE, describe_profiles
 
@@ -188,6 +189,22 @@ def _rebuild_site(profile: str, run: ChapterRun) -> int:
     return 0
 
 
+def _cmd_fork(args: argparse.Namespace) -> int:
+    try:
+        chapter = find_chapter(args.chapter)
+        executed = None
+        if args.keep_outputs is not None:
+            default = REPO_BOOK.executed_dir / f"{chapter.chapter_id}.ipynb"
+            executed = Path(args.keep_outputs) if args.keep_outputs else default
+        fork = fork_chapter(chapter, args.folder, args.profile, executed, args.force)
+    except ValueError as exc:
+        print(f"moralkit fork: {exc}", file=sys.stderr)
+        return 2
+    print(f"[moralkit fork] {chapter.chapter_id} -> {fork.notebook}")
+    print(f"  how to run it: {fork.readme}")
+    return 0
+
+
 def _cmd_chapters(args: argparse.Namespace) -> int:
     chapters = list_chapters()
     if not chapters:
@@ -262,6 +279,22 @@ def build_parser() -> argparse.ArgumentParser:
         " (what the provenance would record) and exit without running the chapter",
     )
     run.set_defaults(func=_cmd_run)
+
+    fork = sub.add_parser(
+        "fork", help="write one chapter as a standalone notebook (.ipynb) with a README"
+    )
+    fork.add_argument("chapter", help="chapter id or number, e.g. 02")
+    fork.add_argument("folder", help="where to write <chapter>.ipynb and README.md")
+    fork.add_argument(
+        "--keep-outputs",
+        nargs="?",
+        const="",
+        metavar="EXECUTED.ipynb",
+        help="keep the outputs of an executed copy (default: the book's, book/_executed/)",
+    )
+    fork.add_argument("--profile", help="the profile the parameters cell starts with")
+    fork.add_argument("--force", action="store_true", help="overwrite an earlier fork")
+    fork.set_defaults(func=_cmd_fork)
 
     chapters = sub.add_parser("chapters", help="list the chapters")
     chapters.add_argument("-v", "--verbose", action="store_true", help="show parameter names")
