@@ -278,10 +278,19 @@ def _write_run_record(
             "caches": run.caches,
             "times": times,
             "source_sha": sha256_of(run.chapter.path)[:16],
+            "input_files": _input_files(params),
             "error": run.error,
         },
         run.output_dir / RUN_RECORD,
     )
+
+
+def _input_files(params: Mapping[str, object]) -> dict[str, str]:
+    """``{path: sha256}`` of the user's files that ``ground_truth`` and ``benchmarks`` name
+    (their rows were checked before the run)."""
+    named = [params.get("ground_truth"), params.get("benchmarks")]
+    paths = [x for v in named for x in ([v] if isinstance(v, str) else v or [])]
+    return {p: sha256_of(p) for p in dict.fromkeys(paths) if Path(p).is_absolute()}
 
 
 def describe_failure(exc: PapermillExecutionError) -> str:

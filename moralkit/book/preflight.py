@@ -5,8 +5,11 @@ Everything here is cheap next to a chapter and fails with a message naming the s
 - the environment: ``MORALKIT_DATA_MIRROR`` must name a folder (made absolute once, here) and
   moralkit's cache (``MORALKIT_CACHE``) must be writable;
 - the parameters, resolved as ``Chapter.start`` resolves them (profile, names, types, choices);
-- every input file a parameter names (a user's ground truth), read and validated in full, with
-  its sha256 as the provenance will record it;
+- every input file a parameter names (a user's ground truth, benchmark files), read and
+  validated in full, with its sha256 (the ground truth's goes into provenance.json, every
+  file's into run.json);
+- settings that depend on more than their type: ``judge=environment`` needs the judge's
+  endpoint variables, and every layer parameter must fit every model's depth;
 - the output folder (:mod:`moralkit.book.output_dirs`).
 """
 
@@ -19,12 +22,15 @@ from pathlib import Path
 
 from moralkit.book.output_dirs import check_output_dir, describe_output_dir
 from moralkit.book.sources import ChapterSource
+from moralkit.data.benchmarks import user_benchmarks
 from moralkit.data.fetch import CACHE_ENV, MIRROR_ENV, DataMirrorError, default_cache_dir
 from moralkit.data.fetch import resolve_mirror as _resolve_mirror
 from moralkit.data.ground_truth import ground_truth_names
 from moralkit.data.user_ground_truth import load_user_records
 from moralkit.io import ensure_writable, sha256_of
+from moralkit.layers import LayerSpec, LayerSpecError
 from moralkit.notebooks import absolute_path_variables, notebook_parameters
+from moralkit.parameters import is_layer_parameter
 from moralkit.profiles import resolve_parameters
 from moralkit.provenance import to_jsonable
 
@@ -93,7 +99,54 @@ def check_input_files(resolved: Mapping[str, object]) -> list[InputFile]:
                 f"{'with' if records.has_typicality else 'no'} typicality)",
             )
         )
+    for bench, path in zip(user_benchmarks(resolved.get("benchmarks") or []),
+                           resolved.get("benchmarks") or [], strict=True):  # fmt: skip
+        summary = f"{len(bench)} rows ({bench.schema} schema), named {bench.name!r}"
+        found.append(InputFile("benchmarks", path, sha256_of(path), summary))
     return found
+
+
+def check_judge(resolved: Mapping[str, object]) -> None:
+    """``judge=environment`` needs the endpoint's variables, as the judge will read them."""
+    if resolved.get("judge") != "environment":
+        return
+    from moralkit.evaluation import judge
+
+    model = os.environ.get(judge.MODEL_ENV)
+    if model and (model.startswith(judge._INSPECT_PROVIDERS) or os.environ.get(judge.BASE_URL_ENV)):
+        return
+    missing = judge.MODEL_ENV if not model else judge.BASE_URL_ENV
+    raise PreflightError(
+        f"parameter judge='environment': ${missing} is not set. The judge is the endpoint that "
+        f"${judge.MODEL_ENV}, ${judge.BASE_URL_ENV} and ${judge.API_KEY_ENV} name (a model id "
+        "with an inspect provider, e.g. openai/gpt-4.1-mini, needs no base URL); or use "
+        "-p judge scripted (a local demonstration)"
+    )
+
+
+def check_layers(resolved: Mapping[str, object], given: Mapping[str, object]) -> None:
+    """Every layer parameter the user gave resolves for every model's depth (the profile's own
+    values are left to the chapter, which may not read them; so is a model whose depth cannot
+    be read here)."""
+    names = [n for n in given if is_layer_parameter(n) and resolved.get(n) is not None]
+    if not names:
+        return
+    from moralkit.models.identity import model_depth  # loads torch: only when needed
+
+    for model in resolved.get("model") or []:
+        try:
+            depth = model_depth(model)
+        except Exception:  # unknown or unreachable here: the chapter reports it
+            continue
+        for name in names:
+            try:
+                LayerSpec.parse(resolved[name], name=name).resolve(depth)
+            except LayerSpecError as err:
+                problem = str(err).split(": ", 1)[-1]
+                raise PreflightError(
+                    f"parameter {name}={to_jsonable(resolved[name])!r} does not fit model "
+                    f"{model}: {problem}"
+                ) from None
 
 
 def check_run(
@@ -103,6 +156,8 @@ def check_run(
     environment = check_environment()
     resolved = resolved_parameters(chapter, profile, parameters)
     files = check_input_files(resolved)
+    check_judge(resolved)
+    check_layers(resolved, parameters)
     if output is not None:
         check_output_dir(output)
     return {

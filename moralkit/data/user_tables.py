@@ -43,6 +43,7 @@ class UserTable:
     format: str
     cells: pd.DataFrame  # every column as str, "" for no value
     sha256: str
+    label: str = ""  # how errors name the table ("file <path>" when empty)
 
     def where(self, row: int) -> str:
         """``row`` (0-based position in ``cells``) as the user finds it in the file."""
@@ -57,7 +58,7 @@ class UserTable:
         place = [self.where(row)] if row is not None else []
         place += [f"column {column!r}"] if column else []
         prefix = f"{', '.join(place)}: " if place else ""
-        return UserFileError(f"file {self.path}: {prefix}{problem}")
+        return UserFileError(f"{self.label or f'file {self.path}'}: {prefix}{problem}")
 
 
 def table_format(path: str | Path) -> str | None:
@@ -70,7 +71,7 @@ def is_missing(value: str) -> bool:
     return value.strip().lower() in MISSING_TOKENS
 
 
-def _cell_text(value: Any) -> str:
+def cell_text(value: Any) -> str:
     """A JSON or Parquet value as the text a CSV would hold ("" for null or NaN)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -105,7 +106,7 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 f"file {path}: line {number} holds a JSON {type(value).__name__}, not an "
                 "object of column: value pairs"
             )
-        rows.append({str(k): _cell_text(v) for k, v in value.items()})
+        rows.append({str(k): cell_text(v) for k, v in value.items()})
         lines.append(number - 1)
     table = pd.DataFrame(rows, index=lines, dtype=object).fillna("")
     return table.astype(str)
@@ -119,7 +120,13 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         table = pq.read_table(path).to_pandas()
     except (pa.ArrowException, OSError) as err:
         raise UserFileError(f"file {path} is not a readable Parquet file: {err}") from None
-    return table.map(_cell_text).astype(str) if len(table.columns) else table
+    return table.map(cell_text).astype(str) if len(table.columns) else table
+
+
+def frame_table(frame: pd.DataFrame, label: str) -> UserTable:
+    """A DataFrame as a :class:`UserTable` of text cells (errors name ``label`` and the row)."""
+    cells = frame.reset_index(drop=True).map(cell_text) if len(frame.columns) else frame
+    return UserTable(Path(label), "frame", cells.astype(str), "", label)
 
 
 def read_user_table(path: str | Path) -> UserTable:
