@@ -16,11 +16,12 @@ import jupytext
 import nbformat
 import pytest
 from jupytext.config import find_jupytext_configuration_file, load_jupytext_configuration_file
+from shared_data import SHARED_DATA, needs_mirror
 
 from moralkit.book import find_chapter, list_chapters
 from moralkit.book.fork import fork_chapter
 from moralkit.cli import main
-from moralkit.notebooks import NOTEBOOK_SOURCE_ENV, notebook_parameters
+from moralkit.notebooks import notebook_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,6 +128,9 @@ def installed(tmp_path_factory) -> Path:
 def _run(env: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MORALKIT_NOTEBOOK")}
     clean.pop("PYTHONPATH", None)
+    clean["MORALKIT_DATA_MIRROR"] = str(
+        Path(os.environ.get("MORALKIT_DATA_MIRROR") or SHARED_DATA).resolve()
+    )
     return subprocess.run([str(env / "bin" / "python"), *args], cwd=cwd, env=clean, text=True,
                           capture_output=True)  # fmt: skip
 
@@ -134,32 +138,30 @@ def _run(env: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_a_forked_chapter_finds_its_parameters_outside_the_repository(installed, tmp_path):
     """Chapter 04's ``min_cluster_size`` is declared only in its parameters cell: outside the
-    repository, the fork's own cell is what makes it a parameter."""
-    fork_chapter(find_chapter("04"), tmp_path, profile="tiny")
+    repository, the forked notebook in the kernel's folder is what makes it a parameter (run
+    from another folder, the value would not be read)."""
+    fork = fork_chapter(find_chapter("04"), tmp_path / "class", profile="tiny")
     probe = (
-        "import os, moralkit\n"
+        "import moralkit, nbformat\n"
         "from moralkit.chapter import Chapter\n"
         "print(moralkit.__file__)\n"
-        "try:\n"
-        "    ch = Chapter.start('04_structural_indifference', profile='tiny', min_cluster_size=6)\n"
-        "    print('resolved', ch.params['min_cluster_size'])\n"
-        "except ValueError as err:\n"
-        "    print('refused', err)\n"
+        f"nb = nbformat.read({str(fork.notebook)!r}, as_version=4)\n"
+        "(cell,) = [c for c in nb.cells if 'parameters' in c.metadata.get('tags', [])]\n"
+        "ns = {}\n"
+        "exec(cell.source, ns)\n"
+        "ns['min_cluster_size'] = 6\n"
+        "ch = Chapter.start('04_structural_indifference', ns)\n"
+        "print('resolved', ch.params['profile'], ch.params.get('min_cluster_size'))\n"
     )
-    plain = _run(installed, tmp_path, "-c", probe)
-    assert str(installed) in plain.stdout.splitlines()[0], plain.stderr  # not this checkout
-    assert "refused unknown parameter(s) ['min_cluster_size']" in plain.stdout  # the need
-    name = f"{tmp_path / '04_structural_indifference.ipynb'}"
-    forked = _run(
-        installed,
-        tmp_path,
-        "-c",
-        f"import os; os.environ['{NOTEBOOK_SOURCE_ENV}'] = {name!r}\n" + probe,
-    )
-    assert "resolved 6" in forked.stdout, forked.stderr
+    inside = _run(installed, tmp_path / "class", "-c", probe)
+    assert str(installed) in inside.stdout.splitlines()[0], inside.stderr  # not this checkout
+    assert "resolved tiny 6" in inside.stdout, inside.stderr
+    elsewhere = _run(installed, tmp_path, "-c", probe)
+    assert "resolved tiny None" in elsewhere.stdout, elsewhere.stderr  # the need for the file
 
 
 @pytest.mark.slow  # chapter 02 on the tiny profile: about a minute
+@needs_mirror
 def test_a_forked_chapter_runs_with_papermill_outside_the_repository(installed, tmp_path):
     """The README's papermill command, in the fork's folder, with the installed package."""
     fork_chapter(find_chapter("02"), tmp_path / "class", profile="tiny")

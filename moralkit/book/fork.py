@@ -7,13 +7,11 @@ profile suits a laptop. It runs outside the repository against the installed ``m
 - MyST-only markup that Jupyter would show raw is rewritten (``{numref}`` references, citations,
   the admonition directive); each figure's caption, which only the book renders, follows its
   cell as a Markdown line;
-- one cell after the parameters cell points ``$MORALKIT_NOTEBOOK_SOURCE`` at the forked file
-  itself. ``Chapter.start`` reads that notebook's parameters cell to know which names are the
-  chapter's parameters (in the repository it reads notebooks/NN.md), so a parameter that only
-  the cell declares (chapter 04's ``min_cluster_size``) is accepted in the fork too. A
-  ``Chapter.start`` that takes the names from the notebook's namespace needs no file, and the
-  cell is then harmless. It uses the notebook's folder, so run papermill from there
-  (``cd DIR``) or with ``--cwd DIR``.
+- the file is named ``<chapter id>.ipynb``: ``Chapter.start`` reads the parameters cell of the
+  notebook of that name in the kernel's folder to know the chapter's parameter names
+  (:func:`moralkit.notebooks.notebook_source_path`), so a parameter only the cell declares
+  (chapter 04's ``min_cluster_size``) is read in the fork too. Jupyter starts the kernel in the
+  notebook's folder; papermill in its own, hence ``cd DIR`` (or ``--cwd DIR``) in the README.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ import nbformat
 from moralkit import __version__
 from moralkit.book.sources import ChapterSource
 from moralkit.io import atomic_write_text, sha256_of
-from moralkit.notebooks import NOTEBOOK_SOURCE_ENV, read_notebook
+from moralkit.notebooks import read_notebook
 from moralkit.profiles import load_profiles
 
 _ROLE = re.compile(r"\{(numref|ref|doc|cite:[pt]|cite)\}`([^`<]*?)(?:\s*<([^>]*)>)?`")
@@ -71,15 +69,6 @@ def _caption_cell(cell) -> nbformat.NotebookNode | None:
     return nbformat.v4.new_markdown_cell(f"*Figure {figure.get('name', '')}.* {caption}")
 
 
-def _source_cell(notebook_name: str) -> nbformat.NotebookNode:
-    return nbformat.v4.new_code_cell(
-        "# moralkit fork: this notebook's own parameters cell (above) names the chapter's\n"
-        "# parameters; run it from its folder (papermill: cd here, or --cwd)\n"
-        "import os\n\n"
-        f'os.environ["{NOTEBOOK_SOURCE_ENV}"] = os.path.abspath("{notebook_name}")'
-    )
-
-
 def _set_profile(source: str, profile: str) -> str:
     return re.sub(r"(?m)^profile\s*=.*$", f"profile = {profile!r}", source, count=1)
 
@@ -110,10 +99,8 @@ def forked_notebook(
         if cell.cell_type == "code" and not executed:
             cell.outputs, cell.execution_count = [], None
         cells.append(cell)
-        if cell.cell_type == "code" and "parameters" in tags:
-            if profile:
-                cell.source = _set_profile(cell.source, profile)
-            cells.append(_source_cell(f"{chapter.chapter_id}.ipynb"))
+        if cell.cell_type == "code" and "parameters" in tags and profile:
+            cell.source = _set_profile(cell.source, profile)
         caption = _caption_cell(cell) if cell.cell_type == "code" else None
         if caption is not None:
             cells.append(caption)
@@ -181,7 +168,8 @@ path, or one relative to the folder you start Jupyter or papermill in).
 
 - **Jupyter**: `jupyter lab {name}` and run all cells. Change values in the cell tagged
   `parameters` (the one that starts with `profile = ...`); `None` means "the profile's value".
-- **papermill** (from this folder: the notebook finds its own parameters cell here):
+- **papermill**, from this folder (a chapter reads the parameters cell of the notebook of its
+  name in the folder it runs in):
 
   ```bash
   cd path/to/this/folder
