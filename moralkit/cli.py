@@ -2,31 +2,37 @@
 
 moralkit book [--profile quick|tiny|paper] [--only 01,02] [--keep-going] [--root DIR]
 moralkit run 02 -p model gemma-3-270m -p layers -1,-2 [-o DIR] [--profile P] [--into-book]
+moralkit run 02 -p ground_truth my_records.csv --check
+moralkit fork 02 DIR [--keep-outputs [EXECUTED.ipynb]] [--profile tiny] [--force]
 moralkit chapters [-v]
 moralkit profiles
 
-``moralkit run`` checks the chapter, the profile, every parameter's name and value, and the
-output folder (a folder holding files moralkit did not write is refused) before a kernel starts;
-such a refusal exits with status 2, a failed chapter with 1.
+``moralkit run`` checks the chapter, the profile, every parameter's name and value, every input
+file a parameter names, the data mirror, the cache and the output folder before a kernel starts
+(:mod:`moralkit.book.preflight`); such a refusal exits with status 2, a failed chapter with 1,
+Ctrl-C with 130. ``--check`` stops after the checks and prints the resolved values.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+
+import yaml
 
 from moralkit.book import (
     REPO_BOOK,
     BookLayout,
     ChapterFailed,
     ChapterRun,
+    ChapterSource,
+    RunInterrupted,
     build_book,
     chapter_parameter_names,
-    check_parameters,
     ensure_mathjax,
     execute_chapter,
     find_chapter,
@@ -36,13 +42,19 @@ from moralkit.book import (
     unpublish_failed,
     write_generated_pages,
 )
-from moralkit.notebooks import absolute_path_variables
+from moralkit.book.fork import fork_chapter
+from moralkit.book.preflight import check_environment, check_run
 from moralkit.profiles import DEFAULT_PROFILE, describe_profiles
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
     only = [x for part in (args.only or []) for x in part.split(",") if x.strip()]
     layout = BookLayout(Path(args.root).resolve()) if args.root else BookLayout()
+    try:
+        check_environment()
+    except ValueError as exc:
+        print(f"moralkit book: {exc}", file=sys.stderr)
+        return 2
     try:
         build_book(
             profile=args.profile,
@@ -54,6 +66,9 @@ def _cmd_book(args: argparse.Namespace) -> int:
     except (ChapterFailed, RuntimeError, ValueError) as exc:
         print(f"moralkit book: {exc}", file=sys.stderr)
         return 1
+    except RunInterrupted as stop:
+        print(f"moralkit book: {stop.message}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -97,27 +112,41 @@ def _collect_params(pairs: Sequence[tuple[str, str]] | None) -> dict[str, str]:
     return params
 
 
+def _run_paths(chapter: ChapterSource, args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    """(executed notebook, output folder, kernel folder) of ``moralkit run``."""
+    if args.into_book:
+        executed = REPO_BOOK.executed_dir
+        return executed / f"{chapter.chapter_id}.ipynb", executed / chapter.chapter_id, executed
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.output or Path("outputs") / "runs" / f"{chapter.chapter_id}-{stamp}")
+    return out / f"{chapter.chapter_id}.ipynb", out, out
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     try:
         chapter = find_chapter(args.chapter)
         params = _collect_params(args.param)
         if "profile" in params:
             raise ValueError("give the profile with --profile, not -p profile")
-        check_parameters(chapter, args.profile, params)  # again in execute_chapter; cheap
-        if args.into_book:
-            notebook = REPO_BOOK.executed_dir / f"{chapter.chapter_id}.ipynb"
-            out = REPO_BOOK.executed_dir / chapter.chapter_id
-            cwd = REPO_BOOK.executed_dir
-        else:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            out = Path(args.output or Path("outputs") / "runs" / f"{chapter.chapter_id}-{stamp}")
-            notebook = out / f"{chapter.chapter_id}.ipynb"
-            cwd = out
+        notebook, out, cwd = _run_paths(chapter, args)
+        # every check before a kernel starts: environment, parameters, input files, -o
+        checked = check_run(chapter, args.profile, params, out)
+        if args.check:
+            print(yaml.safe_dump(checked, sort_keys=False, allow_unicode=True), end="")
+            print("[moralkit run --check] all checks passed; nothing was run")
+            return 0
         print(f"[moralkit run] executing {chapter.chapter_id} (profile {args.profile}) ...")
         run = execute_chapter(chapter, notebook, out, args.profile, params, cwd=cwd)
-    except ValueError as exc:  # bad chapter, parameter, profile or output folder: nothing ran
+    except ValueError as exc:  # bad chapter, parameter, file, profile or output folder: nothing ran
         print(f"moralkit run: {exc}", file=sys.stderr)
         return 2
+    except RunInterrupted as stop:
+        if args.into_book and stop.notebook is not None and stop.notebook.exists():
+            failed = REPO_BOOK.build_dir / "failed" / stop.notebook.name
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(stop.notebook), failed)  # never a half-run page in the book
+        print(f"moralkit run: {stop.message}", file=sys.stderr)
+        return 130
     if not run.ok:
         return _report_failed_run(run, args.into_book)
     _report_run(run)
@@ -143,6 +172,8 @@ def _report_run(run: ChapterRun) -> None:
         if files:
             print(f"  {kind}: {run.output_dir / kind} ({len(files)} files)")
     print(f"  provenance: {run.output_dir / 'provenance.json'}")
+    if run.kept:
+        print(f"  kept {len(run.kept)} file(s) of yours in the folder: {', '.join(run.kept)}")
 
 
 def _rebuild_site(profile: str, run: ChapterRun) -> int:
@@ -155,6 +186,22 @@ def _rebuild_site(profile: str, run: ChapterRun) -> int:
         print(f"moralkit run: {exc}", file=sys.stderr)
         return 1
     print(f"  site rebuilt: {html / 'index.html'}")
+    return 0
+
+
+def _cmd_fork(args: argparse.Namespace) -> int:
+    try:
+        chapter = find_chapter(args.chapter)
+        executed = None
+        if args.keep_outputs is not None:
+            default = REPO_BOOK.executed_dir / f"{chapter.chapter_id}.ipynb"
+            executed = Path(args.keep_outputs) if args.keep_outputs else default
+        fork = fork_chapter(chapter, args.folder, args.profile, executed, args.force)
+    except ValueError as exc:
+        print(f"moralkit fork: {exc}", file=sys.stderr)
+        return 2
+    print(f"[moralkit fork] {chapter.chapter_id} -> {fork.notebook}")
+    print(f"  how to run it: {fork.readme}")
     return 0
 
 
@@ -225,7 +272,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the book's copy of the chapter and rebuild the site",
     )
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="validate every parameter, input file and setting, print the resolved values"
+        " (what the provenance would record) and exit without running the chapter",
+    )
     run.set_defaults(func=_cmd_run)
+
+    fork = sub.add_parser(
+        "fork", help="write one chapter as a standalone notebook (.ipynb) with a README"
+    )
+    fork.add_argument("chapter", help="chapter id or number, e.g. 02")
+    fork.add_argument("folder", help="where to write <chapter>.ipynb and README.md")
+    fork.add_argument(
+        "--keep-outputs",
+        nargs="?",
+        const="",
+        metavar="EXECUTED.ipynb",
+        help="keep the outputs of an executed copy (default: the book's, book/_executed/)",
+    )
+    fork.add_argument("--profile", help="the profile the parameters cell starts with")
+    fork.add_argument("--force", action="store_true", help="overwrite an earlier fork")
+    fork.set_defaults(func=_cmd_fork)
 
     chapters = sub.add_parser("chapters", help="list the chapters")
     chapters.add_argument("-v", "--verbose", action="store_true", help="show parameter names")
@@ -240,9 +309,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``moralkit`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(_join_param_values(argv))
-    if args.command in ("book", "run"):
-        # the kernel runs in another folder: MORALKIT_DATA_MIRROR=../shared/data must not break
-        os.environ.update(absolute_path_variables())
     return args.func(args)
 
 

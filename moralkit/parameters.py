@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from moralkit.activation_set import POOLINGS
-from moralkit.data.ground_truth import GROUND_TRUTHS
+from moralkit.data.benchmarks import benchmark_files
+from moralkit.data.ground_truth import GROUND_TRUTHS, ground_truth_parameter
 from moralkit.layers import LayerSpec, LayerSpecError
 
 __all__ = [
@@ -133,10 +134,20 @@ def _names_among(choices: Sequence[str]) -> Callable[[Any, str], list[str]]:
     return check
 
 
-def _ground_truth(value: Any, name: str) -> str | list[str]:
-    names = _names_among(GROUND_TRUTHS)(value, name)
-    # one ground truth stays a name; chapter 01 shows several side by side
-    return names[0] if isinstance(value, str) and len(names) == 1 else names
+def _as_parameter_error(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """A check from another module whose ValueError becomes a :class:`ParameterError`."""
+
+    def wrapped(value: Any, name: str) -> Any:
+        try:
+            return check(value, name)
+        except ValueError as exc:
+            raise ParameterError(str(exc)) from None
+
+    return wrapped
+
+
+# a registered name or a file (made absolute); chapter 01 shows several side by side
+_ground_truth = _as_parameter_error(ground_truth_parameter)
 
 
 def _fraction(value: Any, name: str) -> float:
@@ -188,7 +199,11 @@ COMMON: dict[str, Parameter] = {
     p.name: p
     for p in (
         Parameter("profile", "run profile (quick | tiny | paper)", _text),
-        Parameter("ground_truth", f"one of {', '.join(GROUND_TRUTHS)}", _ground_truth),
+        Parameter(
+            "ground_truth",
+            f"one of {', '.join(GROUND_TRUTHS)}, or a CSV/TSV/JSONL/Parquet file",
+            _ground_truth,
+        ),
         Parameter("model", "registry names, hub ids or local paths (a list)", split_names),
         Parameter("layers", "'all', 'every:K' or '0,6,-1' (negative = from the end)", _layers),
         Parameter("pooling", "the pooling the diagnostics read", _one_of(POOLINGS)),
@@ -199,6 +214,41 @@ COMMON: dict[str, Parameter] = {
         Parameter("device", "cpu, cuda, cuda:N or mps", _device),
         Parameter("template", "the prompt template, with '{action}'", _template),
     )
+}
+
+
+#: Chapter parameters with a fixed set of values: the code's own constants (named beside each;
+#: importing them here would load torch), kept equal by a test. ``judge``: chapter 08 takes
+#: scripted | environment, chapter 10 also none.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "protocol": ("fixed", "paper"),  # moralkit.evaluation.flames.PROTOCOLS
+    "judge": ("none", "scripted", "environment"),  # flames.JUDGE_KINDS + strongreject.JUDGES
+    "sae_preset": ("paper-run", "paper-code", "quick", "tiny"),  # moralkit.sae.config.PRESETS
+    "decoding_setting": ("same", "paper"),  # moralkit.steering.generation.DECODING_SETTINGS
+    "objective": ("code", "page"),  # moralkit.sae.config.OBJECTIVES
+}
+#: Chapter parameters that count items, prompts, resamples or tokens: whole numbers >= 0
+COUNTS: tuple[str, ...] = (
+    "n_flames_prompts",
+    "n_moral_stories",
+    "n_ethics",
+    "n_fluency_texts",
+    "n_bootstrap",
+    "n_permutations",
+    "max_new_tokens",
+)
+
+
+def _count(value: Any, name: str) -> int:
+    number = _integer(value, name)
+    if number < 0:
+        raise _fail(name, value, "a whole number >= 0")
+    return number
+
+
+#: Chapter parameters naming a user's files (made absolute: the kernel runs elsewhere)
+FILE_PARAMETERS: dict[str, Callable[[Any, str], Any]] = {
+    "benchmarks": _as_parameter_error(benchmark_files)
 }
 
 
@@ -232,6 +282,12 @@ def coerce(name: str, value: Any, example: Any = None) -> Any:
         return None
     if is_layer_parameter(name):
         return _layers(value, name)
+    if name in FILE_PARAMETERS:
+        return FILE_PARAMETERS[name](value, name)
+    if name in CHOICES:
+        return _one_of(CHOICES[name])(value, name)
+    if name in COUNTS:
+        return _count(value, name)
     if name in COMMON:
         return COMMON[name].check(value, name)
     if example is not None:

@@ -39,8 +39,9 @@ for _d in DIMENSIONS:
 class MoralRecords:
     """A validated table of moral records plus where it came from.
 
-    ``table`` has exactly the :data:`RECORD_COLUMNS`. ``provenance`` carries the source
-    name, file checksums and any counts a chapter should report.
+    ``table`` has the :data:`RECORD_COLUMNS` first, then any further columns it was given (a
+    user's ground-truth file keeps its own columns). ``provenance`` carries the source name,
+    file checksums and any counts a chapter should report.
     """
 
     table: pd.DataFrame
@@ -50,7 +51,8 @@ class MoralRecords:
         missing = [c for c in RECORD_COLUMNS if c not in self.table.columns]
         if missing:
             raise ValueError(f"record table lacks columns {missing}")
-        self.table = self.table[list(RECORD_COLUMNS)].astype(RECORD_COLUMNS)
+        extra = [c for c in self.table.columns if c not in RECORD_COLUMNS]
+        self.table = self.table[[*RECORD_COLUMNS, *extra]].astype(RECORD_COLUMNS)
         self.table = self.table.reset_index(drop=True)
         bad_f = set(self.table["foundation"]) - set(FOUNDATIONS)
         bad_p = set(self.table["pole"]) - set(POLES)

@@ -56,7 +56,9 @@ def tiny_book(tmp_path_factory) -> TinyBook:
         pytest.skip("../shared/data not present")
     root = tmp_path_factory.mktemp("tiny-book")
     layout = copy_book(root)
-    env = {"MORALKIT_DATA_MIRROR": os.environ.get("MORALKIT_DATA_MIRROR") or str(SHARED_DATA)}
+    # absolute: the workflow runs in another folder (issue 21, bad input #8)
+    mirror = Path(os.environ.get("MORALKIT_DATA_MIRROR") or SHARED_DATA).resolve()
+    env = {"MORALKIT_DATA_MIRROR": str(mirror)}
     args = ("--profile", str(LOCAL_PROFILE), "--config", "profile=tiny", f"root={root}")
     run = snakemake(root, *args, env=env, own_cache=False)
     assert run.returncode == 0, failure_excerpt(run.stdout)

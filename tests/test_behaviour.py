@@ -77,7 +77,7 @@ def test_bring_your_own_benchmark_from_files(tmp_path):
         load_benchmark(labelled.assign(label=[1, 2]))
     with pytest.raises(ValueError, match="schema"):
         load_benchmark(pd.DataFrame({"prompt": ["x"]}))
-    with pytest.raises(ValueError, match="'acceptable' is empty"):
+    with pytest.raises(ValueError, match="row 1, column 'acceptable': ' ': a value is required"):
         load_benchmark(paired.assign(acceptable=[" "]))
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         load_benchmark(tmp_path / "nope.csv")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 from moralkit import book
 from moralkit.book import (
@@ -22,9 +23,11 @@ from moralkit.book import (
     status_markdown,
     strip_progress_bars,
 )
+from moralkit.book.output_dirs import describe_output_dir, prepare_run_dir, record_output_files
 from moralkit.notebooks import FIGURE_DATA_KEY, OUTPUT_MARKER, notebook_parameters
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_list_and_find_chapters(tmp_path):
@@ -155,8 +158,8 @@ def _executed(
 ) -> None:
     layout.executed_dir.mkdir(parents=True, exist_ok=True)
     (layout.executed_dir / f"{chapter_id}.ipynb").write_text("{}")
-    out = prepare_output_dir(layout.executed_dir / chapter_id)
-    (out / "run.json").write_text(
+    prepared = prepare_run_dir(layout.executed_dir / chapter_id)
+    (prepared.path / "run.json").write_text(
         json.dumps(
             {
                 "profile": profile,
@@ -168,7 +171,7 @@ def _executed(
             }
         )
     )
-    (out / "provenance.json").write_text(
+    (prepared.path / "provenance.json").write_text(
         json.dumps(
             {
                 "peak_memory_mb": 1234.4,
@@ -177,6 +180,7 @@ def _executed(
             }
         )
     )
+    record_output_files(prepared)  # as execute_chapter does after a run
 
 
 def test_prune_and_status(tmp_path):
@@ -242,9 +246,11 @@ def test_output_dir_refuses_a_folder_moralkit_did_not_write(tmp_path):
 
 
 def test_output_dir_clears_its_own_earlier_run(tmp_path):
-    folder = prepare_output_dir(tmp_path / "run")
+    prepared = prepare_run_dir(tmp_path / "run")
+    folder = prepared.path
     (folder / "figures").mkdir()
     (folder / "figures" / "stale.png").write_bytes(b"old")
+    record_output_files(prepared)  # what the run wrote
     assert prepare_output_dir(folder) == folder.resolve()
     assert not (folder / "figures").exists() and (folder / OUTPUT_MARKER).is_file()
     empty = tmp_path / "empty"
@@ -252,6 +258,50 @@ def test_output_dir_clears_its_own_earlier_run(tmp_path):
     assert prepare_output_dir(empty) == empty.resolve()  # an empty folder is fine
     with pytest.raises(OutputFolderError, match="is not a folder"):
         prepare_output_dir(tmp_path / "empty" / OUTPUT_MARKER)
+
+
+def test_output_dir_keeps_the_users_files_beside_moralkits(tmp_path):
+    """Issue 21, bad input #1: the user's notes in an earlier run's folder survive a rerun;
+    only the files moralkit wrote (listed with their sha256 in the marker) are replaced."""
+    prepared = prepare_run_dir(tmp_path / "run")
+    folder = prepared.path
+    (folder / "tables").mkdir()
+    (folder / "tables" / "by_layer.csv").write_text("a\n1\n")
+    (folder / "run.json").write_text("{}")
+    record_output_files(prepared)
+    (folder / "my_notes.md").write_text("what I saw")
+    (folder / "tables" / "my_extra.csv").write_text("mine")
+    again = prepare_run_dir(folder)
+    assert sorted(again.kept) == ["my_notes.md", "tables/my_extra.csv"]
+    assert (folder / "my_notes.md").read_text() == "what I saw"
+    assert (folder / "tables" / "my_extra.csv").read_text() == "mine"
+    assert not (folder / "tables" / "by_layer.csv").exists() and not (folder / "run.json").exists()
+    assert "its 0 file(s) replaced; 2 file(s) of yours kept" in describe_output_dir(folder)
+
+
+def test_output_dir_refuses_when_moralkits_own_files_were_edited(tmp_path):
+    """Issue 21, bad input #1: notes typed into the executed notebook are the user's work."""
+    prepared = prepare_run_dir(tmp_path / "run")
+    notebook = prepared.path / "02.ipynb"
+    notebook.write_text("{}")
+    record_output_files(prepared)
+    notebook.write_text('{"my": "notes"}')
+    with pytest.raises(
+        OutputFolderError, match=r"1 file\(s\) moralkit wrote were changed.*02.ipynb"
+    ):
+        prepare_output_dir(prepared.path)
+    assert notebook.read_text() == '{"my": "notes"}'
+
+
+def test_an_older_marker_replaces_only_moralkits_layout(tmp_path):
+    folder = tmp_path / "old"
+    (folder / "figures").mkdir(parents=True)
+    (folder / OUTPUT_MARKER).write_text("Written by moralkit.\n")  # no file list
+    (folder / "figures" / "a.png").write_bytes(b"x")
+    (folder / "02.ipynb").write_text("{}")
+    (folder / "thesis.tex").write_text("mine")
+    assert prepare_run_dir(folder).kept == ["thesis.tex"]
+    assert sorted(p.name for p in folder.iterdir()) == [OUTPUT_MARKER, "thesis.tex"]
 
 
 TIMING_CHAPTER = """---
@@ -339,6 +389,18 @@ def test_strip_progress_bars_drops_notebook_widget_bars(tmp_path):
         nbformat.v4.new_output("display_data", data={"text/plain": "a table"}),
     ]
     path = _write(tmp_path / "08_x.ipynb", [cell])
-    assert strip_progress_bars(path) == 1
-    (kept,) = nbformat.read(path, as_version=4).cells[0].outputs
+    nb = nbformat.read(path, as_version=4)
+    state = "application/vnd.jupyter.widget-state+json"
+    nb.metadata["widgets"] = {state: {"state": {"abc": {"model_name": "HBoxModel"}}}}
+    nbformat.write(nb, path)
+    assert strip_progress_bars(path) == 2  # the bar and the widget state
+    nb = nbformat.read(path, as_version=4)
+    (kept,) = nb.cells[0].outputs
     assert kept.data["text/plain"] == "a table"
+    # issue 21: no widget state, so myst-nb adds no require.js / widget manager from a CDN
+    assert "widgets" not in nb.metadata
+
+
+def test_the_book_config_loads_no_widget_script_from_a_cdn():
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert config["sphinx"]["config"]["nb_ipywidgets_js"] == {}

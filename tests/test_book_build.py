@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,36 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 
 pytestmark = pytest.mark.slow
+
+
+class _Requests(HTMLParser):
+    """The URLs a page makes the browser fetch: scripts, stylesheets and the like, images."""
+
+    FETCHED = {"script": "src", "img": "src", "iframe": "src", "link": "href", "source": "src"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        url = values.get(self.FETCHED.get(tag, ""))
+        if tag == "link" and values.get("rel") in ("canonical", "alternate", "next", "prev"):
+            return  # navigation, not a request
+        if url:
+            self.urls.append(url)
+
+
+def third_party_requests(html_dir: Path) -> dict[str, list[str]]:
+    """Per page, every http(s):// or protocol-relative script, stylesheet or image it loads."""
+    found = {}
+    for page in sorted(html_dir.rglob("*.html")):
+        parser = _Requests()
+        parser.feed(page.read_text(encoding="utf-8"))
+        remote = [u for u in parser.urls if re.match(r"^(https?:)?//", u.strip(), re.I)]
+        if remote:
+            found[str(page.relative_to(html_dir))] = remote
+    return found
 
 
 def chapter_pages(layout: BookLayout) -> dict[str, str]:
@@ -36,6 +67,12 @@ def test_tiny_book_has_every_chapter_with_a_figure(tiny_book):
         assert "_downloads/" in html and ".csv" in html, chapter.chapter_id  # figure/table data
         assert 'class="caption-number"' in html, chapter.chapter_id  # numbered figures
         assert "Traceback" not in html, chapter.chapter_id
+
+
+def test_tiny_book_works_offline(tiny_book):
+    """Issue 21: no page of the built book loads a script, stylesheet or image from another
+    site (the 2026-12-05 build loaded require.js and the widget manager from two CDNs)."""
+    assert third_party_requests(tiny_book.html_dir) == {}
 
 
 def test_tiny_book_status_and_claims_pages(tiny_book):
@@ -72,6 +109,7 @@ def test_demo_chapter_book(tmp_path):
     status = (html_dir / "status.html").read_text()
     assert "01 · Demo chapter" in status and "<p>ok</p>" in status
     assert 'src="_static/mathjax/tex-mml-chtml.js' in (html_dir / "intro.html").read_text()
+    assert third_party_requests(html_dir) == {}
 
 
 def test_failing_chapter_fails_the_build(tmp_path):

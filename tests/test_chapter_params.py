@@ -141,7 +141,7 @@ def test_split_names_rejects_empty():
         ("pooling", "max", r"pooling='max': expected one of mean, last"),
         ("device", "gpu", r"device='gpu': expected cpu, cuda, cuda:N or mps"),
         ("template", "no slot", r"template='no slot': expected .*\{action\}"),
-        ("ground_truth", "nowhere", r"ground_truth='nowhere'.*unknown: \['nowhere'\]"),
+        ("ground_truth", "nowhere", r"ground_truth='nowhere'.*'nowhere'.*or the path"),
         ("sample_scale", "2", r"sample_scale='2': expected a fraction in \(0, 1\]"),
     ],
 )

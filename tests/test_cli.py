@@ -177,9 +177,12 @@ def test_book_with_a_failing_chapter_exits_non_zero(monkeypatch, tmp_path, capsy
 
 def test_relative_path_variables_are_made_absolute_at_start(demo_notebooks, tmp_path, monkeypatch):
     """Table B #6 (fast half): `moralkit run` resolves relative paths before anything runs."""
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
     monkeypatch.setenv("MORALKIT_DATA_MIRROR", "../shared/data")
     monkeypatch.setenv("MORALKIT_CACHE", "~/cache-here")
     monkeypatch.delenv("MORALKIT_PROFILES", raising=False)
     main(["run", "01", "-p", "seed", "x"])  # refused, but after start-up
-    assert os.environ["MORALKIT_DATA_MIRROR"] == str((tmp_path / ".." / "shared/data").resolve())
+    assert os.environ["MORALKIT_DATA_MIRROR"] == str((tmp_path / "shared/data").resolve())
     assert os.environ["MORALKIT_CACHE"] == str(Path("~/cache-here").expanduser().resolve())

@@ -107,6 +107,7 @@ def test_missing_everywhere_names_file_mirror_and_url(tmp_path, monkeypatch):
             tmp_path / "m.toml", {"ghost": entry(url, "ghosts/here.csv", sha256="0" * 64)}
         )
     )
+    (tmp_path / "mirror").mkdir()
     monkeypatch.setenv("MORALKIT_DATA_MIRROR", str(tmp_path / "mirror"))
     with pytest.raises(DataFileNotFoundError) as err:
         fetch("ghost", manifest)

@@ -17,7 +17,13 @@ Reading a notebook's parameters cell lives in :mod:`moralkit.notebooks`, shared 
 """
 
 from moralkit.book.build import ChapterFailed, build_book, run_jupyter_book
-from moralkit.book.execution import ChapterRun, cache_state, check_parameters, execute_chapter
+from moralkit.book.execution import (
+    ChapterRun,
+    RunInterrupted,
+    cache_state,
+    check_parameters,
+    execute_chapter,
+)
 from moralkit.book.layout import REPO_BOOK, RUN_RECORD, BookLayout
 from moralkit.book.mathjax import ensure_mathjax
 from moralkit.book.output_dirs import OutputFolderError, is_moralkit_output, prepare_output_dir
@@ -50,6 +56,7 @@ __all__ = [
     "ChapterRun",
     "ChapterSource",
     "OutputFolderError",
+    "RunInterrupted",
     "build_book",
     "cache_state",
     "chapter_parameter_names",

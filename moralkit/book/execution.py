@@ -12,15 +12,23 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import papermill as pm
 from papermill.exceptions import PapermillExecutionError
 
+from moralkit.book.kernel import chapter_kernel
 from moralkit.book.layout import RUN_RECORD
-from moralkit.book.output_dirs import prepare_output_dir
+from moralkit.book.output_dirs import (
+    PreparedFolder,
+    check_output_dir,
+    output_lock,
+    prepare_run_dir,
+    record_output_files,
+    remove_moralkit_output,
+)
 from moralkit.book.sources import ChapterSource
 from moralkit.io import sha256_of
 from moralkit.notebooks import (
@@ -38,6 +46,15 @@ from moralkit.provenance import to_jsonable, write_json
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a chapter: the kernel was left, the output folder marked or removed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.notebook: Path | None = None  # the partial executed notebook, if one was written
+
+
 @dataclass
 class ChapterRun:
     """The outcome of executing one chapter."""
@@ -50,6 +67,11 @@ class ChapterRun:
     error: str = ""
     #: "cold" (some activations extracted), "warm" (all cached) or "" (none read)
     caches: str = ""
+    #: "ok", "failed" or "interrupted" (what run.json records)
+    status: str = ""
+    started: str = ""
+    #: files of the user's found in the output folder and left in place
+    kept: list[str] = field(default_factory=list)
 
 
 def check_parameters(
@@ -109,19 +131,49 @@ def execute_chapter(
     """Execute one chapter with papermill.
 
     ``output_dir`` becomes ``MORALKIT_OUTPUT_DIR`` (tables, figures, provenance.json); it must
-    be new, empty or written by moralkit before (:func:`prepare_output_dir`). ``cwd`` (default:
-    the notebook's folder) is where the kernel runs, so the download links a chapter prints are
-    relative to the executed notebook. Bad parameters raise ``ValueError`` before a kernel
-    starts. The executed notebook is written even when a cell fails; the failing cell and its
-    traceback are returned in ``ChapterRun.error``. Writes ``run.json`` (status, timing, cold
-    or warm caches) into ``output_dir``.
+    be new, empty or written by moralkit before, and no other run may hold it
+    (:mod:`moralkit.book.output_dirs`: moralkit's earlier files are replaced, the user's kept).
+    ``cwd`` (default: the notebook's folder) is where the kernel runs, so the download links a
+    chapter prints are relative to the executed notebook. Bad parameters raise ``ValueError``
+    before a kernel starts. The executed notebook is written even when a cell fails; the
+    failing cell and its traceback are returned in ``ChapterRun.error``. Writes ``run.json``
+    (status, timing, cold or warm caches) into ``output_dir``. Ctrl-C raises
+    :class:`RunInterrupted` after marking the folder's run.json "interrupted" (or removing the
+    folder, when this run created it).
     """
     params = check_parameters(chapter, profile, dict(parameters or {}))
     notebook_path = Path(notebook_path).resolve()
-    output_dir = Path(output_dir).resolve()
+    output_dir = check_output_dir(output_dir)  # refuses before anything is made or locked
     cwd = Path(cwd or notebook_path.parent).resolve()
     earlier = _recorded_times(output_dir, profile)
-    prepare_output_dir(output_dir)
+    created = not output_dir.exists()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with output_lock(output_dir):
+            prepared = prepare_run_dir(output_dir)
+            run = _run_locked(chapter, notebook_path, prepared, profile, params, cwd, kernel_name)
+            _write_run_record(run, profile, params, earlier)
+            record_output_files(prepared)
+    except RunInterrupted as stop:
+        removed = created and remove_moralkit_output(output_dir)
+        where = "removed" if removed else f"marked interrupted in its {RUN_RECORD}"
+        stop.message = f"{stop.message}; output folder {output_dir} {where}"
+        stop.notebook = notebook_path
+        raise
+    return run
+
+
+def _run_locked(
+    chapter: ChapterSource,
+    notebook_path: Path,
+    prepared: PreparedFolder,
+    profile: str,
+    params: dict,
+    cwd: Path,
+    kernel_name: str,
+) -> ChapterRun:
+    """Run the chapter into a prepared, locked output folder (Ctrl-C: :class:`RunInterrupted`)."""
+    output_dir = prepared.path
     cwd.mkdir(parents=True, exist_ok=True)
     notebook_path.parent.mkdir(parents=True, exist_ok=True)
     nb = read_notebook(chapter.path)
@@ -136,24 +188,38 @@ def execute_chapter(
     injected = {"profile": profile, **{k: v for k, v in params.items() if k in cell_names}}
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     t0 = time.perf_counter()
-    with _environment(**_kernel_environment(chapter, output_dir, profile, params)):
-        error = _papermill(nb, notebook_path, injected, cwd, kernel_name)
-    wall = time.perf_counter() - t0
-    caches = _write_run_record(chapter, output_dir, profile, params, started, wall, error, earlier)
-    return ChapterRun(chapter, not error, notebook_path, output_dir, wall, error, caches)
+    run = ChapterRun(chapter, False, notebook_path, output_dir, 0.0, started=started)
+    run.kept = list(prepared.kept)
+    try:
+        with _environment(**_kernel_environment(chapter, output_dir, profile, params)):
+            run.error = _papermill(nb, notebook_path, injected, cwd, kernel_name)
+    except KeyboardInterrupt:
+        run.wall_time_s, run.status = time.perf_counter() - t0, "interrupted"
+        run.error = "interrupted (Ctrl-C) before the chapter finished"
+        _write_run_record(run, profile, params, {})
+        record_output_files(prepared)
+        raise RunInterrupted(
+            f"{chapter.chapter_id} interrupted after {run.wall_time_s:.0f} s; nothing finished"
+        ) from None
+    run.wall_time_s = time.perf_counter() - t0
+    run.ok = not run.error
+    run.status = "ok" if run.ok else "failed"
+    return run
 
 
 def _papermill(nb, notebook_path: Path, parameters: dict, cwd: Path, kernel_name: str) -> str:
-    """Run the notebook; returns the error ("" when every cell ran)."""
+    """Run the notebook; returns the error ("" when every cell ran). Ctrl-C propagates."""
     try:
-        pm.execute_notebook(
-            nb,
-            str(notebook_path),
-            parameters=parameters,
-            cwd=str(cwd),
-            kernel_name=kernel_name,
-            progress_bar=False,
-        )
+        with chapter_kernel(kernel_name, cwd) as km:
+            pm.execute_notebook(
+                nb,
+                str(notebook_path),
+                parameters=parameters,
+                cwd=str(cwd),
+                kernel_name=kernel_name,
+                progress_bar=False,
+                km=km,
+            )
     except pm.PapermillExecutionError as exc:
         return describe_failure(exc)
     except Exception as exc:  # kernel died, unreadable notebook...: same treatment
@@ -193,37 +259,38 @@ def _recorded_times(output_dir: Path, profile: str) -> dict[str, float]:
 
 
 def _write_run_record(
-    chapter: ChapterSource,
-    output_dir: Path,
-    profile: str,
-    params: Mapping[str, object],
-    started: str,
-    wall: float,
-    error: str,
-    earlier: Mapping[str, float],
-) -> str:
-    """Write run.json; returns the run's cache state."""
-    caches = cache_state(_read_json(output_dir / "provenance.json"))
+    run: ChapterRun, profile: str, params: Mapping[str, object], earlier: Mapping[str, float]
+) -> None:
+    """Write run.json and set the run's cache state."""
+    run.caches = cache_state(_read_json(run.output_dir / "provenance.json"))
     times = dict(earlier)
-    if caches and not error:
-        times[caches] = round(wall, 1)
+    if run.caches and run.ok:
+        times[run.caches] = round(run.wall_time_s, 1)
     write_json(
         {
-            "chapter": chapter.chapter_id,
-            "title": chapter.title,
+            "chapter": run.chapter.chapter_id,
+            "title": run.chapter.title,
             "profile": profile,
             "parameters": to_jsonable(params),
-            "status": "failed" if error else "ok",
-            "started": started,
-            "wall_time_s": round(wall, 1),
-            "caches": caches,
+            "status": run.status or ("ok" if run.ok else "failed"),
+            "started": run.started,
+            "wall_time_s": round(run.wall_time_s, 1),
+            "caches": run.caches,
             "times": times,
-            "source_sha": sha256_of(chapter.path)[:16],
-            "error": error,
+            "source_sha": sha256_of(run.chapter.path)[:16],
+            "input_files": _input_files(params),
+            "error": run.error,
         },
-        output_dir / RUN_RECORD,
+        run.output_dir / RUN_RECORD,
     )
-    return caches
+
+
+def _input_files(params: Mapping[str, object]) -> dict[str, str]:
+    """``{path: sha256}`` of the user's files that ``ground_truth`` and ``benchmarks`` name
+    (their rows were checked before the run)."""
+    named = [params.get("ground_truth"), params.get("benchmarks")]
+    paths = [x for v in named for x in ([v] if isinstance(v, str) else v or [])]
+    return {p: sha256_of(p) for p in dict.fromkeys(paths) if Path(p).is_absolute()}
 
 
 def describe_failure(exc: PapermillExecutionError) -> str:

@@ -27,11 +27,14 @@ def strip_progress_bars(notebook_path: str | Path) -> int:
     """Drop tqdm progress bars (stderr text and notebook widgets), keeping other text.
 
     Diagnostics pass ``disable=`` to tqdm explicitly, so ``TQDM_DISABLE`` cannot silence
-    them; in a static page their frames are noise. Returns the number of outputs changed.
+    them; in a static page their frames are noise. The widgets' saved state goes too: myst-nb
+    would otherwise load require.js and the Jupyter widgets manager from public CDNs into the
+    page, which then makes third-party requests and breaks offline. Returns the number of
+    outputs (and widget states) removed or changed.
     """
     path = Path(notebook_path)
     nb = nbformat.read(path, as_version=4)
-    changed = 0
+    changed = int(nb.metadata.pop("widgets", None) is not None)
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue

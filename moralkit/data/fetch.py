@@ -4,7 +4,11 @@ Lookup order for ``fetch(name)`` (paper ยง1.1 names the sources; book: Methods โ
 methods/data.md):
 
 1. ``$MORALKIT_DATA_MIRROR/<mirror_path>``: a local folder laid out like the manifest's
-   ``mirror_path`` column (for example ``../shared/data``). A mirror file is verified
+   ``mirror_path`` column (for example ``../shared/data``). A relative value is resolved once,
+   where it is first read, against the folder the process is in, and written back as an
+   absolute path, so that kernels and workflow jobs started later in other folders read the
+   same mirror (:func:`resolve_mirror`); a value that names no folder is an error naming it,
+   raised before any download is tried (:class:`DataMirrorError`). A mirror file is verified
    (sha256, or size where the manifest gives no hash) and then **read in place**: it is not
    copied, so the mirror must stay put while moralkit runs.
 2. ``$MORALKIT_CACHE/downloads/<name>/<file>`` (default ``~/.cache/moralkit``): pooch
@@ -45,6 +49,10 @@ class DataChecksumError(ValueError):
     """A file's bytes (or row count) differ from what the manifest promises."""
 
 
+class DataMirrorError(DataFileNotFoundError):
+    """``$MORALKIT_DATA_MIRROR`` names a folder that does not exist."""
+
+
 class CorruptCacheError(DataFileNotFoundError):
     """A cached download failed its checksum, was moved aside, and could not be re-fetched."""
 
@@ -55,10 +63,33 @@ def default_cache_dir() -> Path:
     return Path(value).expanduser() if value else Path.home() / ".cache" / "moralkit"
 
 
-def mirror_dir() -> Path | None:
-    """The local mirror folder named by ``$MORALKIT_DATA_MIRROR`` (None when unset)."""
+def resolve_mirror(base: str | Path | None = None) -> Path | None:
+    """``$MORALKIT_DATA_MIRROR`` as an absolute folder, written back to the environment.
+
+    A relative value is taken against ``base`` (default: the current folder). Raises
+    :class:`DataMirrorError` naming the variable, its value and the folder it resolved to when
+    that is not a folder. None when the variable is unset or empty.
+    """
     value = os.environ.get(MIRROR_ENV)
-    return Path(value).expanduser() if value else None
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    path = (Path(base or Path.cwd()) / path).resolve() if not path.is_absolute() else path
+    if not path.is_dir():
+        shown = value if str(path) == value else f"{value} (resolved to {path})"
+        raise DataMirrorError(
+            f"{MIRROR_ENV}={shown} is not a folder. Set it to the folder holding the data "
+            "mirror (an absolute path, or one relative to the folder you start in), or unset "
+            "it to download the files from their manifest URLs"
+        )
+    os.environ[MIRROR_ENV] = str(path)  # kernels and jobs in other folders read the same one
+    return path
+
+
+def mirror_dir() -> Path | None:
+    """The local mirror folder named by ``$MORALKIT_DATA_MIRROR`` (None when unset); see
+    :func:`resolve_mirror`."""
+    return resolve_mirror()
 
 
 def verify_file(entry: DataFile, path: Path) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,13 @@ import pyarrow.parquet as pq
 from moralkit import __version__
 from moralkit.data.fetch import default_cache_dir, fetch_with_checksum
 from moralkit.data.manifest import Manifest, load_manifest
-from moralkit.data.moral_vectors import SourceItems, explode_records
+from moralkit.data.moral_vectors import count_summary, explode_records
 from moralkit.data.prototypes import assign_prototypes
 from moralkit.data.sources import REGISTRY
 from moralkit.data.subset import stratified_subset
 from moralkit.data.tables import read_text
+from moralkit.data.user_ground_truth import load_user_records
+from moralkit.data.user_tables import TABLE_FORMATS, table_format
 from moralkit.foundations import FOUNDATION_LABELS
 from moralkit.io import atomic_write
 from moralkit.records import MoralRecords
@@ -35,6 +38,10 @@ from moralkit.records import MoralRecords
 GROUND_TRUTHS: tuple[str, ...] = tuple(REGISTRY)
 #: Manifest files each ground truth is built from.
 GROUND_TRUTH_FILES: dict[str, tuple[str, ...]] = {g.name: g.files for g in REGISTRY.values()}
+FILE_KINDS = "CSV, TSV, JSONL or Parquet"
+_ALLOWED = f"one of {', '.join(GROUND_TRUTHS)} or the path of a {FILE_KINDS} file" + (
+    f" ({', '.join(sorted(TABLE_FORMATS))})"
+)
 #: Bump when the record-building logic changes: old cache entries are then ignored.
 RECORDS_FORMAT = 2
 _METADATA_KEY = b"moralkit-provenance"
@@ -47,15 +54,46 @@ PAPER_VAL_RECORDS = 25_170
 PAPER_SUBSET = 16_315
 
 
+def is_ground_truth_file(value: str) -> bool:
+    """Whether ``value`` names a file rather than a registered ground truth (see
+    :mod:`moralkit.data.user_ground_truth`): it has a table suffix or a path separator."""
+    value = str(value).strip()
+    return value not in GROUND_TRUTHS and (
+        table_format(value) is not None or "/" in value or os.sep in value
+    )
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(
+        f"unknown ground truth {name!r}; valid names: {list(GROUND_TRUTHS)}, or the path of a "
+        f"{FILE_KINDS} file in the record schema (book: Methods › Ground truths)"
+    )
+
+
 def check_ground_truth(name: str) -> str:
-    """Return ``name`` if it is a known ground truth, else raise listing the valid names."""
-    if name not in GROUND_TRUTHS:
-        raise ValueError(f"unknown ground truth {name!r}; valid names: {list(GROUND_TRUTHS)}")
-    return name
+    """``name`` if it is a known ground truth, a ground-truth file as an absolute path, or a
+    ``ValueError`` listing the valid names (a path works too).
+
+    A file is checked to exist and to have a table suffix here; its rows when it is read.
+    """
+    name = str(name).strip()
+    if name in GROUND_TRUTHS:
+        return name
+    if not is_ground_truth_file(name):
+        raise _unknown(name)
+    path = Path(name).expanduser().resolve()
+    if table_format(path) is None:
+        raise ValueError(
+            f"ground-truth file {path}: unknown table format {path.suffix!r}; use a "
+            f"{FILE_KINDS} file"
+        )
+    if not path.is_file():
+        raise ValueError(f"ground-truth file {path} does not exist (or is not a file)")
+    return str(path)
 
 
 def ground_truth_names(value: str | list[str] | tuple[str, ...]) -> list[str]:
-    """``"a"``, ``"a,b"`` or ``["a", "b"]`` -> validated list of ground-truth names."""
+    """``"a"``, ``"a,b"`` or ``["a", "b"]`` -> validated list of ground-truth names and files."""
     items = value.split(",") if isinstance(value, str) else list(value)
     names = [check_ground_truth(str(x).strip()) for x in items if str(x).strip()]
     if not names:
@@ -63,19 +101,17 @@ def ground_truth_names(value: str | list[str] | tuple[str, ...]) -> list[str]:
     return names
 
 
-def _count_summary(table: pd.DataFrame, built: SourceItems) -> dict:
-    return {
-        "raw_rows": int(built.raw_rows),
-        "cleaned_rows": int(built.cleaned_rows),
-        "expanded_records": int(len(table)),
-        "by_split": {k: int(v) for k, v in table["split"].value_counts().sort_index().items()},
-        "by_pole": {k: int(v) for k, v in table["pole"].value_counts().sort_index().items()},
-        "by_split_pole": {
-            f"{s}/{p}": int(v) for (s, p), v in table.groupby(["split", "pole"]).size().items()
-        },
-        "prototypes": int(table["is_prototype"].sum()),
-        "dropped": dict(built.dropped),
-    }
+def ground_truth_parameter(value: object, name: str = "ground_truth") -> str | list[str]:
+    """The ``ground_truth`` parameter checked: one name or file stays one string, several (a
+    list or ``"a,b"``) become a list; files become absolute paths. ``ValueError`` names the
+    parameter, the value and what is allowed."""
+    if not isinstance(value, str | list | tuple) or not str(value).strip():
+        raise ValueError(f"parameter {name}={value!r}: expected {_ALLOWED}")
+    try:
+        names = ground_truth_names(value)
+    except ValueError as err:
+        raise ValueError(f"parameter {name}={value!r}: {err}") from None
+    return names[0] if isinstance(value, str) and len(names) == 1 else names
 
 
 def _cache_path(name: str, checksums: dict[str, str], split_seed: int) -> Path:
@@ -125,13 +161,18 @@ def load_records(
     internet), ``"socialchem-subset"`` (real Social-Chem rows with good/okay judgments only:
     no vice records), or one of the offline lexicons with both poles: ``"moralstrength"``,
     ``"emfd"``, ``"mfd2"`` and ``"mfd"`` (the original MFD); the last two have no typicality
-    (``records.has_typicality`` is False). ``manifest`` replaces the package manifest (tests
+    (``records.has_typicality`` is False). A path to a CSV, TSV, JSONL or Parquet file in the
+    record schema of :mod:`moralkit.data.user_ground_truth` is read from that file.
+    ``manifest`` replaces the package manifest (tests
     use this to point at small files). The result's ``provenance`` holds the ground truth,
     ``files`` ({manifest name: sha256}), the split seed, ``has_typicality``,
     ``prototype_rule`` (rule and per-category thresholds) and ``counts`` (raw rows, cleaned
     rows, expanded records, per split/pole, what was dropped).
     """
-    spec = REGISTRY[check_ground_truth(ground_truth)]
+    name = check_ground_truth(ground_truth)
+    if name not in REGISTRY:  # a user's file: read each time (no download, no cache)
+        return load_user_records(name, split_seed=split_seed)
+    spec = REGISTRY[name]
     manifest = manifest if manifest is not None else load_manifest()
     files = {name: fetch_with_checksum(name, manifest) for name in spec.files}
     checksums = {name: sha for name, (_, sha) in files.items()}
@@ -154,7 +195,7 @@ def load_records(
         "moralkit_version": __version__,
         "has_typicality": spec.has_typicality,
         "prototype_rule": prototypes,
-        "counts": _count_summary(table, built),
+        "counts": count_summary(table, built),
     }
     records = MoralRecords(table, provenance)
     if use_cache:

@@ -43,6 +43,23 @@ class SourceItems:
     dropped: dict[str, int] = field(default_factory=dict)
 
 
+def count_summary(table: pd.DataFrame, built: SourceItems) -> dict:
+    """The record counts a ground truth's provenance reports (rows read, records, per split
+    and pole, prototypes, what was dropped)."""
+    return {
+        "raw_rows": int(built.raw_rows),
+        "cleaned_rows": int(built.cleaned_rows),
+        "expanded_records": int(len(table)),
+        "by_split": {k: int(v) for k, v in table["split"].value_counts().sort_index().items()},
+        "by_pole": {k: int(v) for k, v in table["pole"].value_counts().sort_index().items()},
+        "by_split_pole": {
+            f"{s}/{p}": int(v) for (s, p), v in table.groupby(["split", "pole"]).size().items()
+        },
+        "prototypes": int(table["is_prototype"].sum()),
+        "dropped": dict(built.dropped),
+    }
+
+
 def pole_values(judgment: np.ndarray, agree: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(m_virtue, m_vice)`` from Social-Chem judgment (-2..2) and agreement (0..4).
 

@@ -297,7 +297,8 @@ def gradient_indifference(
         raise ValueError(
             "the gradient diagnostic does not apply to these records: their ground truth has "
             "no graded typicality (every record is a prototype); use a ground truth with "
-            "typicality strata (socialchem, moralstrength, emfd)"
+            "typicality strata (socialchem, moralstrength, emfd) or a file with a "
+            "'typicality' column"
         )
     variants, seed, n_bootstrap = config.variants, config.seed, config.n_bootstrap
     pooling, standardise = config.pooling, config.standardise

@@ -27,7 +27,9 @@ column            type  meaning
 ``id``            str   optional; row number when absent
 ================  ====  =================================================
 
-Extra columns are kept. Empty texts and labels other than 0/1 are errors that name the column.
+Extra columns are kept. A missing value where one is needed (an empty cell, ``NA``, ``N/A``,
+``NaN``, ``null``), a label other than 0/1, and an empty or non-UTF-8 file are errors that name
+the file, the row and the column.
 """
 
 from __future__ import annotations
@@ -35,7 +37,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from moralkit.data.user_tables import (
+    UserFileError,
+    UserTable,
+    frame_table,
+    is_missing,
+    read_user_table,
+)
+from moralkit.io import sha256_of
 
 LABELLED = "labelled"
 PAIRED = "paired"
@@ -54,25 +66,24 @@ class Benchmark:
         return len(self.table)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a benchmark file by its extension (csv, tsv, jsonl, json, parquet)."""
+def _user_table(path: str | Path) -> UserTable:
+    """A benchmark file as text cells (csv, tsv, jsonl, parquet; a .json array too)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"benchmark file {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return pd.read_csv(path, keep_default_na=False)
-    if suffix == ".tsv":
-        return pd.read_csv(path, sep="\t", keep_default_na=False)
-    if suffix == ".jsonl":
-        return pd.read_json(path, lines=True)
-    if suffix == ".json":
-        return pd.read_json(path)
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    raise ValueError(
-        f"benchmark file {path}: unknown extension {suffix!r}; use csv, tsv, jsonl, json or parquet"
-    )
+    if path.suffix.lower() != ".json":
+        return read_user_table(path)
+    try:
+        frame = pd.read_json(path)
+    except ValueError as err:
+        raise UserFileError(f"benchmark file {path} is not a JSON table: {err}") from None
+    return UserTable(path.resolve(), "json", frame_table(frame, "").cells, sha256_of(path))
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A benchmark file's cells as text ("" where the file has no value), read by extension
+    (csv, tsv, jsonl, json, parquet); an empty, non-UTF-8 or unparsable file names itself."""
+    return _user_table(path).cells
 
 
 def detect_schema(table: pd.DataFrame, where: str = "benchmark") -> str:
@@ -87,34 +98,57 @@ def detect_schema(table: pd.DataFrame, where: str = "benchmark") -> str:
     return found[0]
 
 
-def load_benchmark(source: str | Path | pd.DataFrame, name: str | None = None) -> Benchmark:
-    """A :class:`Benchmark` from a DataFrame or a file, validated against its schema."""
-    if isinstance(source, pd.DataFrame):
-        table, where = source.copy(), name or "benchmark DataFrame"
+def _first(cells: UserTable, values: pd.Series, bad: pd.Series, column: str, problem: str) -> None:
+    """Raise naming the table, the first row where ``bad`` holds, ``column`` and its value."""
+    rows = np.flatnonzero(bad.to_numpy(dtype=bool))
+    if len(rows):
+        more = f" ({len(rows)} row(s) in all)" if len(rows) > 1 else ""
+        value = values.iloc[int(rows[0])]
+        raise cells.error(int(rows[0]), column, f"{value!r}: {problem}{more}")
+
+
+def _validated(cells: UserTable, schema: str) -> dict[str, pd.Series]:
+    """The schema's columns checked cell by cell (missing values, labels) and converted."""
+    text = cells.cells
+    required = ["acceptable", "unacceptable"] if schema == PAIRED else ["text"]
+    out: dict[str, pd.Series] = {}
+    for column in [*required, *(["id"] if "id" in text else [])]:
+        values = text[column].astype(str)
+        _first(cells, values, values.map(is_missing), column, "a value is required here")
+        out[column] = values
+    if schema == PAIRED:
+        context = text["context"] if "context" in text else pd.Series([""] * len(text))
+        marker = context.map(lambda x: bool(x.strip()) and is_missing(x))
+        _first(cells, context, marker, "context", "a missing value; leave the cell empty for none")
+        out["context"] = context.astype(str)
     else:
-        table, where = read_table(source), str(source)
-    schema = detect_schema(table, where)
-    table = table.reset_index(drop=True)
+        label = text["label"]
+        numbers = pd.to_numeric(label.where(~label.map(is_missing)), errors="coerce")
+        _first(cells, label, ~numbers.isin([0, 1]), "label", "labels must be 0 or 1")
+        out["label"] = numbers.astype(int)
+    return out
+
+
+def load_benchmark(source: str | Path | pd.DataFrame, name: str | None = None) -> Benchmark:
+    """A :class:`Benchmark` from a DataFrame or a file, validated against its schema.
+
+    A missing value where the schema needs one (an empty cell, ``NA``, ``N/A``, ``NaN``,
+    ``null``), a label other than 0 and 1, an empty or non-UTF-8 file raise ``ValueError``
+    naming the file (or ``name``), the row and the column.
+    """
+    if isinstance(source, pd.DataFrame):
+        where = f"benchmark {name}" if name else "benchmark DataFrame"
+        cells, table = frame_table(source, where), source.reset_index(drop=True)
+    else:
+        cells = _user_table(source)
+        where, table = str(source), cells.cells.copy()
+    schema = detect_schema(cells.cells, where)
+    if cells.cells.empty:
+        raise ValueError(f"{where}: no rows")
+    table = table.copy()
+    for column, values in _validated(cells, schema).items():
+        table[column] = values.to_numpy()
     if "id" not in table.columns:
         table.insert(0, "id", [str(i) for i in range(len(table))])
-    table["id"] = table["id"].astype(str)
-    if schema == PAIRED:
-        if "context" not in table.columns:
-            table["context"] = ""
-        table["context"] = table["context"].fillna("").astype(str)
-        text_cols = ["acceptable", "unacceptable"]
-    else:
-        text_cols = ["text"]
-        labels = pd.to_numeric(table["label"], errors="coerce")
-        if labels.isna().any() or not labels.isin([0, 1]).all():
-            raise ValueError(f"{where}: column 'label' must hold only 0 and 1")
-        table["label"] = labels.astype(int)
-    for col in text_cols:
-        blank = table[col].isna() | (table[col].astype(str).str.strip() == "")
-        if blank.any():
-            raise ValueError(f"{where}: column {col!r} is empty in {int(blank.sum())} row(s)")
-        table[col] = table[col].astype(str)
-    if table.empty:
-        raise ValueError(f"{where}: no rows")
     label = name or (Path(source).stem if not isinstance(source, pd.DataFrame) else "custom")
     return Benchmark(name=label, schema=schema, table=table)

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from moralkit.data.benchmarks import ethics_commonsense, moral_stories, sample_rows
+from moralkit.data.benchmarks import (
+    ethics_commonsense,
+    moral_stories,
+    sample_rows,
+    user_benchmarks,
+)
 from moralkit.data.harmful import advbench_prompts, align_short, benign_texts, calibration_prompts
 from moralkit.evaluation.behaviour import BehaviourConfig, fluency_items
 from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
@@ -122,7 +127,7 @@ def pruning_data(
 
 def _benchmarks(config: HarmfulWeightsConfig) -> tuple[Benchmark, ...]:
     """Chapter 08's benchmarks; a size of 0 leaves a set out. Moral Stories from the dev split:
-    the retain set comes from the test split."""
+    the retain set comes from the test split. Then the user's benchmark files, whole."""
     from moralkit.evaluation.schema import load_benchmark
 
     sets = [
@@ -130,9 +135,8 @@ def _benchmarks(config: HarmfulWeightsConfig) -> tuple[Benchmark, ...]:
         ("ethics", ethics_commonsense("test"), config.n_ethics),
         ("ethics-hard", ethics_commonsense("test-hard"), config.n_ethics),
     ]
-    return tuple(
-        load_benchmark(sample_rows(table, n, config.seed), name) for name, table, n in sets if n
-    )
+    built_in = [load_benchmark(sample_rows(t, n, config.seed), name) for name, t, n in sets if n]
+    return (*built_in, *user_benchmarks(config.benchmarks))
 
 
 def _scores(loaded, data, config, progress) -> dict[str, ImportanceIndex]:

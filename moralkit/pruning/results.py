@@ -40,7 +40,7 @@ class HarmfulWeightsConfig:
     Utility under each headline mask: perplexity on ``n_perplexity`` neutral texts and chapter
     08's offline measures on ``n_moral_stories`` Moral Stories (dev split: the retain set comes
     from test) and ``n_ethics`` ETHICS scenarios per set, with ``n_bootstrap`` resamples
-    (0 and 0: no behavioural measures).
+    (0 and 0: no behavioural measures), and the user's ``benchmarks`` files, whole.
     """
 
     p: float = WEI_README_P
@@ -60,6 +60,7 @@ class HarmfulWeightsConfig:
     n_moral_stories: int = 32
     n_ethics: int = 32
     n_bootstrap: int = 1000
+    benchmarks: tuple[str, ...] = ()  # a user's benchmark files (-p benchmarks a.csv,b.jsonl)
     batch_size: int = 16
     n_answers_shown: int = 3
     completion_model: str = "gemma-3-270m"
@@ -72,6 +73,7 @@ class HarmfulWeightsConfig:
         # profiles give lists; a frozen config keeps tuples
         object.__setattr__(self, "q_grid", tuple(float(q) for q in self.q_grid))
         object.__setattr__(self, "unity_groups", tuple(self.unity_groups))
+        object.__setattr__(self, "benchmarks", tuple(self.benchmarks))
         for name in ("p", "q"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a fraction in [0, 1]")
