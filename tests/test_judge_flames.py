@@ -70,7 +70,8 @@ def test_flames_pipeline_with_scripted_judge(tmp_path):
         "flames_psc1",
         "flames_psc2",
     }
-    rates = single_order_rates(run.pairwise["pairs"], judge)  # order 1: the paper's protocol
+    # order 1 alone: the paper's protocol
+    rates = single_order_rates(run.pairwise["pairs"], run.pairwise.config[0])
     assert claims["flames_win_rate"].value == round(float(rates["win_rate"].max()), 4)
     fixed = float(run.pairwise["summary"]["win_rate"].iloc[0])
     assert claims["flames_win_rate"].extra["fixed_protocol_rate"] == round(fixed, 4)
