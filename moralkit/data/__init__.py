@@ -25,7 +25,6 @@ from moralkit.data.fetch import (
     CorruptCacheError,
     DataChecksumError,
     DataFileNotFoundError,
-    default_cache_dir,
     fetch,
     file_checksums,
 )
@@ -50,7 +49,6 @@ __all__ = [
     "DataFileNotFoundError",
     "Manifest",
     "compare_with_paper",
-    "default_cache_dir",
     "diagnostic_records",
     "fetch",
     "file_checksums",

@@ -34,12 +34,12 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from moralkit.data.fetch import default_cache_dir
 from moralkit.evaluation import bootstrap as bs
 from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
 from moralkit.evaluation.schema import LABELLED, PAIRED, Benchmark
 from moralkit.io import atomic_write_csv
 from moralkit.models.scoring import answer_margins, continuation_logprobs, token_nll
+from moralkit.paths import cache_dir
 from moralkit.results import AnalysisResult
 from moralkit.steering.generation import sae_fingerprint
 from moralkit.steering.hook import SteeringConfig, SteeringSAE, steering
@@ -188,7 +188,7 @@ def measure_arm(
     bundle = (saes or {}).get(arm.mode) if arm.mode != "none" else None
     sae_hash = sae_fingerprint(bundle)
     key_arm = SteeringConfig(mode="none") if arm.mode == "none" else arm
-    root = Path(config.cache_dir) if config.cache_dir else default_cache_dir() / "behaviour"
+    root = cache_dir("behaviour", config.cache_dir or None)
     out = {}
     with steering(loaded.model, arm, dict(saes or {})):
         for bench in [*benchmarks, None]:

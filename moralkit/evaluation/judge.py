@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moralkit.data.fetch import default_cache_dir
 from moralkit.evaluation import bootstrap as bs
 from moralkit.evaluation.judge_prompts import (
     FLAMES_PAIRWISE_TEMPLATE,
@@ -39,6 +38,7 @@ from moralkit.evaluation.judge_prompts import (
     parse_score,
     parse_verdict,
 )
+from moralkit.paths import cache_dir
 from moralkit.results import AnalysisResult
 
 MODEL_ENV, BASE_URL_ENV, API_KEY_ENV = (
@@ -178,7 +178,7 @@ def _run(samples: list, solve: Callable, name: str, config: JudgeConfig, model: 
 
         return run
 
-    log_dir = config.log_dir or str(default_cache_dir() / "inspect-logs")
+    log_dir = config.log_dir or str(cache_dir("inspect-logs"))
     task = Task(dataset=samples, solver=judging(), name=f"moralkit-{name}")
     (log,) = eval(
         task,

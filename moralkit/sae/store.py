@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from moralkit import paths
 from moralkit.io import atomic_directory
 
 __all__ = [
@@ -65,10 +65,7 @@ class LoadedSAE(NamedTuple):
 
 def sae_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """``cache_dir`` or ``$MORALKIT_CACHE/sae`` (default ``~/.cache/moralkit/sae``)."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    root = os.environ.get("MORALKIT_CACHE") or Path.home() / ".cache" / "moralkit"
-    return Path(root) / "sae"
+    return paths.cache_dir("sae", cache_dir)
 
 
 def sae_key(payload: dict) -> str:

@@ -28,9 +28,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from moralkit.data.fetch import default_cache_dir
 from moralkit.io import atomic_write_text
 from moralkit.models.generation import DecodingConfig, chat_text, generate, has_chat_template
+from moralkit.paths import cache_dir
 from moralkit.steering.hook import SteeringConfig, SteeringSAE, steering
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def prompt_seed(seed: int, prompt: str) -> int:
 
 def generation_cache_dir() -> Path:
     """Where responses are cached: ``$MORALKIT_CACHE/generations``."""
-    return default_cache_dir() / "generations"
+    return cache_dir("generations")
 
 
 @dataclass(frozen=True)
