@@ -22,9 +22,9 @@ from pathlib import Path
 
 from moralkit.book.output_dirs import check_output_dir, describe_output_dir
 from moralkit.book.sources import ChapterSource
-from moralkit.data.benchmarks import user_benchmarks
 from moralkit.data.ground_truth import ground_truth_names
 from moralkit.data.user_ground_truth import load_user_records
+from moralkit.evaluation.schema import user_benchmarks
 from moralkit.io import ensure_writable, sha256_of
 from moralkit.layers import LayerSpec, LayerSpecError
 from moralkit.notebooks import absolute_path_variables, notebook_parameters

@@ -34,9 +34,16 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
+from moralkit.data.benchmarks import ethics_commonsense, moral_stories, sample_rows
 from moralkit.evaluation import bootstrap as bs
 from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
-from moralkit.evaluation.schema import LABELLED, PAIRED, Benchmark
+from moralkit.evaluation.schema import (
+    LABELLED,
+    PAIRED,
+    Benchmark,
+    load_benchmark,
+    user_benchmarks,
+)
 from moralkit.io import atomic_write_csv
 from moralkit.models.scoring import answer_margins, continuation_logprobs, token_nll
 from moralkit.paths import cache_dir
@@ -175,6 +182,25 @@ def _cached(path: Path, compute) -> pd.DataFrame:
     table = compute()
     atomic_write_csv(table, path)
     return table.astype({"id": str})
+
+
+def behaviour_benchmarks(
+    n_moral_stories: int | None,
+    n_ethics: int | None,
+    seed: int,
+    split: str = "test",
+    extra: Sequence[str] = (),
+) -> list[Benchmark]:
+    """The chapter's offline benchmarks as validated :class:`~moralkit.evaluation.schema.Benchmark`
+    objects: Moral Stories (paired), ETHICS commonsense normal and hard (labelled), each a
+    reproducible sample of the given size (None = the whole set), then the user's ``extra``
+    benchmark files, whole (:func:`~moralkit.evaluation.schema.user_benchmarks`)."""
+    return [
+        load_benchmark(sample_rows(moral_stories(split), n_moral_stories, seed), "moral-stories"),
+        load_benchmark(sample_rows(ethics_commonsense("test"), n_ethics, seed), "ethics"),
+        load_benchmark(sample_rows(ethics_commonsense("test-hard"), n_ethics, seed), "ethics-hard"),
+        *user_benchmarks(extra),
+    ]
 
 
 def measure_arm(
