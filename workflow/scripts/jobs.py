@@ -158,20 +158,20 @@ def job_chapter(args: argparse.Namespace) -> dict:
 
 
 def job_site(args: argparse.Namespace) -> dict:
-    """The book's last step, as in ``moralkit book``: prune, generated pages, jupyter-book."""
+    """The book's last step, as in ``moralkit book``: unpublish stale pages, write pages, build."""
     from moralkit.book import (
         BookLayout,
         ensure_mathjax,
         list_chapters,
-        prune_executed,
         run_jupyter_book,
+        unpublish_stale,
         write_generated_pages,
     )
 
     layout = BookLayout(Path(args.root).resolve())
     chapters = list_chapters()
     ensure_mathjax(layout)
-    dropped = prune_executed(chapters, args.profile, layout)
+    dropped = unpublish_stale(chapters, args.profile, layout)
     write_generated_pages(chapters, args.profile, layout)
     html = run_jupyter_book(layout, strict=not args.no_strict)
     return {"profile": args.profile, "site": html / "index.html", "left_out": dropped}
