@@ -155,10 +155,10 @@ def test_a_climbing_import_is_reported(tmp_path, statement):
         "evaluation/schema.py": "from moralkit.data import benchmarks\n",  # down: fine
         "data/__init__.py": "",
         "data/benchmarks.py": "from moralkit import __version__\nfrom moralkit.io import x\n",
-        "data/tables.py": statement,
+        "data/loaders.py": statement,
     }
     problems = climbing_imports(write(tmp_path, files), floors)
-    assert len(problems) == 1 and "data/tables.py" in problems[0], problems
+    assert len(problems) == 1 and "data/loaders.py" in problems[0], problems
     assert "data (floor 1) imports moralkit.evaluation" in problems[0]
 
 

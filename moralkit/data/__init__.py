@@ -37,8 +37,8 @@ from moralkit.data.ground_truth import (
 )
 from moralkit.data.manifest import DataFile, Manifest, load_manifest
 from moralkit.data.moral_vectors import split_by_id
+from moralkit.data.reading import DataFileError
 from moralkit.data.subset import stratified_subset
-from moralkit.data.tables import DataFileError
 
 __all__ = [
     "GROUND_TRUTHS",

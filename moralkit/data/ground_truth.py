@@ -25,9 +25,9 @@ from moralkit.data.fetch import fetch_with_checksum
 from moralkit.data.manifest import Manifest, load_manifest
 from moralkit.data.moral_vectors import count_summary, explode_records
 from moralkit.data.prototypes import assign_prototypes
+from moralkit.data.reading import read_text
 from moralkit.data.sources import REGISTRY
 from moralkit.data.subset import stratified_subset
-from moralkit.data.tables import read_text
 from moralkit.data.user_ground_truth import load_user_records
 from moralkit.data.user_tables import TABLE_FORMATS, table_format
 from moralkit.foundations import FOUNDATION_LABELS

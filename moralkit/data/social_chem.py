@@ -17,7 +17,7 @@ import pandas as pd
 from moralkit.data.fetch import DataChecksumError, verify_row_count
 from moralkit.data.manifest import DataFile
 from moralkit.data.moral_vectors import FOUNDATION_FLAGS, SourceItems, pole_values
-from moralkit.data.tables import parse_numbers, read_table
+from moralkit.data.reading import parse_numbers, read_table
 from moralkit.foundations import FOUNDATION_LABELS, FOUNDATIONS
 from moralkit.io import atomic_path
 from moralkit.paths import cache_dir
