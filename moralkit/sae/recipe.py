@@ -4,12 +4,12 @@
 every caller runs: chapter 07's notebook, the workflow's ``sae`` job and the steering chapter
 (08, through :func:`moralkit.steering.saes.load_steering_saes`). It reads the labelled records
 and their activations at the SAE layers, draws the unlabelled texts and extracts theirs, and runs
-:func:`~moralkit.sae.pipeline.run_surgery`, which loads every SAE already stored for these inputs
+:func:`~moralkit.sae.surgery.run_surgery`, which loads every SAE already stored for these inputs
 and settings and trains the others. One function, one set of inputs, one key per SAE: no caller
 can train a variant another caller would then load by mistake.
 
-The settings are a :class:`~moralkit.sae.pipeline.SurgeryConfig`
-(:meth:`~moralkit.sae.pipeline.SurgeryConfig.from_parameters` reads a chapter's parameters);
+The settings are a :class:`~moralkit.sae.surgery.SurgeryConfig`
+(:meth:`~moralkit.sae.surgery.SurgeryConfig.from_parameters` reads a chapter's parameters);
 :func:`sae_chapter_config` gives chapter 07's settings to a chapter that only steers with them.
 """
 
@@ -25,8 +25,8 @@ import pandas as pd
 from moralkit.activation_set import ActivationSet
 from moralkit.records import MoralRecords
 from moralkit.sae.data import TextBatch, split_index, split_records, unlabelled_texts
-from moralkit.sae.pipeline import SurgeryConfig, SurgeryResult, run_surgery
 from moralkit.sae.rediagnose import RediagnoseConfig, RediagnosisResult, rediagnose
+from moralkit.sae.surgery import SurgeryConfig, SurgeryResult, run_surgery
 
 __all__ = [
     "SAE_CHAPTER",
@@ -87,7 +87,7 @@ def sae_surgery(
     train: bool = True,
 ) -> SurgeryResult:
     """Chapter 07's recipe for ``model`` at ``layers`` (resolved layer indices): inputs
-    (:func:`surgery_inputs`) then :func:`~moralkit.sae.pipeline.run_surgery`.
+    (:func:`surgery_inputs`) then :func:`~moralkit.sae.surgery.run_surgery`.
 
     SAEs stored for the same inputs and settings are loaded; the others are trained, or with
     ``train=False`` a ``FileNotFoundError`` names them. The result keeps its inputs

@@ -12,7 +12,7 @@ One folder per trained SAE, written atomically::
         history.csv      per-epoch curves
 
 ``<key>`` is :func:`sae_key` of everything that changes the SAE
-(:func:`moralkit.sae.pipeline.layer_payloads`: model, layer, pooling, the preset's resolved
+(:func:`moralkit.sae.surgery.layer_payloads`: model, layer, pooling, the preset's resolved
 settings and seed, the objective, ``sampler_bug``, the labelled records' fingerprint and the
 labelled and unlabelled activations). There is no "newest SAE of a preset": an SAE is found only
 by the key of the settings and data it was trained with (:func:`stored_folder`), so a lookup

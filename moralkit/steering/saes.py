@@ -20,8 +20,8 @@ from moralkit.steering.hook import SteeringSAE
 
 if TYPE_CHECKING:
     from moralkit.records import MoralRecords
-    from moralkit.sae.pipeline import SurgeryResult
     from moralkit.sae.recipe import Extract
+    from moralkit.sae.surgery import SurgeryResult
 
 STEERING_KINDS = ("pretrained", "finetuned")
 

@@ -66,8 +66,8 @@ def job_sae(args: argparse.Namespace) -> dict:
     the SAE chapter's settings: the chapter and the steering chapter, calling the same recipe,
     find both SAEs in the store (paper §4.2-4.4; book: Methods › SAE surgery, methods/sae.md).
     """
-    from moralkit.sae.pipeline import SurgeryConfig
     from moralkit.sae.recipe import sae_surgery
+    from moralkit.sae.surgery import SurgeryConfig
 
     ch = _chapter(args.chapter, args.profile)
     config = SurgeryConfig.from_parameters(ch.params)

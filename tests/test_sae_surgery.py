@@ -7,8 +7,8 @@ from synthetic import make_activations, make_records
 
 from moralkit.activation_set import ActivationSet
 from moralkit.sae import load_sae_dir
-from moralkit.sae import pipeline as pipeline_module
-from moralkit.sae.pipeline import SurgeryConfig, find_layer, run_surgery, surgery_config
+from moralkit.sae import surgery as surgery_module
+from moralkit.sae.surgery import SurgeryConfig, find_layer, run_surgery, surgery_config
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,8 @@ def test_surgery_tables_cache_and_loading(inputs, tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a cached SAE was trained again")
 
-    monkeypatch.setattr(pipeline_module, "train_sae", no_training)
-    monkeypatch.setattr(pipeline_module, "finetune_sae", no_training)
+    monkeypatch.setattr(surgery_module, "train_sae", no_training)
+    monkeypatch.setattr(surgery_module, "finetune_sae", no_training)
     again = run_surgery("toy", acts, records, extra, [1, 2], config, cache_dir=tmp_path)
     assert again["layers"].equals(layers)
 
@@ -96,15 +96,15 @@ def test_a_lookup_never_returns_another_variants_sae(inputs, tmp_path, monkeypat
     assert found_anyway == [] and len(variants) == 7
     # a variant's pretraining is shared only where pretraining cannot differ
     page = surgery_config("tiny", objective="page", seed=1)
-    payloads = pipeline_module.layer_payloads
+    payloads = surgery_module.layer_payloads
     pretraining = payloads("toy", 1, labelled, records, unlabelled, config)["pretrained"]
     assert payloads("toy", 1, labelled, records, unlabelled, page)["pretrained"] == pretraining
 
     def no_training(*args, **kwargs):
         raise AssertionError("train=False trained an SAE")
 
-    monkeypatch.setattr(pipeline_module, "train_sae", no_training)
-    monkeypatch.setattr(pipeline_module, "finetune_sae", no_training)
+    monkeypatch.setattr(surgery_module, "train_sae", no_training)
+    monkeypatch.setattr(surgery_module, "finetune_sae", no_training)
     again = run_surgery("toy", acts, records, extra, [1], config, cache_dir=tmp_path, train=False)
     assert again.surgeries[0].paths == found
     with pytest.raises(FileNotFoundError, match="no finetuned SAE for model='toy' layer=1"):
