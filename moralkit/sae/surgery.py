@@ -162,7 +162,7 @@ def layer_payloads(
     """
     tr, va = split_index(records, "train"), split_index(records, "val")
     labelled_hash = array_hash(labelled[tr], labelled[va])
-    extra = None if unlabelled is None or not len(unlabelled) else array_hash(unlabelled)
+    unlabelled_hash = None if unlabelled is None or not len(unlabelled) else array_hash(unlabelled)
     where = {"model": model, "layer": int(layer), "pooling": config.pooling}
     pretrained = {
         "stage": "pretrained",
@@ -170,7 +170,7 @@ def layer_payloads(
         "preset": config.preset,
         "train": config.train.key(),
         "labelled": labelled_hash,
-        "unlabelled": extra,
+        "unlabelled": unlabelled_hash,
     }
     finetuned = {
         "stage": "finetuned",
@@ -281,9 +281,9 @@ def run_surgery(
     layers = list(layers if layers is not None else acts.layers)
     out = []
     for layer in layers:
-        labelled = acts.get(layer, config.pooling)
-        extra = unlabelled.get(layer, config.pooling) if unlabelled is not None else None
-        out.append(_layer(model, layer, labelled, records, extra, config, root, train))
+        labelled_x = acts.get(layer, config.pooling)
+        unlabelled_x = unlabelled.get(layer, config.pooling) if unlabelled is not None else None
+        out.append(_layer(model, layer, labelled_x, records, unlabelled_x, config, root, train))
     return SurgeryResult.build(model, out, acts, records, config)
 
 
