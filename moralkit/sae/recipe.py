@@ -25,7 +25,7 @@ import pandas as pd
 from moralkit.activation_set import ActivationSet
 from moralkit.records import MoralRecords
 from moralkit.sae.data import TextBatch, split_index, split_records, unlabelled_texts
-from moralkit.sae.rediagnose import RediagnoseConfig, RediagnosisResult, rediagnose
+from moralkit.sae.rediagnose import RediagnosisConfig, RediagnosisResult, rediagnose
 from moralkit.sae.surgery import SurgeryConfig, SurgeryResult, run_surgery
 
 __all__ = [
@@ -107,7 +107,7 @@ def rediagnose_surgery(
     surgery: SurgeryResult,
     control: MoralRecords,
     extract: Extract,
-    config: RediagnoseConfig,
+    config: RediagnosisConfig,
     ground_truth: str,
     control_ground_truth: str,
 ) -> RediagnosisResult:
