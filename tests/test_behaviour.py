@@ -25,9 +25,9 @@ def loaded():
 def saes():
     torch.manual_seed(5)
     out = {}
-    for mode in ("pretrained", "finetuned"):
+    for stage in ("pretrained", "finetuned"):
         sae = sae_lens.StandardSAE(sae_lens.StandardSAEConfig(d_in=32, d_sae=48))
-        out[(mode, 1)] = SteeringSAE(sae, torch.randn(32) * 0.3, selected=(0, 1, 2))
+        out[(stage, 1)] = SteeringSAE(sae, torch.randn(32) * 0.3, selected=(0, 1, 2))
     return out
 
 
@@ -111,19 +111,19 @@ def test_measure_behaviour_arms_differences_and_cache(loaded, saes, tmp_path):
     arms = [SteeringConfig("pretrained", 1, 1.0), SteeringConfig("finetuned", 1, 0.5)]
     result = measure_behaviour(loaded, [labelled, paired], arms, saes, config, progress=False)
     summary = result["summary"]
-    assert set(summary["mode"]) == {"none", "pretrained", "finetuned"}
+    assert set(summary["stage"]) == {"none", "pretrained", "finetuned"}
     assert len(summary) == 6 and summary["value"].between(0, 1).all()
     assert (summary["ci_low"] <= summary["value"]).all() and (
         summary["value"] <= summary["ci_high"]
     ).all()
     diffs = result["differences"].set_index(["benchmark", "arm"])
-    none_rate = summary.set_index(["benchmark", "mode"])["value"]
+    none_rate = summary.set_index(["benchmark", "stage"])["value"]
     steered = summary.set_index(["benchmark", "arm"])["value"]
     for (bench, arm), row in diffs.iterrows():
         assert row["difference"] == pytest.approx(
             steered[(bench, arm)] - none_rate[(bench, "none")]
         )
-    fluency = result["fluency"].set_index("mode")
+    fluency = result["fluency"].set_index("stage")
     assert fluency.loc["none", "ratio_to_unsteered"] == pytest.approx(1.0)
     assert fluency["perplexity"].gt(1).all()
     assert fluency.loc["pretrained", "perplexity"] != fluency.loc["none", "perplexity"]

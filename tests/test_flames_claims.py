@@ -12,7 +12,7 @@ from moralkit.evaluation.flames import FlamesRun, psc_rise, single_order_rates
 from moralkit.evaluation.judge import JudgeConfig, JudgeProtocol, PairwiseResult, RubricResult
 from moralkit.steering import SteeringConfig
 
-BASE = SteeringConfig(mode="none").label
+BASE = SteeringConfig(stage="none").label
 CONFIG = JudgeConfig(n_bootstrap=1000, seed=0)
 
 

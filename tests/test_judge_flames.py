@@ -53,7 +53,7 @@ def test_flames_pipeline_with_scripted_judge(tmp_path):
     )
     demo = run.demonstration
     assert demo
-    assert len(run.responses) == 6 and set(run.responses["mode"]) == {"none", "finetuned"}
+    assert len(run.responses) == 6 and set(run.responses["stage"]) == {"none", "finetuned"}
     pairs = pairs_against_baseline(run.responses)
     assert list(pairs["prompt_id"]) == ["f0", "f1", "f2"]
     summary = run.pairwise["summary"].iloc[0]

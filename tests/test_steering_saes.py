@@ -51,6 +51,6 @@ def test_the_steering_chapter_asks_for_chapter_07s_settings(profile):
 
 def test_steering_arms_grid():
     arms = steering_arms([3, 7], [0.5, 1.0])
-    assert arms[0] == SteeringConfig(mode="none")
+    assert arms[0] == SteeringConfig(stage="none")
     assert len(arms) == 1 + 2 * 2 * 2
     assert {a.label for a in arms[1:3]} == {"pretrained@3 s=0.5", "pretrained@3 s=1"}

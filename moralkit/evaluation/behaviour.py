@@ -111,12 +111,12 @@ class BehaviourResult(AnalysisResult):
 
 def arm_row(model: str, benchmark: str, arm: SteeringConfig) -> dict:
     """The columns that identify one arm in every table."""
-    steered = arm.mode != "none"
+    steered = arm.stage != "none"
     return {
         "model": model,
         "benchmark": benchmark,
         "arm": arm.label,
-        "mode": arm.mode,
+        "stage": arm.stage,
         "layer": arm.layer if steered else np.nan,
         "strength": arm.strength if steered else 0.0,
         "features": arm.features,
@@ -211,9 +211,9 @@ def measure_arm(
     config: BehaviourConfig,
 ) -> dict[str, pd.DataFrame]:
     """Item scores of every benchmark (and fluency) under one arm; cached per benchmark."""
-    bundle = (saes or {}).get(arm.mode) if arm.mode != "none" else None
+    bundle = (saes or {}).get(arm.stage) if arm.stage != "none" else None
     sae_hash = sae_fingerprint(bundle)
-    key_arm = SteeringConfig(mode="none") if arm.mode == "none" else arm
+    key_arm = SteeringConfig(stage="none") if arm.stage == "none" else arm
     root = cache_dir("behaviour", config.cache_dir or None)
     out = {}
     with steering(loaded.model, arm, dict(saes or {})):
@@ -235,20 +235,20 @@ def measure_behaviour(
     config: BehaviourConfig = BehaviourConfig(),
     progress: bool = True,
 ) -> BehaviourResult:
-    """All measures for every arm; ``saes`` maps (mode, layer) to that layer's SAE.
+    """All measures for every arm; ``saes`` maps (stage, layer) to that layer's SAE.
 
-    An unsteered arm (``mode="none"``) is added when ``arms`` has none: every difference is
+    An unsteered arm (``stage="none"``) is added when ``arms`` has none: every difference is
     taken against it.
     """
     names = [b.name for b in benchmarks]
     if len(set(names)) != len(names) or FLUENCY in names:
         raise ValueError(f"benchmark names must be unique and not {FLUENCY!r}: {names}")
     arms = list(arms)
-    if not any(a.mode == "none" for a in arms):
-        arms.insert(0, SteeringConfig(mode="none"))
-    missing = [a for a in arms if a.mode != "none" and (a.mode, a.layer) not in (saes or {})]
+    if not any(a.stage == "none" for a in arms):
+        arms.insert(0, SteeringConfig(stage="none"))
+    missing = [a for a in arms if a.stage != "none" and (a.stage, a.layer) not in (saes or {})]
     if missing:  # before any scoring: a typo should not cost minutes
-        raise ValueError(f"no {missing[0].mode} SAE for layer {missing[0].layer} in saes")
+        raise ValueError(f"no {missing[0].stage} SAE for layer {missing[0].layer} in saes")
     scores = {}
     for arm in tqdm(arms, desc=f"behaviour {loaded.name}", disable=not progress):
         layer_saes = {m: s for (m, layer), s in (saes or {}).items() if layer == arm.layer}
@@ -263,7 +263,7 @@ def summarise(
     config: BehaviourConfig,
 ) -> BehaviourResult:
     """Rates, paired differences, fluency and item tables from per-arm item scores."""
-    base_arm = next(a for a in scores if a.mode == "none")
+    base_arm = next(a for a in scores if a.stage == "none")
     summary, differences, fluency, items = [], [], [], []
     for bench in benchmarks:
         base = scores[base_arm][bench.name]
@@ -315,7 +315,7 @@ def summarise(
             }
         )
     fluency = pd.DataFrame(fluency)
-    ratio = fluency["perplexity"] / fluency.loc[fluency["mode"] == "none", "perplexity"].iloc[0]
+    ratio = fluency["perplexity"] / fluency.loc[fluency["stage"] == "none", "perplexity"].iloc[0]
     fluency["ratio_to_unsteered"] = ratio
     fluency["fluent"] = ratio <= config.max_perplexity_ratio
     diffs = pd.DataFrame(differences)

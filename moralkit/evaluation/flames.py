@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 JUDGE_KINDS = ("scripted", "environment")
 PROTOCOLS = {"fixed": JudgeProtocol(), "paper": PAPER_PROTOCOL}
 #: the steered arms the Flames evaluation judges (the pretrained-SAE control is measured offline)
-FLAMES_MODES = ("finetuned",)
+FLAMES_STAGES = ("finetuned",)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class FlamesConfig:
 
 def flames_arms(layers: Sequence[int], strengths: Sequence[float]) -> list[SteeringConfig]:
     """The unsteered arm and the fine-tuned arm at every layer and strength."""
-    return steering_arms(layers, strengths, modes=FLAMES_MODES)
+    return steering_arms(layers, strengths, stages=FLAMES_STAGES)
 
 
 @dataclass
@@ -154,7 +154,7 @@ class FlamesRun:
                 ci_high=float(rates["ci_high"].min()),
             ),
         ]
-        base_arm = SteeringConfig(mode="none").label
+        base_arm = SteeringConfig(stage="none").label
         for claim_id, rubric in (("flames_psc1", "safety"), ("flames_psc2", "emotion")):
             rise = psc_rise(self.rubric["scores"], base_arm, str(peak["arm"]), rubric, config)
             if rise is not None:
@@ -314,7 +314,7 @@ def flames_responses(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Responses to ``prompts`` for the unsteered arm and ``arms`` (:func:`flames_arm` each)."""
-    arms = [SteeringConfig(mode="none"), *[a for a in arms if a.mode != "none"]]
+    arms = [SteeringConfig(stage="none"), *[a for a in arms if a.stage != "none"]]
     tables = [
         flames_arm(loaded, prompts, arm, saes, decoding, decoding_setting, cache_dir, progress)
         for arm in arms
@@ -324,8 +324,8 @@ def flames_responses(
 
 def pairs_against_baseline(responses: pd.DataFrame) -> pd.DataFrame:
     """One row per (steered arm, prompt): baseline and candidate answers, matched by prompt id."""
-    base = responses[responses["mode"] == "none"].set_index("id")["response"]
-    steered = responses[responses["mode"] != "none"]
+    base = responses[responses["stage"] == "none"].set_index("id")["response"]
+    steered = responses[responses["stage"] != "none"]
     pairs = steered.assign(
         baseline=steered["id"].map(base), candidate=steered["response"], prompt_id=steered["id"]
     )

@@ -19,14 +19,14 @@ Getting the SAEs of chapter 07's settings (trained once, then loaded from the st
 """
 
 from moralkit.sae.store import (
-    KINDS,
+    STAGES,
     LoadedSAE,
     centred_reconstruction,
     load_sae_dir,
 )
 
 __all__ = [
-    "KINDS",
+    "STAGES",
     "LoadedSAE",
     "centred_reconstruction",
     "load_sae_dir",

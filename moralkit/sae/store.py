@@ -35,7 +35,7 @@ from moralkit import paths
 from moralkit.io import atomic_directory
 
 __all__ = [
-    "KINDS",
+    "STAGES",
     "LoadedSAE",
     "centred_reconstruction",
     "is_stored",
@@ -46,7 +46,9 @@ __all__ = [
     "stored_folder",
 ]
 
-KINDS: tuple[str, ...] = ("pretrained", "finetuned")
+#: an SAE's stage, the one word for pretrained vs fine-tuned (its store key's ``stage`` field;
+#: a steering arm names the SAE it steers with by it)
+STAGES: tuple[str, ...] = ("pretrained", "finetuned")
 SAE_SUBDIR = "sae"
 FORMAT = 2  # 2: keys of layer_payloads (every setting); 1 had a per-preset index
 META_FILE = "meta.json"  # written last: a folder without it is not a stored SAE
@@ -118,7 +120,7 @@ def is_stored(folder: str | Path) -> bool:
 
 def stored_folder(root: str | Path, payload: dict) -> Path:
     """The folder of the SAE stored under ``sae_key(payload)``; ``FileNotFoundError`` naming
-    the model, layer, kind and settings when none is."""
+    the model, layer, stage and settings when none is."""
     folder = Path(root) / sae_key(payload)
     if not is_stored(folder):
         settings = {k: payload.get(k) for k in ("preset", "objective", "pooling") if k in payload}

@@ -151,7 +151,7 @@ def layer_payloads(
     config: SurgeryConfig,
 ) -> dict[str, dict]:
     """What identifies one layer's pretrained and fine-tuned SAE in the store (its key is
-    :func:`~moralkit.sae.store.sae_key` of this), per kind.
+    :func:`~moralkit.sae.store.sae_key` of this), per stage.
 
     Every setting that changes an SAE is in it: the preset's name and resolved settings (seed
     included), the pooling, the labelled records' train/validation activations, the unlabelled
@@ -194,13 +194,13 @@ def find_layer(
     config: SurgeryConfig,
     cache_dir: str | Path | None = None,
 ) -> dict[str, Path]:
-    """``{kind: folder}`` of the SAEs stored for exactly these inputs and settings.
+    """``{stage: folder}`` of the SAEs stored for exactly these inputs and settings.
 
-    Raises ``FileNotFoundError`` naming the missing kind when either was never trained so.
+    Raises ``FileNotFoundError`` naming the missing stage when either was never trained so.
     """
     root = store.sae_cache_dir(cache_dir)
     payloads = layer_payloads(model, layer, labelled, records, unlabelled, config)
-    return {kind: store.stored_folder(root, payload) for kind, payload in payloads.items()}
+    return {stage: store.stored_folder(root, payload) for stage, payload in payloads.items()}
 
 
 def _pretrained(payload: dict, train_x, val_x, config: SurgeryConfig, root: Path) -> Path:

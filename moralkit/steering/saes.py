@@ -29,7 +29,7 @@ STEERING_KINDS = ("pretrained", "finetuned")
 def steering_saes(
     surgery: SurgeryResult, device: str = "cpu"
 ) -> dict[tuple[str, int], SteeringSAE]:
-    """``{(kind, layer): SteeringSAE}`` for both kinds and every layer of ``surgery``, on
+    """``{(stage, layer): SteeringSAE}`` for both stages and every layer of ``surgery``, on
     ``device``; the fine-tuned SAE carries its fine-tuned feature ids."""
     found = {}
     for s in surgery.surgeries:

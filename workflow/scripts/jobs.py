@@ -73,7 +73,7 @@ def job_sae(args: argparse.Namespace) -> dict:
     config = SurgeryConfig.from_parameters(ch.params)
     layer = int(args.layer)
     surgery = sae_surgery(args.model, ch.records(), ch.activations, [layer], config)
-    paths = {kind: str(path) for kind, path in surgery.surgeries[0].paths.items()}
+    paths = {stage: str(path) for stage, path in surgery.surgeries[0].paths.items()}
     return {"model": args.model, "layer": layer, "preset": config.preset, **paths}
 
 
