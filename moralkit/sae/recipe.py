@@ -32,8 +32,8 @@ __all__ = [
     "SAE_CHAPTER",
     "Extract",
     "SurgeryInputs",
-    "rediagnose_surgery",
     "sae_chapter_config",
+    "sae_rediagnosis",
     "sae_surgery",
     "surgery_inputs",
 ]
@@ -102,7 +102,7 @@ def sae_surgery(
     return result
 
 
-def rediagnose_surgery(
+def sae_rediagnosis(
     model: str,
     surgery: SurgeryResult,
     control: MoralRecords,
