@@ -8,7 +8,7 @@ from synthetic import make_activations, make_records
 from moralkit.activation_set import ActivationSet
 from moralkit.sae import load_sae_dir
 from moralkit.sae import surgery as surgery_module
-from moralkit.sae.surgery import SurgeryConfig, find_layer, run_surgery, surgery_config
+from moralkit.sae.surgery import SurgeryConfig, find_layer, surgery_config, surgery_from_activations
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,9 @@ def inputs():
 def test_surgery_tables_cache_and_loading(inputs, tmp_path, monkeypatch):
     records, acts, unlabelled = inputs
     config = surgery_config("tiny", seed=1)
-    result = run_surgery("toy", acts, records, unlabelled, [1, 2], config, cache_dir=tmp_path)
+    result = surgery_from_activations(
+        "toy", acts, records, unlabelled, [1, 2], config, cache_dir=tmp_path
+    )
     layers = result["layers"]
     assert layers["layer"].tolist() == [1, 2]
     n_train = int((records.table["split"] == "train").sum()) + 50
@@ -40,7 +42,9 @@ def test_surgery_tables_cache_and_loading(inputs, tmp_path, monkeypatch):
 
     monkeypatch.setattr(surgery_module, "train_sae", no_training)
     monkeypatch.setattr(surgery_module, "finetune_sae", no_training)
-    again = run_surgery("toy", acts, records, unlabelled, [1, 2], config, cache_dir=tmp_path)
+    again = surgery_from_activations(
+        "toy", acts, records, unlabelled, [1, 2], config, cache_dir=tmp_path
+    )
     assert again["layers"].equals(layers)
 
     found = find_layer(
@@ -82,7 +86,9 @@ def test_a_lookup_never_returns_another_variants_sae(inputs, tmp_path, monkeypat
     records, acts, unlabelled = inputs
     config = surgery_config("tiny", seed=1)
     labelled, unlabelled_x = acts.get(1), unlabelled.get(1)
-    trained = run_surgery("toy", acts, records, unlabelled, [1], config, cache_dir=tmp_path)
+    trained = surgery_from_activations(
+        "toy", acts, records, unlabelled, [1], config, cache_dir=tmp_path
+    )
     found = find_layer("toy", 1, labelled, records, unlabelled_x, config, cache_dir=tmp_path)
     assert found == trained.surgeries[0].paths
     same = surgery_config("tiny", seed=1)  # equal settings, built again
@@ -107,12 +113,14 @@ def test_a_lookup_never_returns_another_variants_sae(inputs, tmp_path, monkeypat
 
     monkeypatch.setattr(surgery_module, "train_sae", no_training)
     monkeypatch.setattr(surgery_module, "finetune_sae", no_training)
-    again = run_surgery(
+    again = surgery_from_activations(
         "toy", acts, records, unlabelled, [1], config, cache_dir=tmp_path, train=False
     )
     assert again.surgeries[0].paths == found
     with pytest.raises(FileNotFoundError, match="no finetuned SAE for model='toy' layer=1"):
-        run_surgery("toy", acts, records, unlabelled, [1], page, cache_dir=tmp_path, train=False)
+        surgery_from_activations(
+            "toy", acts, records, unlabelled, [1], page, cache_dir=tmp_path, train=False
+        )
 
 
 def test_surgery_config_reads_a_chapters_parameters_and_checks_them():

@@ -40,7 +40,7 @@ __all__ = [
     "encode",
     "find_layer",
     "layer_payloads",
-    "run_surgery",
+    "surgery_from_activations",
     "surgery_config",
 ]
 
@@ -260,7 +260,7 @@ def _layer(model, layer, labelled, records, unlabelled, config, root, train) -> 
     return LayerSurgery(layer, pre.sae, ft.sae, centre, ident, paths, ft.features)
 
 
-def run_surgery(
+def surgery_from_activations(
     model: str,
     acts: ActivationSet,
     records: MoralRecords,
