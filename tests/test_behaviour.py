@@ -8,7 +8,7 @@ import pytest
 import sae_lens
 import torch
 
-from moralkit.evaluation.behaviour import BehaviourConfig, measure_behaviour
+from moralkit.evaluation.behaviour import BehaviourConfig, steered_behaviour
 from moralkit.evaluation.schema import LABELLED, PAIRED, load_benchmark
 from moralkit.figures.behaviour import plot_behaviour
 from moralkit.models import load_model
@@ -83,7 +83,7 @@ def test_bring_your_own_benchmark_from_files(tmp_path):
         load_benchmark(tmp_path / "nope.csv")
 
 
-def test_measure_behaviour_arms_differences_and_cache(loaded, saes, tmp_path):
+def test_steered_behaviour_arms_differences_and_cache(loaded, saes, tmp_path):
     rng = np.random.default_rng(0)
     texts = [
         f"I {w} my neighbour." for w in ("helped", "robbed", "thanked", "hit", "fed", "cheated")
@@ -109,7 +109,7 @@ def test_measure_behaviour_arms_differences_and_cache(loaded, saes, tmp_path):
         fluency_texts=("A cat sat.", "Rain fell."),
     )
     arms = [SteeringConfig("pretrained", 1, 1.0), SteeringConfig("finetuned", 1, 0.5)]
-    result = measure_behaviour(loaded, [labelled, paired], arms, saes, config, progress=False)
+    result = steered_behaviour(loaded, [labelled, paired], arms, saes, config, progress=False)
     summary = result["summary"]
     assert set(summary["stage"]) == {"none", "pretrained", "finetuned"}
     assert len(summary) == 6 and summary["value"].between(0, 1).all()
@@ -135,7 +135,7 @@ def test_measure_behaviour_arms_differences_and_cache(loaded, saes, tmp_path):
     # second run reads every item score from the cache (files are not rewritten)
     files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.csv")}
     assert len(files) == 3 * 3
-    again = measure_behaviour(loaded, [labelled, paired], arms, saes, config, progress=False)
+    again = steered_behaviour(loaded, [labelled, paired], arms, saes, config, progress=False)
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.csv")} == files
     pd.testing.assert_frame_equal(again["summary"], summary)
 
@@ -143,4 +143,4 @@ def test_measure_behaviour_arms_differences_and_cache(loaded, saes, tmp_path):
 def test_missing_sae_for_a_layer_is_named(loaded, saes):
     bench = load_benchmark(pd.DataFrame({"text": ["x", "y"], "label": [0, 1]}))
     with pytest.raises(ValueError, match="finetuned SAE for layer 2"):
-        measure_behaviour(loaded, [bench], [SteeringConfig("finetuned", 2)], saes, progress=False)
+        steered_behaviour(loaded, [bench], [SteeringConfig("finetuned", 2)], saes, progress=False)

@@ -227,7 +227,7 @@ def measure_arm(
     return out
 
 
-def measure_behaviour(
+def steered_behaviour(
     loaded: LoadedModel,
     benchmarks: Sequence[Benchmark],
     arms: Sequence[SteeringConfig],
