@@ -1,7 +1,7 @@
 """The Flames pipeline: generate baseline and steered answers, judge them pairwise and by rubric.
 
 (paper §5.1–5.3; book: Methods › Evaluation, methods/evaluation.md.) Chapter 08's Flames
-recipe, :func:`run_flames`, runs the paper's evaluation for any set of steering arms with the
+recipe, :func:`flames_evaluation`, runs the paper's evaluation for any set of steering arms with the
 settings of one :class:`FlamesConfig`: the seeded prompt sample and the decoding
 (:meth:`FlamesConfig.prompts`, :meth:`FlamesConfig.decoding`), responses generated (and
 cached) arm by arm (:func:`flames_arm`, through :func:`moralkit.steering.generate_responses`),
@@ -94,7 +94,7 @@ def flames_arms(layers: Sequence[int], strengths: Sequence[float]) -> list[Steer
 
 
 @dataclass
-class FlamesRun:
+class FlamesEvaluation:
     """Responses (one row per prompt × arm), pairwise and rubric results of one Flames run.
 
     ``demonstration`` marks a run against a scripted judge: it records no claims.
@@ -375,7 +375,7 @@ def judge_responses(
     return pairwise, rubric, demonstration
 
 
-def run_flames(
+def flames_evaluation(
     loaded: LoadedModel,
     arms: Sequence[SteeringConfig],
     saes: Mapping[tuple[str, int], SteeringSAE] | None,
@@ -384,7 +384,7 @@ def run_flames(
     log_dir: str | None = None,
     cache_dir: str | None = None,
     progress: bool = True,
-) -> FlamesRun:
+) -> FlamesEvaluation:
     """Chapter 08's Flames recipe: generate (cached) and judge, the whole evaluation of paper
     §5 for ``arms``, with the prompt sample, decoding and judge of ``config`` (``prompts``
     replaces the sample). A scripted judge makes it a demonstration, which records no claims.
@@ -394,7 +394,7 @@ def run_flames(
         loaded, prompts, arms, saes, config.decoding(), config.decoding_setting, cache_dir, progress
     )
     pairwise, rubric, demonstration = judge_responses(responses, config, log_dir)
-    return FlamesRun(responses, pairwise, rubric, demonstration)
+    return FlamesEvaluation(responses, pairwise, rubric, demonstration)
 
 
 def protocol_named(name: str) -> JudgeProtocol:

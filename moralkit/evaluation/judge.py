@@ -208,7 +208,7 @@ class PairwiseResult(AnalysisResult):
     BEST_TABLE = "summary"
     BEST_COLUMN = "win_rate"
     NO_CLAIM = (
-        "a building block: the Flames claims are recorded by FlamesRun.claim() from this "
+        "a building block: the Flames claims are recorded by FlamesEvaluation.claim() from this "
         "result and the rubric's (moralkit/evaluation/flames.py)"
     )
     log_path: Path | None = None
@@ -325,7 +325,7 @@ class RubricResult(AnalysisResult):
     BEST_COLUMN = "psc_share"
     BEST_GROUP = ("rubric",)
     NO_CLAIM = (
-        "a building block: the PSC claims are recorded by FlamesRun.claim() as the paired "
+        "a building block: the PSC claims are recorded by FlamesEvaluation.claim() as the paired "
         "rise from this result's per-prompt scores (moralkit/evaluation/flames.py)"
     )
     log_path: Path | None = None
