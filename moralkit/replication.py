@@ -8,7 +8,7 @@ the single-ground-truth chapters use. Where verdicts differ across ground truths
 own agreement (:func:`lexicon_agreement`: rank correlation of their ratings on shared words)
 tells annotation disagreement from model behaviour.
 
-- :func:`replicate` -> :class:`ReplicationResult` with tables ``verdicts`` (one row per model x
+- :func:`replication` -> :class:`ReplicationResult` with tables ``verdicts`` (one row per model x
   ground truth x diagnostic: headline value, interval, layer, verdict), ``agreement`` (one row
   per model x diagnostic: on how many ground truths the claim holds, and whether they agree)
   and, when asked, ``lexicon_agreement``;
@@ -291,7 +291,7 @@ def agreement_table(verdicts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def replicate(
+def replication(
     models: Sequence[str],
     records: Mapping[str, MoralRecords],
     activations: Callable[[str, MoralRecords], ActivationSet],
@@ -305,7 +305,7 @@ def replicate(
     One activation set is held at a time.
     """
     if not models or not records:
-        raise ValueError("replicate needs at least one model and one ground truth")
+        raise ValueError("replication needs at least one model and one ground truth")
     frames = []
     runs = [(m, g) for m in models for g in records]
     for model, gt in tqdm(runs, desc="replication", disable=not progress):
