@@ -37,7 +37,7 @@ from moralkit.diagnostics.no_effect import INDIFFERENCE_METRICS
 from moralkit.foundations import FOUNDATIONS
 from moralkit.provenance import to_jsonable
 from moralkit.records import MoralRecords
-from moralkit.results import AnalysisResult, ClaimValue
+from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, ClaimValue
 
 #: The indifference claim each diagnostic measures (claims.yaml).
 INDIFFERENCE_CLAIMS: dict[str, str] = {d: f"{d}_indifference" for d in DIAGNOSTICS}
@@ -52,17 +52,13 @@ HOLDS, FAILS, NOT_APPLICABLE, UNJUDGED = "holds", "fails", "does not apply", "no
 UNDECIDED = INCONCLUSIVE
 #: the claims.py verdict -> the word the replication tables use
 _WORD = {AGREES: HOLDS, DISAGREES: FAILS, INCONCLUSIVE: UNDECIDED}
+#: a verdict row: which cell and claim, the headline row it judges, the verdict and its reason
 VERDICT_COLUMNS: tuple[str, ...] = (
     "model",
     "ground_truth",
     "diagnostic",
     "claim_id",
-    "metric",
-    "value",
-    "ci_low",
-    "ci_high",
-    "layer",
-    "relative_depth",
+    *HEADLINE_COLUMNS[HEADLINE_COLUMNS.index("metric") :],
     "verdict",
     "reason",
     "n_records",
