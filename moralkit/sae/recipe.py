@@ -23,8 +23,9 @@ from typing import Any
 import pandas as pd
 
 from moralkit.activation_set import ActivationSet
+from moralkit.data.unlabelled import unlabelled_texts
 from moralkit.records import MoralRecords
-from moralkit.sae.data import TextBatch, split_index, split_records, unlabelled_texts
+from moralkit.sae.data import TextBatch, split_index, split_records
 from moralkit.sae.rediagnose import RediagnosisConfig, RediagnosisResult, rediagnose
 from moralkit.sae.surgery import SurgeryConfig, SurgeryResult, surgery_from_activations
 

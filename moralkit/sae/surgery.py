@@ -52,8 +52,8 @@ class SurgeryConfig:
     ``train`` and ``finetune`` are the preset's *resolved* settings (with ``seed``, the
     objective's weights and ``sampler_bug`` applied by :func:`surgery_config`); the store key of
     each SAE holds them, not the preset's name alone. ``n_unlabelled`` texts join pretraining
-    (:func:`moralkit.sae.data.unlabelled_texts`, seeded by ``seed``); ``pooling`` is the pooled
-    activation the SAEs read.
+    (:func:`moralkit.data.unlabelled.unlabelled_texts`, seeded by ``seed``); ``pooling`` is the
+    pooled activation the SAEs read.
     """
 
     preset: str = "quick"
