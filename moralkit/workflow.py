@@ -28,6 +28,9 @@ from moralkit.models.registry import find_model_spec
 from moralkit.notebooks import notebook_parameters
 from moralkit.profiles import resolve_parameters
 
+#: the chapters that extract activations (through ``ch.activations``): each of their models gets
+#: an extraction job before them (a test checks the notebooks agree)
+ACTIVATION_CHAPTERS: tuple[str, ...] = ("02", "03", "04", "05", "06", "07", "08", "11")
 #: the steering evaluation's prompts (paper §5.1)
 STEERING_FILES: tuple[str, ...] = ("flames-1k",)
 _BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
@@ -95,8 +98,8 @@ def _number_key(key: str) -> str:
 
 
 def reads_activations(chapter_id: str) -> bool:
-    """Whether the chapter's notebook asks for activations (``ch.activations``)."""
-    return "ch.activations" in _chapter(chapter_id).path.read_text(encoding="utf-8")
+    """Whether the chapter extracts activations (:data:`ACTIVATION_CHAPTERS`)."""
+    return _chapter(chapter_id).chapter_id.split("_", 1)[0] in ACTIVATION_CHAPTERS
 
 
 def trains_saes(chapter_id: str, profile: str) -> bool:
