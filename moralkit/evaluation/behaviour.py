@@ -264,7 +264,19 @@ def summarise(
 ) -> BehaviourResult:
     """Rates, paired differences, fluency and item tables from per-arm item scores."""
     base_arm = next(a for a in scores if a.stage == "none")
-    summary, differences, fluency, items = [], [], [], []
+    summary, differences, items = _rate_tables(model, benchmarks, scores, base_arm, config)
+    fluency = _fluency_table(model, scores, config)
+    if not differences.empty:  # a rate gain is only credible when the steered model is still fluent
+        flags = fluency.set_index("arm")["fluent"]
+        differences["fluent"] = differences["arm"].map(flags)
+    tables = {"summary": summary, "differences": differences, "fluency": fluency, "items": items}
+    return BehaviourResult(tables=tables, config=config)
+
+
+def _rate_tables(model, benchmarks, scores, base_arm, config):
+    """Per benchmark and arm: the rate with its interval, the paired difference from the
+    unsteered arm, and the item scores."""
+    summary, differences, items = [], [], []
     for bench in benchmarks:
         base = scores[base_arm][bench.name]
         for arm, tables in scores.items():
@@ -298,12 +310,18 @@ def summarise(
                         "n": len(got),
                     }
                 )
-    base_ppl = None
+    items = pd.concat(items, ignore_index=True)
+    return pd.DataFrame(summary), pd.DataFrame(differences), items
+
+
+def _fluency_table(model, scores, config) -> pd.DataFrame:
+    """Per arm: perplexity on the neutral texts, its interval, and its ratio to the unsteered
+    arm's (``fluent``: at most ``config.max_perplexity_ratio``)."""
+    fluency = []
     for arm, tables in scores.items():
         flu = tables[FLUENCY]
         ppl, lo, hi = bs.ratio_interval(flu["nll"], flu["tokens"], config.n_bootstrap, config.seed)
         ppl, lo, hi = np.exp(ppl), np.exp(lo), np.exp(hi)
-        base_ppl = ppl if arm is base_arm else base_ppl
         fluency.append(
             {
                 **arm_row(model, FLUENCY, arm),
@@ -318,19 +336,7 @@ def summarise(
     ratio = fluency["perplexity"] / fluency.loc[fluency["stage"] == "none", "perplexity"].iloc[0]
     fluency["ratio_to_unsteered"] = ratio
     fluency["fluent"] = ratio <= config.max_perplexity_ratio
-    diffs = pd.DataFrame(differences)
-    if not diffs.empty:  # a rate gain is only credible when the steered model is still fluent
-        flags = fluency.set_index("arm")["fluent"]
-        diffs["fluent"] = diffs["arm"].map(flags)
-    return BehaviourResult(
-        tables={
-            "summary": pd.DataFrame(summary),
-            "differences": diffs,
-            "fluency": fluency,
-            "items": pd.concat(items, ignore_index=True),
-        },
-        config=config,
-    )
+    return fluency
 
 
 def _auc(bench: Benchmark, got: pd.DataFrame) -> float:
