@@ -227,15 +227,8 @@ def _add_profile_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``moralkit`` command."""
-    parser = argparse.ArgumentParser(
-        prog="moralkit",
-        description="Companion to 'Mechanistic Origin of Moral Indifference in Language Models'"
-        " (arXiv 2603.15615): build the book, re-run chapters.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_book_command(sub: argparse._SubParsersAction) -> None:
+    """``moralkit book``: every chapter, then the site."""
     book = sub.add_parser("book", help="execute every chapter and build the Jupyter Book site")
     _add_profile_option(book)
     book.add_argument(
@@ -254,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     book.set_defaults(func=_cmd_book)
 
+
+def _add_run_command(sub: argparse._SubParsersAction) -> None:
+    """``moralkit run``: one chapter with changed parameters."""
     run = sub.add_parser("run", help="re-execute one chapter with changed parameters")
     run.add_argument("chapter", help="chapter id or number, e.g. 02 or 02_categorical_indifference")
     run.add_argument(
@@ -280,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_cmd_run)
 
+
+def _add_fork_command(sub: argparse._SubParsersAction) -> None:
+    """``moralkit fork``: one chapter as a standalone notebook."""
     fork = sub.add_parser(
         "fork", help="write one chapter as a standalone notebook (.ipynb) with a README"
     )
@@ -295,6 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
     fork.add_argument("--profile", help="the profile the parameters cell starts with")
     fork.add_argument("--force", action="store_true", help="overwrite an earlier fork")
     fork.set_defaults(func=_cmd_fork)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``moralkit`` command."""
+    parser = argparse.ArgumentParser(
+        prog="moralkit",
+        description="Companion to 'Mechanistic Origin of Moral Indifference in Language Models'"
+        " (arXiv 2603.15615): build the book, re-run chapters.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_book_command(sub)
+    _add_run_command(sub)
+    _add_fork_command(sub)
 
     chapters = sub.add_parser("chapters", help="list the chapters")
     chapters.add_argument("-v", "--verbose", action="store_true", help="show parameter names")

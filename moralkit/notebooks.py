@@ -17,6 +17,8 @@ from typing import Any
 import jupytext
 import yaml
 
+from moralkit.paths import CACHE_ENV, MIRROR_ENV
+
 #: where a chapter writes its tables, figures, claims.json and provenance.json
 OUTPUT_DIR_ENV = "MORALKIT_OUTPUT_DIR"
 #: the jupytext source of the chapter being executed (its parameters cell names the extras)
@@ -30,8 +32,8 @@ OUTPUT_MARKER = ".moralkit-output"
 FIGURE_DATA_KEY = "moralkit_figure_data"
 #: environment variables holding paths: made absolute before a kernel runs in another folder
 PATH_VARIABLES = (
-    "MORALKIT_DATA_MIRROR",
-    "MORALKIT_CACHE",
+    MIRROR_ENV,
+    CACHE_ENV,
     "MORALKIT_PROFILES",
     "MORALKIT_NOTEBOOK_DIR",
 )

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from moralkit.io import atomic_write_text
+from moralkit.paths import cache_root
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,9 +124,7 @@ def cache_files() -> set[str]:
     A chapter that finds this set grown after it ran computed (and cached) something: a cold
     run. One listing of a few hundred files; no file is read.
     """
-    from moralkit.data.fetch import default_cache_dir
-
-    root = default_cache_dir()
+    root = cache_root()
     if not root.is_dir():
         return set()
     return {

@@ -8,7 +8,7 @@ the single-ground-truth chapters use. Where verdicts differ across ground truths
 own agreement (:func:`lexicon_agreement`: rank correlation of their ratings on shared words)
 tells annotation disagreement from model behaviour.
 
-- :func:`replicate` -> :class:`ReplicationResult` with tables ``verdicts`` (one row per model x
+- :func:`replication` -> :class:`ReplicationResult` with tables ``verdicts`` (one row per model x
   ground truth x diagnostic: headline value, interval, layer, verdict), ``agreement`` (one row
   per model x diagnostic: on how many ground truths the claim holds, and whether they agree)
   and, when asked, ``lexicon_agreement``;
@@ -37,7 +37,7 @@ from moralkit.diagnostics.no_effect import INDIFFERENCE_METRICS
 from moralkit.foundations import FOUNDATIONS
 from moralkit.provenance import to_jsonable
 from moralkit.records import MoralRecords
-from moralkit.results import AnalysisResult, ClaimValue
+from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, ClaimValue
 
 #: The indifference claim each diagnostic measures (claims.yaml).
 INDIFFERENCE_CLAIMS: dict[str, str] = {d: f"{d}_indifference" for d in DIAGNOSTICS}
@@ -52,17 +52,13 @@ HOLDS, FAILS, NOT_APPLICABLE, UNJUDGED = "holds", "fails", "does not apply", "no
 UNDECIDED = INCONCLUSIVE
 #: the claims.py verdict -> the word the replication tables use
 _WORD = {AGREES: HOLDS, DISAGREES: FAILS, INCONCLUSIVE: UNDECIDED}
+#: a verdict row: which cell and claim, the headline row it judges, the verdict and its reason
 VERDICT_COLUMNS: tuple[str, ...] = (
     "model",
     "ground_truth",
     "diagnostic",
     "claim_id",
-    "metric",
-    "value",
-    "ci_low",
-    "ci_high",
-    "layer",
-    "relative_depth",
+    *HEADLINE_COLUMNS[HEADLINE_COLUMNS.index("metric") :],
     "verdict",
     "reason",
     "n_records",
@@ -291,7 +287,7 @@ def agreement_table(verdicts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def replicate(
+def replication(
     models: Sequence[str],
     records: Mapping[str, MoralRecords],
     activations: Callable[[str, MoralRecords], ActivationSet],
@@ -305,7 +301,7 @@ def replicate(
     One activation set is held at a time.
     """
     if not models or not records:
-        raise ValueError("replicate needs at least one model and one ground truth")
+        raise ValueError("replication needs at least one model and one ground truth")
     frames = []
     runs = [(m, g) for m in models for g in records]
     for model, gt in tqdm(runs, desc="replication", disable=not progress):

@@ -22,20 +22,15 @@ import pandas as pd
 
 from moralkit.book.sources import ChapterSource, list_chapters
 from moralkit.data.ground_truth import GROUND_TRUTH_FILES, ground_truth_names
+from moralkit.data.unlabelled import UNLABELLED_SOURCES
 from moralkit.layers import LayerSpec
 from moralkit.models.registry import find_model_spec
 from moralkit.notebooks import notebook_parameters
 from moralkit.profiles import resolve_parameters
 
-#: manifest files the SAE chapter's unlabelled pretraining texts come from
-#: (moralkit.sae.data.UNLABELLED_SOURCES; listed here so the workflow imports no torch)
-UNLABELLED_FILES: tuple[str, ...] = (
-    "moral-stories-dev",
-    "moral-stories-test",
-    "ethics-cm-test",
-    "social-chem-101-obligatory",
-    "social-chem-101-optional",
-)
+#: the chapters that extract activations (through ``ch.activations``): each of their models gets
+#: an extraction job before them (a test checks the notebooks agree)
+ACTIVATION_CHAPTERS: tuple[str, ...] = ("02", "03", "04", "05", "06", "07", "08", "11")
 #: the steering evaluation's prompts (paper §5.1)
 STEERING_FILES: tuple[str, ...] = ("flames-1k",)
 _BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
@@ -103,8 +98,8 @@ def _number_key(key: str) -> str:
 
 
 def reads_activations(chapter_id: str) -> bool:
-    """Whether the chapter's notebook asks for activations (``ch.activations``)."""
-    return "ch.activations" in _chapter(chapter_id).path.read_text(encoding="utf-8")
+    """Whether the chapter extracts activations (:data:`ACTIVATION_CHAPTERS`)."""
+    return _chapter(chapter_id).chapter_id.split("_", 1)[0] in ACTIVATION_CHAPTERS
 
 
 def trains_saes(chapter_id: str, profile: str) -> bool:
@@ -147,7 +142,7 @@ def data_files(profile: str, chapters: Iterable[str]) -> list[str]:
                 for truth in ground_truth_names(params[key]):
                     names.extend(GROUND_TRUTH_FILES[truth])
         if trains_saes(chapter, profile):
-            names.extend(UNLABELLED_FILES)
+            names.extend(UNLABELLED_SOURCES)  # the SAE chapter's unlabelled texts
         if _steers(chapter, profile):
             names.extend(STEERING_FILES)
     return list(dict.fromkeys(names))

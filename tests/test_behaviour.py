@@ -8,7 +8,7 @@ import pytest
 import sae_lens
 import torch
 
-from moralkit.evaluation.behaviour import BehaviourConfig, measure_behaviour
+from moralkit.evaluation.behaviour import BehaviourConfig, steered_behaviour
 from moralkit.evaluation.schema import LABELLED, PAIRED, load_benchmark
 from moralkit.figures.behaviour import plot_behaviour
 from moralkit.models import load_model
@@ -25,9 +25,9 @@ def loaded():
 def saes():
     torch.manual_seed(5)
     out = {}
-    for mode in ("pretrained", "finetuned"):
+    for stage in ("pretrained", "finetuned"):
         sae = sae_lens.StandardSAE(sae_lens.StandardSAEConfig(d_in=32, d_sae=48))
-        out[(mode, 1)] = SteeringSAE(sae, torch.randn(32) * 0.3, selected=(0, 1, 2))
+        out[(stage, 1)] = SteeringSAE(sae, torch.randn(32) * 0.3, selected=(0, 1, 2))
     return out
 
 
@@ -83,7 +83,7 @@ def test_bring_your_own_benchmark_from_files(tmp_path):
         load_benchmark(tmp_path / "nope.csv")
 
 
-def test_measure_behaviour_arms_differences_and_cache(loaded, saes, tmp_path):
+def test_steered_behaviour_arms_differences_and_cache(loaded, saes, tmp_path):
     rng = np.random.default_rng(0)
     texts = [
         f"I {w} my neighbour." for w in ("helped", "robbed", "thanked", "hit", "fed", "cheated")
@@ -109,21 +109,21 @@ def test_measure_behaviour_arms_differences_and_cache(loaded, saes, tmp_path):
         fluency_texts=("A cat sat.", "Rain fell."),
     )
     arms = [SteeringConfig("pretrained", 1, 1.0), SteeringConfig("finetuned", 1, 0.5)]
-    result = measure_behaviour(loaded, [labelled, paired], arms, saes, config, progress=False)
+    result = steered_behaviour(loaded, [labelled, paired], arms, saes, config, progress=False)
     summary = result["summary"]
-    assert set(summary["mode"]) == {"none", "pretrained", "finetuned"}
+    assert set(summary["stage"]) == {"none", "pretrained", "finetuned"}
     assert len(summary) == 6 and summary["value"].between(0, 1).all()
     assert (summary["ci_low"] <= summary["value"]).all() and (
         summary["value"] <= summary["ci_high"]
     ).all()
     diffs = result["differences"].set_index(["benchmark", "arm"])
-    none_rate = summary.set_index(["benchmark", "mode"])["value"]
+    none_rate = summary.set_index(["benchmark", "stage"])["value"]
     steered = summary.set_index(["benchmark", "arm"])["value"]
     for (bench, arm), row in diffs.iterrows():
         assert row["difference"] == pytest.approx(
             steered[(bench, arm)] - none_rate[(bench, "none")]
         )
-    fluency = result["fluency"].set_index("mode")
+    fluency = result["fluency"].set_index("stage")
     assert fluency.loc["none", "ratio_to_unsteered"] == pytest.approx(1.0)
     assert fluency["perplexity"].gt(1).all()
     assert fluency.loc["pretrained", "perplexity"] != fluency.loc["none", "perplexity"]
@@ -135,7 +135,7 @@ def test_measure_behaviour_arms_differences_and_cache(loaded, saes, tmp_path):
     # second run reads every item score from the cache (files are not rewritten)
     files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.csv")}
     assert len(files) == 3 * 3
-    again = measure_behaviour(loaded, [labelled, paired], arms, saes, config, progress=False)
+    again = steered_behaviour(loaded, [labelled, paired], arms, saes, config, progress=False)
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.csv")} == files
     pd.testing.assert_frame_equal(again["summary"], summary)
 
@@ -143,4 +143,4 @@ def test_measure_behaviour_arms_differences_and_cache(loaded, saes, tmp_path):
 def test_missing_sae_for_a_layer_is_named(loaded, saes):
     bench = load_benchmark(pd.DataFrame({"text": ["x", "y"], "label": [0, 1]}))
     with pytest.raises(ValueError, match="finetuned SAE for layer 2"):
-        measure_behaviour(loaded, [bench], [SteeringConfig("finetuned", 2)], saes, progress=False)
+        steered_behaviour(loaded, [bench], [SteeringConfig("finetuned", 2)], saes, progress=False)

@@ -19,9 +19,9 @@ from moralkit.book import (
     list_chapters,
     prepare_figure_cells,
     prepare_output_dir,
-    prune_executed,
     status_markdown,
     strip_progress_bars,
+    unpublish_stale,
 )
 from moralkit.book.output_dirs import describe_output_dir, prepare_run_dir, record_output_files
 from moralkit.notebooks import FIGURE_DATA_KEY, OUTPUT_MARKER, notebook_parameters
@@ -194,14 +194,14 @@ def test_prune_and_status(tmp_path):
     _executed(layout, "02_b", "quick")  # other profile: not in a tiny book
     _executed(layout, "03_c", "tiny", status="failed")
     _executed(layout, "99_gone", "tiny")  # its source was deleted
-    dropped = prune_executed(chapters, "tiny", layout)
+    dropped = unpublish_stale(chapters, "tiny", layout)
     assert sorted(dropped) == ["02_b", "03_c", "99_gone"]
     assert sorted(p.name for p in layout.executed_dir.glob("*.ipynb")) == ["01_a.ipynb"]
     assert not (layout.executed_dir / "99_gone").exists()
     foreign = layout.executed_dir / "98_mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("not moralkit's")
-    prune_executed(chapters, "tiny", layout)
+    unpublish_stale(chapters, "tiny", layout)
     assert (foreign / "notes.txt").exists()  # never delete what moralkit did not write
 
     table = status_markdown(chapters, layout)

@@ -18,7 +18,7 @@ from moralkit.data import (
 )
 from moralkit.data.manifest import Manifest
 from moralkit.data.moral_strength import MORALSTRENGTH_FILES
-from moralkit.data.tables import read_table
+from moralkit.data.reading import read_table
 
 HEADER = "WORD\tEXPRESSED_MORAL\n"
 

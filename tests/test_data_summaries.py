@@ -12,6 +12,7 @@ from moralkit.data.ground_truth import ground_truth_names
 from moralkit.data.summaries import (
     PAPER_SOURCE,
     GroundTruthConfig,
+    ground_truth_summary,
     paper_stratum_counts,
     prototype_counts,
     prototype_examples,
@@ -19,7 +20,6 @@ from moralkit.data.summaries import (
     stratum_counts,
     stratum_table,
     subset_composition,
-    summarise_ground_truths,
     typicality_shares,
 )
 from moralkit.figures.ground_truth import (
@@ -110,7 +110,7 @@ def test_prototype_counts_for_every_ground_truth(offline_mirror):
 def test_chapter_01_summary_tables_and_claims(lexicon):
     records, _ = lexicon
     subsets = {"moralstrength": stratified_subset(records["moralstrength"], scale=0.5, seed=42)}
-    summary = summarise_ground_truths(records, subsets, GroundTruthConfig(sample_scale=0.5))
+    summary = ground_truth_summary(records, subsets, GroundTruthConfig(sample_scale=0.5))
     assert list(summary.tables) == list(summary.TABLES)
     sources = set(summary["stratum_counts"]["source"])
     assert sources == {"moralstrength", *(PAPER_SOURCE.format(split=s) for s in ("train", "val"))}

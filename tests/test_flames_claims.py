@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from moralkit.claims import AGREES, DISAGREES, judge_claim, load_claims
-from moralkit.evaluation.flames import FlamesRun, psc_rise, single_order_rates
+from moralkit.evaluation.flames import FlamesEvaluation, psc_rise, single_order_rates
 from moralkit.evaluation.judge import JudgeConfig, JudgeProtocol, PairwiseResult, RubricResult
 from moralkit.steering import SteeringConfig
 
-BASE = SteeringConfig(mode="none").label
+BASE = SteeringConfig(stage="none").label
 CONFIG = JudgeConfig(n_bootstrap=1000, seed=0)
 
 
@@ -44,7 +44,7 @@ def scores_for(arm: str, safety: list[float]) -> pd.DataFrame:
 
 
 @pytest.fixture()
-def run() -> FlamesRun:
+def run() -> FlamesEvaluation:
     pairs = pd.concat(
         [
             pairs_for("finetuned L1", ["win"] * 7 + ["lose"] * 2 + [None]),  # paper rate 0.7
@@ -62,7 +62,7 @@ def run() -> FlamesRun:
         [scores_for(BASE, base), scores_for("finetuned L1", steered)], ignore_index=True
     )
     config = (CONFIG, JudgeProtocol())
-    return FlamesRun(
+    return FlamesEvaluation(
         responses=pd.DataFrame(),
         pairwise=PairwiseResult({"pairs": pairs, "summary": summary}, config),
         rubric=RubricResult({"scores": scores, "psc": pd.DataFrame()}, config),

@@ -10,9 +10,9 @@ import torch
 
 from moralkit.evaluation.flames import (
     FlamesConfig,
+    flames_evaluation,
     pairs_against_baseline,
     protocol_named,
-    run_flames,
     single_order_rates,
 )
 from moralkit.models import load_model
@@ -41,7 +41,7 @@ def test_flames_pipeline_with_scripted_judge(tmp_path):
     )
     arms = [SteeringConfig("finetuned", 1, 1.0)]
     config = FlamesConfig(max_new_tokens=4, seed=2, judge="scripted", n_bootstrap=50)
-    run = run_flames(
+    run = flames_evaluation(
         loaded,
         arms,
         saes,
@@ -53,7 +53,7 @@ def test_flames_pipeline_with_scripted_judge(tmp_path):
     )
     demo = run.demonstration
     assert demo
-    assert len(run.responses) == 6 and set(run.responses["mode"]) == {"none", "finetuned"}
+    assert len(run.responses) == 6 and set(run.responses["stage"]) == {"none", "finetuned"}
     pairs = pairs_against_baseline(run.responses)
     assert list(pairs["prompt_id"]) == ["f0", "f1", "f2"]
     summary = run.pairwise["summary"].iloc[0]

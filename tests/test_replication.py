@@ -25,7 +25,7 @@ from moralkit.replication import (
     ReplicationResult,
     agreement_table,
     lexicon_agreement,
-    replicate,
+    replication,
     signed_ratings,
     spearman_interval,
 )
@@ -50,7 +50,7 @@ def dictionary_like(records: MoralRecords) -> MoralRecords:
 
 
 @pytest.fixture(scope="module")
-def replication(one_torch_thread):
+def replicated(one_torch_thread):
     graded = make_records(n_per_stratum=10, n_prototypes=20, n_neutral=20)
     plain = dictionary_like(graded)
     records = {"signal": graded, "noise": graded, "dictionary": plain}
@@ -66,11 +66,11 @@ def replication(one_torch_thread):
         return dataclasses.replace(acts[(model, next(order))], model_id=model)
 
     config = ReplicationConfig(configs=FAST)
-    return replicate(["m"], records, load, config, progress=False)
+    return replication(["m"], records, load, config, progress=False)
 
 
-def test_verdict_table_shape_and_not_applicable(replication):
-    v = replication["verdicts"]
+def test_verdict_table_shape_and_not_applicable(replicated):
+    v = replicated["verdicts"]
     assert list(v.columns) == list(VERDICT_COLUMNS)
     assert len(v) == 3 * 4
     assert set(v["verdict"]) <= {HOLDS, FAILS, UNDECIDED, NOT_APPLICABLE, "not checkable"}
@@ -86,8 +86,8 @@ def test_verdict_table_shape_and_not_applicable(replication):
         assert row.reason == again.reason and row.reason
 
 
-def test_planted_signal_breaks_indifference_and_noise_keeps_it(replication):
-    v = replication["verdicts"].set_index(["ground_truth", "diagnostic"])
+def test_planted_signal_breaks_indifference_and_noise_keeps_it(replicated):
+    v = replicated["verdicts"].set_index(["ground_truth", "diagnostic"])
     # strong, linearly decodable, well separated categories: no indifference
     assert v.loc[("signal", "dimensional"), "verdict"] == FAILS
     assert v.loc[("signal", "structural"), "verdict"] == FAILS
@@ -96,7 +96,7 @@ def test_planted_signal_breaks_indifference_and_noise_keeps_it(replication):
     # where the small sample could not have seen an effect of the margin's size)
     assert v.loc[("noise", "dimensional"), "verdict"] in (HOLDS, UNDECIDED)
     assert v.loc[("noise", "structural"), "verdict"] in (HOLDS, UNDECIDED)
-    agreement = replication["agreement"].set_index("diagnostic")
+    agreement = replicated["agreement"].set_index("diagnostic")
     assert agreement.loc["dimensional", "fails_on"] == "signal"
     assert "signal" not in agreement.loc["dimensional", "holds_on"]
     assert agreement.loc["gradient", "not_applicable_on"] == "dictionary"
@@ -217,16 +217,16 @@ def test_config_from_the_chapters_parameters():
 def test_config_is_checked():
     with pytest.raises(ValueError, match="unknown"):
         ReplicationConfig(diagnostics=("categorical", "vibes"))
-    with pytest.raises(ValueError, match="replicate needs"):
-        replicate([], {}, lambda m, r: None)
+    with pytest.raises(ValueError, match="replication needs"):
+        replication([], {}, lambda m, r: None)
 
 
-def test_figures(replication):
+def test_figures(replicated):
     from matplotlib.figure import Figure
 
     from moralkit.figures.replication import plot_lexicon_agreement, plot_replication
 
-    fig = plot_replication(replication["verdicts"])
+    fig = plot_replication(replicated["verdicts"])
     assert isinstance(fig, Figure)
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert len(titles) == 4 and all("_" not in t for t in titles)  # readers' titles
@@ -238,7 +238,7 @@ def test_figures(replication):
     with pytest.raises(ValueError, match="lacks columns"):
         plot_replication(table)
     # a basic bootstrap interval may exclude its estimate: still drawn (the quick build's case)
-    shifted = replication["verdicts"].copy()
+    shifted = replicated["verdicts"].copy()
     finite = shifted["ci_low"].astype(float).notna()
     shifted.loc[finite, "ci_low"] = shifted.loc[finite, "value"].astype(float) + 0.01
     shifted.loc[finite, "ci_high"] = shifted.loc[finite, "value"].astype(float) + 0.02
@@ -256,10 +256,10 @@ def test_real_lexicons_agree_more_than_chance(offline_mirror):
     assert (pooled["same_pole"] > 0.75).all()
 
 
-def test_verdict_matrix(replication):
+def test_verdict_matrix(replicated):
     from moralkit.replication import verdict_matrix
 
-    wide = verdict_matrix(replication["verdicts"])
+    wide = verdict_matrix(replicated["verdicts"])
     assert list(wide.columns) == ["signal", "noise", "dictionary"]
     assert wide.loc[("m", "gradient"), "dictionary"] == NOT_APPLICABLE
     assert wide.loc[("m", "categorical"), "noise"].startswith((f"{HOLDS}: ", f"{UNDECIDED}: "))

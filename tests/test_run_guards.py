@@ -18,9 +18,10 @@ from workflow_runs import REPO, SNAKEMAKE, snakemake
 
 from moralkit.book.output_dirs import RUN_LOCK, prepare_run_dir, record_output_files
 from moralkit.cli import main
-from moralkit.data.fetch import DataMirrorError, fetch
+from moralkit.data.fetch import fetch
 from moralkit.data.manifest import load_manifest
 from moralkit.notebooks import OUTPUT_MARKER
+from moralkit.paths import DataMirrorError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 WAIT = FIXTURES / "wait"

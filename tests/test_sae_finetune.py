@@ -11,7 +11,7 @@ from moralkit.foundations import DIMENSIONS
 from moralkit.sae.config import FinetuneConfig
 from moralkit.sae.finetune import Batch, finetune_sae, objective_terms, sampler_weights
 from moralkit.sae.identify import Identification, identify_features
-from moralkit.sae.pipeline import encode
+from moralkit.sae.surgery import encode
 from moralkit.sae.train import new_training_sae
 
 

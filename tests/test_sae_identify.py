@@ -7,7 +7,7 @@ from synthetic import make_records
 from moralkit.foundations import DIMENSIONS
 from moralkit.sae.config import IdentifyConfig
 from moralkit.sae.identify import feature_correlations, identify_features, top_records
-from moralkit.sae.pipeline import encode
+from moralkit.sae.surgery import encode
 from moralkit.sae.train import new_training_sae
 
 

@@ -9,7 +9,7 @@ from synthetic import make_activations, make_records
 from moralkit.diagnostics import diagnose, headline_table
 from moralkit.sae.config import preset
 from moralkit.sae.rediagnose import (
-    RediagnoseConfig,
+    RediagnosisConfig,
     _differences,
     reconstructed_set,
     rediagnose,
@@ -56,7 +56,7 @@ def test_rediagnose_runs_three_conditions_with_paired_intervals(setup):
         "pretrained": {1: (res.sae, res.centre)},
         "finetuned": {1: (PerfectSAE(), np.zeros(width, dtype=np.float32))},
     }
-    config = RediagnoseConfig(
+    config = RediagnosisConfig(
         which=("categorical", "gradient"),
         configs={
             "categorical": {"n_permutations": 10, "n_bootstrap": 10},

@@ -120,7 +120,7 @@ def test_strength_zero_and_none_mode_leave_outputs_unchanged(loaded, sae_and_cen
         _, zero = _hidden(loaded, inputs)
     assert hook.calls == 1
     assert torch.equal(base, zero)
-    with steering(loaded.model, SteeringConfig(mode="none")) as hook:
+    with steering(loaded.model, SteeringConfig(stage="none")) as hook:
         _, none = _hidden(loaded, inputs)
     assert hook is None and torch.equal(base, none)
 
@@ -144,10 +144,10 @@ def test_hook_rewrites_every_generation_step(loaded, sae_and_centre):
 
 
 def test_steering_config_validates_and_needs_its_sae(loaded, sae_and_centre):
-    with pytest.raises(ValueError, match="mode"):
-        SteeringConfig(mode="finetune")
+    with pytest.raises(ValueError, match="stage"):
+        SteeringConfig(stage="finetune")
     with pytest.raises(ValueError, match="finetuned"):
-        with steering(loaded.model, SteeringConfig(mode="finetuned", layer=1)):
+        with steering(loaded.model, SteeringConfig(stage="finetuned", layer=1)):
             pass
     sae, centre = sae_and_centre
     bundle = {"pretrained": SteeringSAE(sae, centre, selected=None)}
@@ -167,7 +167,7 @@ def test_generate_responses_caches_and_reuses(loaded, sae_and_centre, tmp_path):
     prompts = ["help a stranger", "lie to a friend"]
     arms = [SteeringConfig("none"), SteeringConfig("finetuned", layer=1)]
     first = {
-        arm.mode: generate_responses(
+        arm.stage: generate_responses(
             loaded, prompts, arm, saes, decoding, cache_dir=tmp_path, progress=False
         )
         for arm in arms

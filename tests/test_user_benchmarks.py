@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from moralkit.cli import main
-from moralkit.data.benchmarks import behaviour_benchmarks, benchmark_files, user_benchmarks
-from moralkit.evaluation.schema import LABELLED, PAIRED, load_benchmark
+from moralkit.data.benchmarks import benchmark_files
+from moralkit.evaluation.behaviour import behaviour_benchmarks
+from moralkit.evaluation.schema import LABELLED, PAIRED, load_benchmark, user_benchmarks
 from moralkit.io import sha256_of
 from moralkit.parameters import CHOICES
 

@@ -333,6 +333,13 @@ def test_steering_jobs_share_the_chapters_generations_and_judge(tiny_book):
 
 
 # ------------------------------------------------------------------ helpers, no Snakemake
+def test_the_chapters_that_extract_activations_are_declared():
+    """``ACTIVATION_CHAPTERS`` names exactly the notebooks that call ``ch.activations``."""
+    for chapter in list_chapters():
+        calls = "ch.activations" in chapter.path.read_text(encoding="utf-8")
+        assert wf.reads_activations(chapter.chapter_id) == calls, chapter.chapter_id
+
+
 def test_compute_table_is_an_estimate_from_the_registry():
     table = wf.compute_table(PAPER_MODELS)
     stages = list(table["stage"])

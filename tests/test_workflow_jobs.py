@@ -17,10 +17,10 @@ from shared_data import SHARED_DATA, needs_mirror
 
 from moralkit.chapter import Chapter
 from moralkit.evaluation.flames import FlamesConfig, flames_arms, flames_responses
-from moralkit.sae import KINDS
-from moralkit.sae import pipeline as pipeline_module
-from moralkit.sae.pipeline import SurgeryConfig
+from moralkit.sae import STAGES
+from moralkit.sae import surgery as surgery_module
 from moralkit.sae.recipe import SAE_CHAPTER, sae_surgery
+from moralkit.sae.surgery import SurgeryConfig
 from moralkit.steering import load_steering_saes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,14 +81,14 @@ def test_the_jobs_store_what_the_chapters_calls_find(jobs, tmp_path, monkeypatch
     def no_training(*args, **kwargs):
         raise AssertionError("a chapter trained an SAE the sae job had stored")
 
-    monkeypatch.setattr(pipeline_module, "train_sae", no_training)
-    monkeypatch.setattr(pipeline_module, "finetune_sae", no_training)
+    monkeypatch.setattr(surgery_module, "train_sae", no_training)
+    monkeypatch.setattr(surgery_module, "finetune_sae", no_training)
     # chapter 07's call finds the job's SAEs ...
     sae_chapter = Chapter.start(SAE_CHAPTER, profile="jobtest")
     config = SurgeryConfig.from_parameters(sae_chapter.params)
     surgery = sae_surgery("tiny-llama", sae_chapter.records(), sae_chapter.activations, [1], config)
-    paths = {kind: str(path) for kind, path in surgery.surgeries[0].paths.items()}
-    assert paths == {kind: stored[kind] for kind in KINDS}
+    paths = {stage: str(path) for stage, path in surgery.surgeries[0].paths.items()}
+    assert paths == {stage: stored[stage] for stage in STAGES}
     # ... and so does chapter 08's, with chapter 07's settings (the unlabelled texts included)
     steering = Chapter.start(STEERING_CHAPTER, profile="jobtest")
     saes = load_steering_saes(

@@ -34,8 +34,8 @@ from moralkit.layers import check_layer_indices, layer_indices
 from moralkit.models import loading
 from moralkit.models.identity import ModelIdentity, model_identity
 from moralkit.models.loading import LoadedModel, normalise_dtype
+from moralkit.paths import CACHE_ENV
 
-CACHE_ENV = "MORALKIT_CACHE"
 _UNWRITABLE_HINT = (
     f"set {CACHE_ENV} (or pass cache_dir=) to a writable folder; nothing was extracted"
 )

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from moralkit.activation_set import ActivationSet
-from moralkit.data.fetch import default_cache_dir
 from moralkit.io import atomic_directory, remove_directory, sha256_of
 from moralkit.models.identity import ModelIdentity
+from moralkit.paths import cache_root
 
 CACHE_FORMAT_VERSION = 2  # 2: layers left out of the key (entries serve layer subsets)
 META_FILE = "meta.json"
@@ -38,7 +38,7 @@ class CorruptCacheEntry(Exception):
 
 def activation_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """``<cache_dir or $MORALKIT_CACHE>/activations``."""
-    base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    base = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
     return base / "activations"
 
 

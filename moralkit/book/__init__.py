@@ -8,7 +8,7 @@ One module per job:
 - :mod:`~moralkit.book.execution`: running one chapter with papermill after early checks;
 - :mod:`~moralkit.book.postprocess`: figure cells and progress bars of an executed notebook;
 - :mod:`~moralkit.book.pages`: the generated status and claims tables;
-- :mod:`~moralkit.book.pruning`: keeping only this build's pages;
+- :mod:`~moralkit.book.unpublish`: keeping only this build's pages;
 - :mod:`~moralkit.book.mathjax`: the vendored MathJax;
 - :mod:`~moralkit.book.build`: ``moralkit book`` end to end.
 
@@ -38,7 +38,6 @@ from moralkit.book.postprocess import (
     strip_progress_bars,
     tidy_executed_notebook,
 )
-from moralkit.book.pruning import prune_executed, unpublish_failed
 from moralkit.book.sources import (
     NOTEBOOK_DIR,
     ChapterSource,
@@ -46,6 +45,7 @@ from moralkit.book.sources import (
     find_chapter,
     list_chapters,
 )
+from moralkit.book.unpublish import unpublish_failed, unpublish_stale
 
 __all__ = [
     "NOTEBOOK_DIR",
@@ -69,7 +69,7 @@ __all__ = [
     "list_chapters",
     "prepare_figure_cells",
     "prepare_output_dir",
-    "prune_executed",
+    "unpublish_stale",
     "read_chapter_status",
     "run_jupyter_book",
     "status_markdown",

@@ -20,8 +20,8 @@ from moralkit.book.layout import REPO_BOOK, BookLayout
 from moralkit.book.mathjax import ensure_mathjax
 from moralkit.book.pages import write_generated_pages
 from moralkit.book.postprocess import tidy_executed_notebook
-from moralkit.book.pruning import prune_executed, unpublish_failed
 from moralkit.book.sources import NOTEBOOK_DIR, find_chapter, list_chapters
+from moralkit.book.unpublish import unpublish_failed, unpublish_stale
 from moralkit.profiles import DEFAULT_PROFILE, get_profile
 
 
@@ -103,7 +103,7 @@ def build_book(
     if failures:
         names = ", ".join(r.chapter.chapter_id for r in failures)
         raise ChapterFailed(f"chapter(s) failed: {names}; the book was not built")
-    dropped = prune_executed(chapters, profile, layout)
+    dropped = unpublish_stale(chapters, profile, layout)
     if dropped:
         log(f"[moralkit book] left out (not run under profile {profile}): {', '.join(dropped)}")
     write_generated_pages(chapters, profile, layout)

@@ -22,15 +22,14 @@ from pathlib import Path
 
 from moralkit.book.output_dirs import check_output_dir, describe_output_dir
 from moralkit.book.sources import ChapterSource
-from moralkit.data.benchmarks import user_benchmarks
-from moralkit.data.fetch import CACHE_ENV, MIRROR_ENV, DataMirrorError, default_cache_dir
-from moralkit.data.fetch import resolve_mirror as _resolve_mirror
 from moralkit.data.ground_truth import ground_truth_names
 from moralkit.data.user_ground_truth import load_user_records
+from moralkit.evaluation.schema import user_benchmarks
 from moralkit.io import ensure_writable, sha256_of
 from moralkit.layers import LayerSpec, LayerSpecError
 from moralkit.notebooks import absolute_path_variables, notebook_parameters
 from moralkit.parameters import is_layer_parameter
+from moralkit.paths import CACHE_ENV, MIRROR_ENV, DataMirrorError, cache_root, resolve_mirror
 from moralkit.profiles import resolve_parameters
 from moralkit.provenance import to_jsonable
 
@@ -55,10 +54,10 @@ def check_environment() -> dict[str, str | None]:
     Relative path variables become absolute (the kernel runs in another folder).
     """
     try:
-        mirror = _resolve_mirror()
+        mirror = resolve_mirror()
     except DataMirrorError as err:
         raise PreflightError(str(err)) from None
-    cache = default_cache_dir()
+    cache = cache_root()
     named = f"{CACHE_ENV}={os.environ[CACHE_ENV]}" if os.environ.get(CACHE_ENV) else (
         f"moralkit's cache {cache} ({CACHE_ENV} is unset)"
     )  # fmt: skip

@@ -25,7 +25,6 @@ from moralkit.data.fetch import (
     CorruptCacheError,
     DataChecksumError,
     DataFileNotFoundError,
-    default_cache_dir,
     fetch,
     file_checksums,
 )
@@ -38,8 +37,8 @@ from moralkit.data.ground_truth import (
 )
 from moralkit.data.manifest import DataFile, Manifest, load_manifest
 from moralkit.data.moral_vectors import split_by_id
+from moralkit.data.reading import DataFileError
 from moralkit.data.subset import stratified_subset
-from moralkit.data.tables import DataFileError
 
 __all__ = [
     "GROUND_TRUTHS",
@@ -50,7 +49,6 @@ __all__ = [
     "DataFileNotFoundError",
     "Manifest",
     "compare_with_paper",
-    "default_cache_dir",
     "diagnostic_records",
     "fetch",
     "file_checksums",

@@ -20,7 +20,6 @@ measured beside these, whole, each in one of the two schemas (:func:`user_benchm
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +91,6 @@ def sample_rows(table: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     return table.sample(n=int(n), random_state=int(seed)).reset_index(drop=True)
 
 
-BUILT_IN = ("moral-stories", "ethics", "ethics-hard")
 _SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 
 
@@ -117,39 +115,3 @@ def benchmark_files(value: Any, name: str = "benchmarks") -> list[str]:
             raise ValueError(f"parameter {name}={value!r}: benchmark file {path} does not exist")
         paths.append(str(path))
     return paths
-
-
-def user_benchmarks(paths: Sequence[str]) -> list:
-    """A user's benchmark files, validated (book: Methods › Evaluation), named by file stem."""
-    from moralkit.evaluation.schema import load_benchmark
-
-    benchmarks = [load_benchmark(path) for path in benchmark_files(list(paths))]
-    names = [b.name for b in benchmarks]
-    clash = sorted({n for n in names if names.count(n) > 1 or n in BUILT_IN})
-    if clash:
-        raise ValueError(
-            f"benchmark files {list(paths)}: the name(s) {clash} are taken (by another file or a "
-            f"built-in set: {', '.join(BUILT_IN)}); rename the file(s)"
-        )
-    return benchmarks
-
-
-def behaviour_benchmarks(
-    n_moral_stories: int | None,
-    n_ethics: int | None,
-    seed: int,
-    split: str = "test",
-    extra: Sequence[str] = (),
-) -> list:
-    """The chapter's offline benchmarks as validated :class:`~moralkit.evaluation.schema.Benchmark`
-    objects: Moral Stories (paired), ETHICS commonsense normal and hard (labelled), each a
-    reproducible sample of the given size (None = the whole set), then the user's ``extra``
-    benchmark files, whole (:func:`user_benchmarks`)."""
-    from moralkit.evaluation.schema import load_benchmark
-
-    return [
-        load_benchmark(sample_rows(moral_stories(split), n_moral_stories, seed), "moral-stories"),
-        load_benchmark(sample_rows(ethics_commonsense("test"), n_ethics, seed), "ethics"),
-        load_benchmark(sample_rows(ethics_commonsense("test-hard"), n_ethics, seed), "ethics-hard"),
-        *user_benchmarks(extra),
-    ]

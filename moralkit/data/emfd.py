@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from moralkit.data.moral_vectors import FOUNDATION_FLAGS, SourceItems
-from moralkit.data.tables import parse_numbers, read_table
+from moralkit.data.reading import parse_numbers, read_table
 from moralkit.foundations import FOUNDATIONS, TYPICALITY_STRATA
 
 EMFD_FLOOR = 0.2

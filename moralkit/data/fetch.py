@@ -7,10 +7,10 @@ methods/data.md):
    ``mirror_path`` column (for example ``../shared/data``). A relative value is resolved once,
    where it is first read, against the folder the process is in, and written back as an
    absolute path, so that kernels and workflow jobs started later in other folders read the
-   same mirror (:func:`resolve_mirror`); a value that names no folder is an error naming it,
-   raised before any download is tried (:class:`DataMirrorError`). A mirror file is verified
-   (sha256, or size where the manifest gives no hash) and then **read in place**: it is not
-   copied, so the mirror must stay put while moralkit runs.
+   same mirror (:func:`moralkit.paths.resolve_mirror`); a value that names no folder is an error
+   naming it, raised before any download is tried (:class:`moralkit.paths.DataMirrorError`). A
+   mirror file is verified (sha256, or size where the manifest gives no hash) and then **read in
+   place**: it is not copied, so the mirror must stay put while moralkit runs.
 2. ``$MORALKIT_CACHE/downloads/<name>/<file>`` (default ``~/.cache/moralkit``): pooch
    downloads ``url`` there into a temporary file, checks the sha256 and only then renames it
    into place, so a half-written download is never used. Later calls re-verify and reuse it.
@@ -36,9 +36,7 @@ import pooch
 
 from moralkit.data.manifest import DataFile, Manifest, load_manifest
 from moralkit.io import sha256_of
-
-MIRROR_ENV = "MORALKIT_DATA_MIRROR"
-CACHE_ENV = "MORALKIT_CACHE"
+from moralkit.paths import MIRROR_ENV, cache_dir, mirror_dir
 
 
 class DataFileNotFoundError(FileNotFoundError):
@@ -49,47 +47,8 @@ class DataChecksumError(ValueError):
     """A file's bytes (or row count) differ from what the manifest promises."""
 
 
-class DataMirrorError(DataFileNotFoundError):
-    """``$MORALKIT_DATA_MIRROR`` names a folder that does not exist."""
-
-
 class CorruptCacheError(DataFileNotFoundError):
     """A cached download failed its checksum, was moved aside, and could not be re-fetched."""
-
-
-def default_cache_dir() -> Path:
-    """moralkit's cache folder: ``$MORALKIT_CACHE`` or ``~/.cache/moralkit``."""
-    value = os.environ.get(CACHE_ENV)
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "moralkit"
-
-
-def resolve_mirror(base: str | Path | None = None) -> Path | None:
-    """``$MORALKIT_DATA_MIRROR`` as an absolute folder, written back to the environment.
-
-    A relative value is taken against ``base`` (default: the current folder). Raises
-    :class:`DataMirrorError` naming the variable, its value and the folder it resolved to when
-    that is not a folder. None when the variable is unset or empty.
-    """
-    value = os.environ.get(MIRROR_ENV)
-    if not value:
-        return None
-    path = Path(value).expanduser()
-    path = (Path(base or Path.cwd()) / path).resolve() if not path.is_absolute() else path
-    if not path.is_dir():
-        shown = value if str(path) == value else f"{value} (resolved to {path})"
-        raise DataMirrorError(
-            f"{MIRROR_ENV}={shown} is not a folder. Set it to the folder holding the data "
-            "mirror (an absolute path, or one relative to the folder you start in), or unset "
-            "it to download the files from their manifest URLs"
-        )
-    os.environ[MIRROR_ENV] = str(path)  # kernels and jobs in other folders read the same one
-    return path
-
-
-def mirror_dir() -> Path | None:
-    """The local mirror folder named by ``$MORALKIT_DATA_MIRROR`` (None when unset); see
-    :func:`resolve_mirror`."""
-    return resolve_mirror()
 
 
 def verify_file(entry: DataFile, path: Path) -> str:
@@ -157,7 +116,7 @@ def fetch_with_checksum(name: str, manifest: Manifest | None = None) -> tuple[Pa
     if mirror_file is not None and mirror_file.is_file():
         return mirror_file, verify_file(entry, mirror_file)
 
-    target_dir = default_cache_dir() / "downloads" / name
+    target_dir = cache_dir("downloads") / name
     cached = target_dir / entry.filename
     moved: tuple[Path, DataChecksumError] | None = None
     if cached.is_file():

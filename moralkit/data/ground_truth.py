@@ -21,17 +21,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from moralkit import __version__
-from moralkit.data.fetch import default_cache_dir, fetch_with_checksum
+from moralkit.data.fetch import fetch_with_checksum
 from moralkit.data.manifest import Manifest, load_manifest
 from moralkit.data.moral_vectors import count_summary, explode_records
 from moralkit.data.prototypes import assign_prototypes
+from moralkit.data.reading import read_text
 from moralkit.data.sources import REGISTRY
 from moralkit.data.subset import stratified_subset
-from moralkit.data.tables import read_text
 from moralkit.data.user_ground_truth import load_user_records
 from moralkit.data.user_tables import TABLE_FORMATS, table_format
 from moralkit.foundations import FOUNDATION_LABELS
 from moralkit.io import atomic_write
+from moralkit.paths import cache_dir
 from moralkit.records import MoralRecords
 
 #: The ground truths moralkit knows (see :data:`moralkit.data.sources.REGISTRY`).
@@ -126,7 +127,7 @@ def _cache_path(name: str, checksums: dict[str, str], split_seed: int) -> Path:
         sort_keys=True,
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    return default_cache_dir() / "records" / f"{name}-{digest}.parquet"
+    return cache_dir("records") / f"{name}-{digest}.parquet"
 
 
 def _read_cached(path: Path) -> MoralRecords | None:

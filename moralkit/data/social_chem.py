@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moralkit.data.fetch import DataChecksumError, default_cache_dir, verify_row_count
+from moralkit.data.fetch import DataChecksumError, verify_row_count
 from moralkit.data.manifest import DataFile
 from moralkit.data.moral_vectors import FOUNDATION_FLAGS, SourceItems, pole_values
-from moralkit.data.tables import parse_numbers, read_table
+from moralkit.data.reading import parse_numbers, read_table
 from moralkit.foundations import FOUNDATION_LABELS, FOUNDATIONS
 from moralkit.io import atomic_path
+from moralkit.paths import cache_dir
 
 #: The 25 columns of social-chem-101.v1.0.tsv, in file order (paper §1.1).
 SOCIAL_CHEM_COLUMNS: tuple[str, ...] = (
@@ -46,7 +47,7 @@ def extract_member(zip_path: Path, member: str, sha256: str) -> Path:
     The target folder is keyed by the zip's sha256, so a new release never reuses an old
     extraction.
     """
-    target = default_cache_dir() / "extracted" / sha256[:16] / member
+    target = cache_dir("extracted") / sha256[:16] / member
     if target.is_file():
         return target
     with zipfile.ZipFile(zip_path) as archive:

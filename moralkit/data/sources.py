@@ -17,8 +17,8 @@ from moralkit.data.emfd import emfd_items
 from moralkit.data.manifest import Manifest
 from moralkit.data.moral_strength import MORALSTRENGTH_FILES, moral_strength_items
 from moralkit.data.moral_vectors import SourceItems
+from moralkit.data.reading import read_table, read_text
 from moralkit.data.social_chem import read_social_chem_file, social_chem_items
-from moralkit.data.tables import read_table, read_text
 
 #: ``{manifest name: (local path, sha256)}``, what :func:`moralkit.data.fetch` hands a reader.
 Files = dict[str, tuple[Path, str]]

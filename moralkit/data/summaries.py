@@ -1,7 +1,7 @@
 """Tidy count tables describing a ground truth (the tables behind chapter 01).
 
 Every table has a ``source`` column (a ground-truth name, or the paper's bucket files) so
-several sources stack into one table and one figure. :func:`summarise_ground_truths` is chapter
+several sources stack into one table and one figure. :func:`ground_truth_summary` is chapter
 01's recipe: every table the chapter saves, and its claims (paper §1.1-1.5; book: Methods ›
 Data, methods/data.md).
 """
@@ -224,7 +224,7 @@ class GroundTruthSummary(AnalysisResult):
         ]
 
 
-def summarise_ground_truths(
+def ground_truth_summary(
     records: Mapping[str, MoralRecords],
     subsets: Mapping[str, MoralRecords],
     config: GroundTruthConfig = GroundTruthConfig(),

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from moralkit.data.tables import DataFileError, check_text_file, read_text
+from moralkit.data.reading import DataFileError, check_text_file, read_text
 
 #: File suffixes a user's table may have, and how each is read.
 TABLE_FORMATS: dict[str, str] = {

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from moralkit.data.fetch import fetch
-from moralkit.data.tables import parse_numbers, read_table
+from moralkit.data.reading import parse_numbers, read_table
 
 VALUEBENCH_FILE = "valuebench-items"
 #: The four higher-order values, in a fixed order (pairs are adjacent: 0↔1, 2↔3).

@@ -6,7 +6,7 @@ methods/dimensional.md, methods/across-models.md)
 
 Every diagnostic is ``x_indifference(acts, records, config=XConfig(), progress=False) ->
 XResult``: a frozen :class:`XConfig` (extending
-:class:`~moralkit.diagnostics.selection.DiagnosticConfig`: ``layers``, ``pooling``, ``seed``)
+:class:`~moralkit.diagnostics.inputs.DiagnosticConfig`: ``layers``, ``pooling``, ``seed``)
 and an :class:`~moralkit.results.AnalysisResult` with named tidy tables, ``.best()``,
 ``.concat()``, ``.headline()`` and ``.claim()``.
 

@@ -31,7 +31,7 @@ from moralkit.diagnostics.centring import (
     iter_centred_layers,
     prototype_mask,
 )
-from moralkit.diagnostics.selection import DiagnosticConfig, check_alignment
+from moralkit.diagnostics.inputs import DiagnosticConfig, check_alignment
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS, VICES
 from moralkit.records import MoralRecords
 from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, ClaimValue

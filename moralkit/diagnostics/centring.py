@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
-from moralkit.diagnostics.selection import (
+from moralkit.diagnostics.inputs import (
     LayersArg,
     check_alignment,
     check_pooling,

@@ -27,7 +27,7 @@ import pandas as pd
 
 from moralkit.activation_set import ActivationSet
 from moralkit.diagnostics import diagnose
-from moralkit.diagnostics.selection import check_alignment
+from moralkit.diagnostics.inputs import check_alignment
 from moralkit.profiles import select_models
 from moralkit.records import MoralRecords
 from moralkit.results import AnalysisResult

@@ -46,7 +46,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
-from moralkit.diagnostics.selection import (
+from moralkit.diagnostics.inputs import (
     DiagnosticConfig,
     check_alignment,
     check_pooling,

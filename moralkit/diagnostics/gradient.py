@@ -38,7 +38,7 @@ from moralkit.diagnostics.centring import (
     iter_centred_layers,
     prototype_mask,
 )
-from moralkit.diagnostics.selection import DiagnosticConfig
+from moralkit.diagnostics.inputs import DiagnosticConfig
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS
 from moralkit.records import MoralRecords
 from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, ClaimValue

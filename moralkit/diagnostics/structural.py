@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
 from moralkit.diagnostics.centring import centre_activations
-from moralkit.diagnostics.selection import (
+from moralkit.diagnostics.inputs import (
     DiagnosticConfig,
     check_alignment,
     check_pooling,

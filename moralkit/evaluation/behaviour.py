@@ -34,12 +34,19 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from moralkit.data.fetch import default_cache_dir
+from moralkit.data.benchmarks import ethics_commonsense, moral_stories, sample_rows
 from moralkit.evaluation import bootstrap as bs
 from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
-from moralkit.evaluation.schema import LABELLED, PAIRED, Benchmark
+from moralkit.evaluation.schema import (
+    LABELLED,
+    PAIRED,
+    Benchmark,
+    load_benchmark,
+    user_benchmarks,
+)
 from moralkit.io import atomic_write_csv
 from moralkit.models.scoring import answer_margins, continuation_logprobs, token_nll
+from moralkit.paths import cache_dir
 from moralkit.results import AnalysisResult
 from moralkit.steering.generation import sae_fingerprint
 from moralkit.steering.hook import SteeringConfig, SteeringSAE, steering
@@ -104,12 +111,12 @@ class BehaviourResult(AnalysisResult):
 
 def arm_row(model: str, benchmark: str, arm: SteeringConfig) -> dict:
     """The columns that identify one arm in every table."""
-    steered = arm.mode != "none"
+    steered = arm.stage != "none"
     return {
         "model": model,
         "benchmark": benchmark,
         "arm": arm.label,
-        "mode": arm.mode,
+        "stage": arm.stage,
         "layer": arm.layer if steered else np.nan,
         "strength": arm.strength if steered else 0.0,
         "features": arm.features,
@@ -177,6 +184,25 @@ def _cached(path: Path, compute) -> pd.DataFrame:
     return table.astype({"id": str})
 
 
+def behaviour_benchmarks(
+    n_moral_stories: int | None,
+    n_ethics: int | None,
+    seed: int,
+    split: str = "test",
+    extra: Sequence[str] = (),
+) -> list[Benchmark]:
+    """The chapter's offline benchmarks as validated :class:`~moralkit.evaluation.schema.Benchmark`
+    objects: Moral Stories (paired), ETHICS commonsense normal and hard (labelled), each a
+    reproducible sample of the given size (None = the whole set), then the user's ``extra``
+    benchmark files, whole (:func:`~moralkit.evaluation.schema.user_benchmarks`)."""
+    return [
+        load_benchmark(sample_rows(moral_stories(split), n_moral_stories, seed), "moral-stories"),
+        load_benchmark(sample_rows(ethics_commonsense("test"), n_ethics, seed), "ethics"),
+        load_benchmark(sample_rows(ethics_commonsense("test-hard"), n_ethics, seed), "ethics-hard"),
+        *user_benchmarks(extra),
+    ]
+
+
 def measure_arm(
     loaded: LoadedModel,
     benchmarks: Sequence[Benchmark],
@@ -185,10 +211,10 @@ def measure_arm(
     config: BehaviourConfig,
 ) -> dict[str, pd.DataFrame]:
     """Item scores of every benchmark (and fluency) under one arm; cached per benchmark."""
-    bundle = (saes or {}).get(arm.mode) if arm.mode != "none" else None
+    bundle = (saes or {}).get(arm.stage) if arm.stage != "none" else None
     sae_hash = sae_fingerprint(bundle)
-    key_arm = SteeringConfig(mode="none") if arm.mode == "none" else arm
-    root = Path(config.cache_dir) if config.cache_dir else default_cache_dir() / "behaviour"
+    key_arm = SteeringConfig(stage="none") if arm.stage == "none" else arm
+    root = cache_dir("behaviour", config.cache_dir or None)
     out = {}
     with steering(loaded.model, arm, dict(saes or {})):
         for bench in [*benchmarks, None]:
@@ -201,7 +227,7 @@ def measure_arm(
     return out
 
 
-def measure_behaviour(
+def steered_behaviour(
     loaded: LoadedModel,
     benchmarks: Sequence[Benchmark],
     arms: Sequence[SteeringConfig],
@@ -209,20 +235,20 @@ def measure_behaviour(
     config: BehaviourConfig = BehaviourConfig(),
     progress: bool = True,
 ) -> BehaviourResult:
-    """All measures for every arm; ``saes`` maps (mode, layer) to that layer's SAE.
+    """All measures for every arm; ``saes`` maps (stage, layer) to that layer's SAE.
 
-    An unsteered arm (``mode="none"``) is added when ``arms`` has none: every difference is
+    An unsteered arm (``stage="none"``) is added when ``arms`` has none: every difference is
     taken against it.
     """
     names = [b.name for b in benchmarks]
     if len(set(names)) != len(names) or FLUENCY in names:
         raise ValueError(f"benchmark names must be unique and not {FLUENCY!r}: {names}")
     arms = list(arms)
-    if not any(a.mode == "none" for a in arms):
-        arms.insert(0, SteeringConfig(mode="none"))
-    missing = [a for a in arms if a.mode != "none" and (a.mode, a.layer) not in (saes or {})]
+    if not any(a.stage == "none" for a in arms):
+        arms.insert(0, SteeringConfig(stage="none"))
+    missing = [a for a in arms if a.stage != "none" and (a.stage, a.layer) not in (saes or {})]
     if missing:  # before any scoring: a typo should not cost minutes
-        raise ValueError(f"no {missing[0].mode} SAE for layer {missing[0].layer} in saes")
+        raise ValueError(f"no {missing[0].stage} SAE for layer {missing[0].layer} in saes")
     scores = {}
     for arm in tqdm(arms, desc=f"behaviour {loaded.name}", disable=not progress):
         layer_saes = {m: s for (m, layer), s in (saes or {}).items() if layer == arm.layer}
@@ -237,8 +263,20 @@ def summarise(
     config: BehaviourConfig,
 ) -> BehaviourResult:
     """Rates, paired differences, fluency and item tables from per-arm item scores."""
-    base_arm = next(a for a in scores if a.mode == "none")
-    summary, differences, fluency, items = [], [], [], []
+    base_arm = next(a for a in scores if a.stage == "none")
+    summary, differences, items = _rate_tables(model, benchmarks, scores, base_arm, config)
+    fluency = _fluency_table(model, scores, config)
+    if not differences.empty:  # a rate gain is only credible when the steered model is still fluent
+        flags = fluency.set_index("arm")["fluent"]
+        differences["fluent"] = differences["arm"].map(flags)
+    tables = {"summary": summary, "differences": differences, "fluency": fluency, "items": items}
+    return BehaviourResult(tables=tables, config=config)
+
+
+def _rate_tables(model, benchmarks, scores, base_arm, config):
+    """Per benchmark and arm: the rate with its interval, the paired difference from the
+    unsteered arm, and the item scores."""
+    summary, differences, items = [], [], []
     for bench in benchmarks:
         base = scores[base_arm][bench.name]
         for arm, tables in scores.items():
@@ -272,12 +310,18 @@ def summarise(
                         "n": len(got),
                     }
                 )
-    base_ppl = None
+    items = pd.concat(items, ignore_index=True)
+    return pd.DataFrame(summary), pd.DataFrame(differences), items
+
+
+def _fluency_table(model, scores, config) -> pd.DataFrame:
+    """Per arm: perplexity on the neutral texts, its interval, and its ratio to the unsteered
+    arm's (``fluent``: at most ``config.max_perplexity_ratio``)."""
+    fluency = []
     for arm, tables in scores.items():
         flu = tables[FLUENCY]
         ppl, lo, hi = bs.ratio_interval(flu["nll"], flu["tokens"], config.n_bootstrap, config.seed)
         ppl, lo, hi = np.exp(ppl), np.exp(lo), np.exp(hi)
-        base_ppl = ppl if arm is base_arm else base_ppl
         fluency.append(
             {
                 **arm_row(model, FLUENCY, arm),
@@ -289,22 +333,10 @@ def summarise(
             }
         )
     fluency = pd.DataFrame(fluency)
-    ratio = fluency["perplexity"] / fluency.loc[fluency["mode"] == "none", "perplexity"].iloc[0]
+    ratio = fluency["perplexity"] / fluency.loc[fluency["stage"] == "none", "perplexity"].iloc[0]
     fluency["ratio_to_unsteered"] = ratio
     fluency["fluent"] = ratio <= config.max_perplexity_ratio
-    diffs = pd.DataFrame(differences)
-    if not diffs.empty:  # a rate gain is only credible when the steered model is still fluent
-        flags = fluency.set_index("arm")["fluent"]
-        diffs["fluent"] = diffs["arm"].map(flags)
-    return BehaviourResult(
-        tables={
-            "summary": pd.DataFrame(summary),
-            "differences": diffs,
-            "fluency": fluency,
-            "items": pd.concat(items, ignore_index=True),
-        },
-        config=config,
-    )
+    return fluency
 
 
 def _auc(bench: Benchmark, got: pd.DataFrame) -> float:

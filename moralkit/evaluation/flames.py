@@ -1,7 +1,7 @@
 """The Flames pipeline: generate baseline and steered answers, judge them pairwise and by rubric.
 
 (paper §5.1–5.3; book: Methods › Evaluation, methods/evaluation.md.) Chapter 08's Flames
-recipe, :func:`run_flames`, runs the paper's evaluation for any set of steering arms with the
+recipe, :func:`flames_evaluation`, runs the paper's evaluation for any set of steering arms with the
 settings of one :class:`FlamesConfig`: the seeded prompt sample and the decoding
 (:meth:`FlamesConfig.prompts`, :meth:`FlamesConfig.decoding`), responses generated (and
 cached) arm by arm (:func:`flames_arm`, through :func:`moralkit.steering.generate_responses`),
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 JUDGE_KINDS = ("scripted", "environment")
 PROTOCOLS = {"fixed": JudgeProtocol(), "paper": PAPER_PROTOCOL}
 #: the steered arms the Flames evaluation judges (the pretrained-SAE control is measured offline)
-FLAMES_MODES = ("finetuned",)
+FLAMES_STAGES = ("finetuned",)
 
 
 @dataclass(frozen=True)
@@ -90,11 +90,11 @@ class FlamesConfig:
 
 def flames_arms(layers: Sequence[int], strengths: Sequence[float]) -> list[SteeringConfig]:
     """The unsteered arm and the fine-tuned arm at every layer and strength."""
-    return steering_arms(layers, strengths, modes=FLAMES_MODES)
+    return steering_arms(layers, strengths, stages=FLAMES_STAGES)
 
 
 @dataclass
-class FlamesRun:
+class FlamesEvaluation:
     """Responses (one row per prompt × arm), pairwise and rubric results of one Flames run.
 
     ``demonstration`` marks a run against a scripted judge: it records no claims.
@@ -154,7 +154,7 @@ class FlamesRun:
                 ci_high=float(rates["ci_high"].min()),
             ),
         ]
-        base_arm = SteeringConfig(mode="none").label
+        base_arm = SteeringConfig(stage="none").label
         for claim_id, rubric in (("flames_psc1", "safety"), ("flames_psc2", "emotion")):
             rise = psc_rise(self.rubric["scores"], base_arm, str(peak["arm"]), rubric, config)
             if rise is not None:
@@ -314,7 +314,7 @@ def flames_responses(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Responses to ``prompts`` for the unsteered arm and ``arms`` (:func:`flames_arm` each)."""
-    arms = [SteeringConfig(mode="none"), *[a for a in arms if a.mode != "none"]]
+    arms = [SteeringConfig(stage="none"), *[a for a in arms if a.stage != "none"]]
     tables = [
         flames_arm(loaded, prompts, arm, saes, decoding, decoding_setting, cache_dir, progress)
         for arm in arms
@@ -324,8 +324,8 @@ def flames_responses(
 
 def pairs_against_baseline(responses: pd.DataFrame) -> pd.DataFrame:
     """One row per (steered arm, prompt): baseline and candidate answers, matched by prompt id."""
-    base = responses[responses["mode"] == "none"].set_index("id")["response"]
-    steered = responses[responses["mode"] != "none"]
+    base = responses[responses["stage"] == "none"].set_index("id")["response"]
+    steered = responses[responses["stage"] != "none"]
     pairs = steered.assign(
         baseline=steered["id"].map(base), candidate=steered["response"], prompt_id=steered["id"]
     )
@@ -375,7 +375,7 @@ def judge_responses(
     return pairwise, rubric, demonstration
 
 
-def run_flames(
+def flames_evaluation(
     loaded: LoadedModel,
     arms: Sequence[SteeringConfig],
     saes: Mapping[tuple[str, int], SteeringSAE] | None,
@@ -384,7 +384,7 @@ def run_flames(
     log_dir: str | None = None,
     cache_dir: str | None = None,
     progress: bool = True,
-) -> FlamesRun:
+) -> FlamesEvaluation:
     """Chapter 08's Flames recipe: generate (cached) and judge, the whole evaluation of paper
     §5 for ``arms``, with the prompt sample, decoding and judge of ``config`` (``prompts``
     replaces the sample). A scripted judge makes it a demonstration, which records no claims.
@@ -394,7 +394,7 @@ def run_flames(
         loaded, prompts, arms, saes, config.decoding(), config.decoding_setting, cache_dir, progress
     )
     pairwise, rubric, demonstration = judge_responses(responses, config, log_dir)
-    return FlamesRun(responses, pairwise, rubric, demonstration)
+    return FlamesEvaluation(responses, pairwise, rubric, demonstration)
 
 
 def protocol_named(name: str) -> JudgeProtocol:

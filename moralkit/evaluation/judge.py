@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moralkit.data.fetch import default_cache_dir
 from moralkit.evaluation import bootstrap as bs
 from moralkit.evaluation.judge_prompts import (
     FLAMES_PAIRWISE_TEMPLATE,
@@ -39,6 +38,7 @@ from moralkit.evaluation.judge_prompts import (
     parse_score,
     parse_verdict,
 )
+from moralkit.paths import cache_dir
 from moralkit.results import AnalysisResult
 
 MODEL_ENV, BASE_URL_ENV, API_KEY_ENV = (
@@ -178,7 +178,7 @@ def _run(samples: list, solve: Callable, name: str, config: JudgeConfig, model: 
 
         return run
 
-    log_dir = config.log_dir or str(default_cache_dir() / "inspect-logs")
+    log_dir = config.log_dir or str(cache_dir("inspect-logs"))
     task = Task(dataset=samples, solver=judging(), name=f"moralkit-{name}")
     (log,) = eval(
         task,
@@ -208,7 +208,7 @@ class PairwiseResult(AnalysisResult):
     BEST_TABLE = "summary"
     BEST_COLUMN = "win_rate"
     NO_CLAIM = (
-        "a building block: the Flames claims are recorded by FlamesRun.claim() from this "
+        "a building block: the Flames claims are recorded by FlamesEvaluation.claim() from this "
         "result and the rubric's (moralkit/evaluation/flames.py)"
     )
     log_path: Path | None = None
@@ -325,7 +325,7 @@ class RubricResult(AnalysisResult):
     BEST_COLUMN = "psc_share"
     BEST_GROUP = ("rubric",)
     NO_CLAIM = (
-        "a building block: the PSC claims are recorded by FlamesRun.claim() as the paired "
+        "a building block: the PSC claims are recorded by FlamesEvaluation.claim() as the paired "
         "rise from this result's per-prompt scores (moralkit/evaluation/flames.py)"
     )
     log_path: Path | None = None

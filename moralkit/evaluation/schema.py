@@ -34,12 +34,14 @@ the file, the row and the column.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from moralkit.data.benchmarks import benchmark_files
 from moralkit.data.user_tables import (
     UserFileError,
     UserTable,
@@ -152,3 +154,20 @@ def load_benchmark(source: str | Path | pd.DataFrame, name: str | None = None) -
         table.insert(0, "id", [str(i) for i in range(len(table))])
     label = name or (Path(source).stem if not isinstance(source, pd.DataFrame) else "custom")
     return Benchmark(name=label, schema=schema, table=table)
+
+
+#: the names of the built-in behavioural benchmarks (a user's file may not take them)
+BUILT_IN = ("moral-stories", "ethics", "ethics-hard")
+
+
+def user_benchmarks(paths: Sequence[str]) -> list[Benchmark]:
+    """A user's benchmark files, validated (book: Methods › Evaluation), named by file stem."""
+    benchmarks = [load_benchmark(path) for path in benchmark_files(list(paths))]
+    names = [b.name for b in benchmarks]
+    clash = sorted({n for n in names if names.count(n) > 1 or n in BUILT_IN})
+    if clash:
+        raise ValueError(
+            f"benchmark files {list(paths)}: the name(s) {clash} are taken (by another file or a "
+            f"built-in set: {', '.join(BUILT_IN)}); rename the file(s)"
+        )
+    return benchmarks

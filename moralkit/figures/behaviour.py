@@ -19,11 +19,11 @@ BENCHMARK_TITLES = {
     "ethics": "ETHICS commonsense: zero-shot accuracy",
     "ethics-hard": "ETHICS commonsense (hard): zero-shot accuracy",
 }
-MODE_NAMES = {"pretrained": "pretrained SAE (control)", "finetuned": "fine-tuned SAE"}
+STAGE_NAMES = {"pretrained": "pretrained SAE (control)", "finetuned": "fine-tuned SAE"}
 
 
 def _arm_positions(summary: pd.DataFrame) -> list[tuple[str, float]]:
-    steered = summary[summary["mode"] != "none"]
+    steered = summary[summary["stage"] != "none"]
     return sorted({(int(r.layer), float(r.strength)) for r in steered.itertuples()})
 
 
@@ -33,29 +33,29 @@ def plot_behaviour(summary: pd.DataFrame, fluency: pd.DataFrame) -> Figure:
     """
     require_columns(
         summary,
-        ["benchmark", "mode", "layer", "strength", "value", "ci_low", "ci_high"],
+        ["benchmark", "stage", "layer", "strength", "value", "ci_low", "ci_high"],
         "behaviour summary",
     )
-    require_columns(fluency, ["mode", "layer", "strength", "ratio_to_unsteered"], "fluency")
+    require_columns(fluency, ["stage", "layer", "strength", "ratio_to_unsteered"], "fluency")
     benchmarks = list(dict.fromkeys(summary["benchmark"]))
     positions = _arm_positions(summary)
     labels = [f"layer {layer}\ns={s:g}" for layer, s in positions]
-    colours = dict(zip(MODE_NAMES, sns.color_palette("colorblind", 2), strict=True))
+    colours = dict(zip(STAGE_NAMES, sns.color_palette("colorblind", 2), strict=True))
     fig, axes = plt.subplots(1, len(benchmarks) + 1, figsize=(3.6 * (len(benchmarks) + 1), 3.6))
     for ax, bench in zip(axes, benchmarks, strict=False):
         part = summary[summary["benchmark"] == bench]
-        base = part[part["mode"] == "none"].iloc[0]
+        base = part[part["stage"] == "none"].iloc[0]
         ax.axhspan(base["ci_low"], base["ci_high"], color="0.85", label="no steering (95% CI)")
         ax.axhline(base["value"], color="0.4", lw=1)
-        for k, (mode, name) in enumerate(MODE_NAMES.items()):
-            rows = part[part["mode"] == mode]
+        for k, (stage, name) in enumerate(STAGE_NAMES.items()):
+            rows = part[part["stage"] == stage]
             x = [
                 positions.index((int(r.layer), float(r.strength))) + (k - 0.5) * 0.2
                 for r in rows.itertuples()
             ]
             err = [rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]]
             ax.errorbar(
-                x, rows["value"], yerr=err, fmt="o", color=colours[mode], label=name, capsize=3
+                x, rows["value"], yerr=err, fmt="o", color=colours[stage], label=name, capsize=3
             )
         ax.axhline(0.5, color="0.6", ls=":", lw=1)
         ax.set_title(BENCHMARK_TITLES.get(bench, bench), fontsize=9)
@@ -64,13 +64,13 @@ def plot_behaviour(summary: pd.DataFrame, fluency: pd.DataFrame) -> Figure:
         ax.set_ylim(0, 1)
         ax.set_ylabel("rate")
     ax = axes[-1]
-    for k, (mode, name) in enumerate(MODE_NAMES.items()):
-        rows = fluency[fluency["mode"] == mode]
+    for k, (stage, name) in enumerate(STAGE_NAMES.items()):
+        rows = fluency[fluency["stage"] == stage]
         x = [
             positions.index((int(r.layer), float(r.strength))) + (k - 0.5) * 0.2
             for r in rows.itertuples()
         ]
-        ax.scatter(x, rows["ratio_to_unsteered"], color=colours[mode], label=name)
+        ax.scatter(x, rows["ratio_to_unsteered"], color=colours[stage], label=name)
     ax.axhline(1.0, color="0.4", lw=1)
     ax.set_xlim(-0.5, len(positions) - 0.5)
     ax.set_yscale("log")

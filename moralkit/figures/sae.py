@@ -1,7 +1,7 @@
 """Figures for the SAE surgery (paper §4.2-4.4, §5.4; book: Methods › SAE surgery,
 methods/sae.md).
 
-Inputs are the tables of :class:`moralkit.sae.pipeline.SurgeryResult` and
+Inputs are the tables of :class:`moralkit.sae.surgery.SurgeryResult` and
 :class:`moralkit.sae.rediagnose.RediagnosisResult`.
 """
 

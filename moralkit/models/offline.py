@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from moralkit.data.fetch import default_cache_dir
 from moralkit.io import atomic_directory, remove_directory, sha256_of
 from moralkit.models.hub import ModelNotAvailableError
 from moralkit.models.registry import ModelSpec, OfflineSource
+from moralkit.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ SOURCE_FILE = "moralkit_source.json"  # written into each converted offline-mode
 
 def model_cache_dir() -> Path:
     """Where converted offline models live: ``$MORALKIT_CACHE/models``."""
-    return default_cache_dir() / "models"
+    return cache_dir("models")
 
 
 def offline_revision(source: OfflineSource) -> str:

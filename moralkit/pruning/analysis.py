@@ -19,15 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from moralkit.data.benchmarks import (
-    ethics_commonsense,
-    moral_stories,
-    sample_rows,
-    user_benchmarks,
-)
+from moralkit.data.benchmarks import ethics_commonsense, moral_stories, sample_rows
 from moralkit.data.harmful import advbench_prompts, align_short, benign_texts, calibration_prompts
 from moralkit.evaluation.behaviour import BehaviourConfig, fluency_items
 from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
+from moralkit.evaluation.schema import user_benchmarks
 from moralkit.pruning.bridge import moral_bridge
 from moralkit.pruning.calibration import CalibrationSet
 from moralkit.pruning.generation import cpu_threads, generate_greedy, harmful_completions

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from moralkit.data.fetch import default_cache_dir
 from moralkit.data.harmful import COMPLETION_PREFIX, N_EVAL_PROMPTS, advbench_table
 from moralkit.io import atomic_write_text
 from moralkit.models.decoder import find_decoder
 from moralkit.models.generation import generate, greedy, has_chat_template
+from moralkit.paths import cache_dir
 from moralkit.pruning.calibration import format_request
 from moralkit.threads import choose_num_threads, torch_threads
 
@@ -89,7 +89,7 @@ def harmful_completions(
             [name, weights, list(map(int, indices)), max_new_tokens, COMPLETION_PREFIX]
         ).encode()
     ).hexdigest()[:20]
-    path = default_cache_dir() / "harmful-completions" / f"{name.replace('/', '--')}-{key}.json"
+    path = cache_dir("harmful-completions") / f"{name.replace('/', '--')}-{key}.json"
     if weights is not None and path.exists():
         return pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
     if isinstance(model, str):

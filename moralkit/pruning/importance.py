@@ -33,10 +33,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from moralkit.data.fetch import default_cache_dir
 from moralkit.io import atomic_path
 from moralkit.models.decoder import find_decoder
 from moralkit.models.scoring import decoder_forward, lm_head_logits, pad_id, pad_rows
+from moralkit.paths import cache_root
 from moralkit.pruning.calibration import IGNORE_INDEX, CalibrationSet, encode_example
 
 if TYPE_CHECKING:
@@ -391,7 +391,7 @@ def importance_indices(
     missing from the cache are computed.
     """
     config = config or ImportanceConfig()
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "pruning"
+    folder = Path(cache_dir) if cache_dir is not None else cache_root() / "pruning"
     subsets = {name: calib.subset(name, list(rows)) for name, rows in parts.items()}
     paths = {name: _cache_file(loaded, sub, config, folder) for name, sub in subsets.items()}
     out = {}

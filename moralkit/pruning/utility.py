@@ -39,10 +39,10 @@ UNPRUNED = "unpruned"
 @dataclass(frozen=True)
 class PruningArm:
     """One pruning condition in the shape :func:`~moralkit.evaluation.behaviour.summarise`
-    reads from a steering arm: ``mode`` "none" (the unpruned reference) or "pruned"."""
+    reads from a steering arm: ``stage`` "none" (the unpruned reference) or "pruned"."""
 
     label: str
-    mode: str = "pruned"
+    stage: str = "pruned"
     layer: float = float("nan")
     strength: float = 0.0
     features: str = "all"
@@ -65,7 +65,7 @@ def behaviour_under_masks(
     ``fluency(mask)`` may supply the neutral-text scores already computed for a mask (one
     forward pass shared with the perplexity column of the effects table).
     """
-    conditions = [(PruningArm(UNPRUNED, mode="none"), None)]
+    conditions = [(PruningArm(UNPRUNED, stage="none"), None)]
     conditions += [(PruningArm(label), mask) for label, mask in masks.items()]
     scores = {}
     for arm, mask in conditions:
@@ -94,7 +94,7 @@ def utility_table(behaviour: BehaviourResult, conditions: Mapping[str, str]) -> 
         benchmark="neutral text", metric="perplexity", value=lambda t: t["perplexity"]
     )
     flu = flu.rename(columns={"n_texts": "n"})
-    flu["difference"] = flu["perplexity"] - flu.loc[flu["mode"] == "none", "perplexity"].iloc[0]
+    flu["difference"] = flu["perplexity"] - flu.loc[flu["stage"] == "none", "perplexity"].iloc[0]
     table = pd.concat(
         [rows, flu[[*keys, "metric", "value", "ci_low", "ci_high", "n", "difference"]]],
         ignore_index=True,

@@ -5,13 +5,13 @@ One module per step: :mod:`~moralkit.sae.config` (presets), :mod:`~moralkit.sae.
 ``StandardTrainingSAE``), :mod:`~moralkit.sae.identify` (moral features),
 :mod:`~moralkit.sae.finetune` (selective fine-tuning), :mod:`~moralkit.sae.rediagnose`
 (the four diagnostics before/after), :mod:`~moralkit.sae.store` (on-disk SAEs),
-:mod:`~moralkit.sae.pipeline` (all steps for one model) and :mod:`~moralkit.sae.recipe`
+:mod:`~moralkit.sae.surgery` (all steps for one model) and :mod:`~moralkit.sae.recipe`
 (chapter 07's recipe: a layer's inputs and the surgery, what every caller runs).
 
 Getting the SAEs of chapter 07's settings (trained once, then loaded from the store)::
 
     from moralkit.sae.recipe import sae_surgery
-    from moralkit.sae.pipeline import surgery_config
+    from moralkit.sae.surgery import surgery_config
     config = surgery_config("quick", seed=42, n_unlabelled=600)
     surgery = sae_surgery("smollm2-135m", ch.records(), ch.activations, [10], config)
     sae, centre = surgery.saes()["finetuned"][10]
@@ -19,14 +19,14 @@ Getting the SAEs of chapter 07's settings (trained once, then loaded from the st
 """
 
 from moralkit.sae.store import (
-    KINDS,
+    STAGES,
     LoadedSAE,
     centred_reconstruction,
     load_sae_dir,
 )
 
 __all__ = [
-    "KINDS",
+    "STAGES",
     "LoadedSAE",
     "centred_reconstruction",
     "load_sae_dir",

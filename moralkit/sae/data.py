@@ -2,78 +2,28 @@
 (paper §4.1-4.2; book: Methods › SAE surgery, methods/sae.md).
 
 SAE pretraining needs no labels, so it reads the labelled records' *train* split plus
-unlabelled moral texts (Moral Stories norms and actions, ETHICS commonsense short scenarios,
-Social-Chem-101 subset actions), all through the same cached extraction. Identification and
-fine-tuning read the labelled train/validation splits only; the test split is kept for the
-final numbers.
+unlabelled moral texts (:func:`moralkit.data.unlabelled.unlabelled_texts`), all through the
+same cached extraction. Identification and fine-tuning read the labelled train/validation
+splits only; the test split is kept for the final numbers.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from moralkit.records import MoralRecords
 
 __all__ = [
-    "UNLABELLED_SOURCES",
     "TextBatch",
     "array_hash",
     "pretraining_split",
     "records_hash",
     "split_index",
     "split_records",
-    "unlabelled_texts",
 ]
-
-#: Manifest files the unlabelled pool is drawn from, and the columns holding texts.
-UNLABELLED_SOURCES: dict[str, tuple[str, ...]] = {
-    "moral-stories-dev": ("norm", "moral_action", "immoral_action"),
-    "moral-stories-test": ("norm", "moral_action", "immoral_action"),
-    "ethics-cm-test": ("input",),
-    "social-chem-101-obligatory": ("action",),
-    "social-chem-101-optional": ("action",),
-}
-
-
-def _read_source(name: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    from moralkit.data import fetch
-
-    path = fetch(name)
-    if str(path).endswith(".jsonl"):
-        table = pd.DataFrame([json.loads(line) for line in open(path, encoding="utf-8")])
-    else:
-        table = pd.read_csv(path)
-    if "is_short" in table.columns:  # ETHICS long scenarios are Reddit posts: too long here
-        table = table[table["is_short"].astype(str) == "True"]
-    texts = [table[c].dropna().astype(str) for c in columns if c in table.columns]
-    if not texts:
-        raise ValueError(f"unlabelled source {name!r} has none of the columns {columns}")
-    return pd.DataFrame({"text": pd.concat(texts, ignore_index=True), "source": name})
-
-
-def unlabelled_texts(
-    n: int, seed: int = 0, exclude: Iterable[str] = (), max_words: int = 40
-) -> pd.DataFrame:
-    """A seeded sample of ``n`` unique unlabelled moral texts (columns ``text``, ``source``).
-
-    Texts in ``exclude`` (e.g. every labelled record's text) and texts longer than
-    ``max_words`` words are left out. ``n = 0`` gives an empty table; ``n < 0`` all texts.
-    """
-    if n == 0:
-        return pd.DataFrame({"text": pd.Series(dtype=str), "source": pd.Series(dtype=str)})
-    pool = pd.concat([_read_source(k, v) for k, v in UNLABELLED_SOURCES.items()])
-    pool["text"] = pool["text"].str.strip()
-    pool = pool[(pool["text"].str.len() > 0) & (pool["text"].str.split().str.len() <= max_words)]
-    pool = pool[~pool["text"].isin(set(exclude))].drop_duplicates("text")
-    if 0 < n < len(pool):
-        pool = pool.sample(n=n, random_state=seed)
-    return pool.sort_values(["source", "text"]).reset_index(drop=True)
 
 
 @dataclass(frozen=True)

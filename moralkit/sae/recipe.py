@@ -4,12 +4,12 @@
 every caller runs: chapter 07's notebook, the workflow's ``sae`` job and the steering chapter
 (08, through :func:`moralkit.steering.saes.load_steering_saes`). It reads the labelled records
 and their activations at the SAE layers, draws the unlabelled texts and extracts theirs, and runs
-:func:`~moralkit.sae.pipeline.run_surgery`, which loads every SAE already stored for these inputs
-and settings and trains the others. One function, one set of inputs, one key per SAE: no caller
-can train a variant another caller would then load by mistake.
+:func:`~moralkit.sae.surgery.surgery_from_activations`, which loads every SAE already stored for
+these inputs and settings and trains the others. One function, one set of inputs, one key per
+SAE: no caller can train a variant another caller would then load by mistake.
 
-The settings are a :class:`~moralkit.sae.pipeline.SurgeryConfig`
-(:meth:`~moralkit.sae.pipeline.SurgeryConfig.from_parameters` reads a chapter's parameters);
+The settings are a :class:`~moralkit.sae.surgery.SurgeryConfig`
+(:meth:`~moralkit.sae.surgery.SurgeryConfig.from_parameters` reads a chapter's parameters);
 :func:`sae_chapter_config` gives chapter 07's settings to a chapter that only steers with them.
 """
 
@@ -23,17 +23,18 @@ from typing import Any
 import pandas as pd
 
 from moralkit.activation_set import ActivationSet
+from moralkit.data.unlabelled import unlabelled_texts
 from moralkit.records import MoralRecords
-from moralkit.sae.data import TextBatch, split_index, split_records, unlabelled_texts
-from moralkit.sae.pipeline import SurgeryConfig, SurgeryResult, run_surgery
-from moralkit.sae.rediagnose import RediagnoseConfig, RediagnosisResult, rediagnose
+from moralkit.sae.data import TextBatch, split_index, split_records
+from moralkit.sae.rediagnose import RediagnosisConfig, RediagnosisResult, rediagnose
+from moralkit.sae.surgery import SurgeryConfig, SurgeryResult, surgery_from_activations
 
 __all__ = [
     "SAE_CHAPTER",
     "Extract",
     "SurgeryInputs",
-    "rediagnose_surgery",
     "sae_chapter_config",
+    "sae_rediagnosis",
     "sae_surgery",
     "surgery_inputs",
 ]
@@ -87,14 +88,14 @@ def sae_surgery(
     train: bool = True,
 ) -> SurgeryResult:
     """Chapter 07's recipe for ``model`` at ``layers`` (resolved layer indices): inputs
-    (:func:`surgery_inputs`) then :func:`~moralkit.sae.pipeline.run_surgery`.
+    (:func:`surgery_inputs`) then :func:`~moralkit.sae.surgery.surgery_from_activations`.
 
     SAEs stored for the same inputs and settings are loaded; the others are trained, or with
     ``train=False`` a ``FileNotFoundError`` names them. The result keeps its inputs
     (``result.inputs``) for the re-diagnosis.
     """
     inputs = surgery_inputs(model, records, extract, layers, config)
-    result = run_surgery(
+    result = surgery_from_activations(
         model, inputs.acts, inputs.records, inputs.unlabelled, list(layers), config, cache_dir,
         train=train,
     )  # fmt: skip
@@ -102,12 +103,12 @@ def sae_surgery(
     return result
 
 
-def rediagnose_surgery(
+def sae_rediagnosis(
     model: str,
     surgery: SurgeryResult,
     control: MoralRecords,
     extract: Extract,
-    config: RediagnoseConfig,
+    config: RediagnosisConfig,
     ground_truth: str,
     control_ground_truth: str,
 ) -> RediagnosisResult:

@@ -39,7 +39,7 @@ from moralkit.sae.store import centred_reconstruction
 __all__ = [
     "CONDITIONS",
     "PRIMARY_METRICS",
-    "RediagnoseConfig",
+    "RediagnosisConfig",
     "RediagnosisResult",
     "reconstructed_set",
     "rediagnose",
@@ -81,7 +81,7 @@ def _bootstrap_configs() -> dict[str, dict]:
 
 
 @dataclass(frozen=True)
-class RediagnoseConfig:
+class RediagnosisConfig:
     """Which diagnostics, their configs (name -> XConfig or its fields), and the bootstrap.
 
     ``configs`` set each diagnostic (default: fewer inner resamples than chapters 02-05 and
@@ -143,7 +143,7 @@ def _wide(headlines: pd.DataFrame) -> pd.DataFrame:
     return headlines.set_index(keys)["value"].unstack("condition")
 
 
-def _bootstrap(sets, records: MoralRecords, config: RediagnoseConfig, progress: bool):
+def _bootstrap(sets, records: MoralRecords, config: RediagnosisConfig, progress: bool):
     rng = np.random.default_rng(config.seed)
     draws = []
     for b in tqdm(range(config.n_bootstrap), desc="bootstrap", disable=not progress):
@@ -206,7 +206,7 @@ def rediagnose(
     acts: ActivationSet,
     records: MoralRecords,
     saes: Mapping[str, Mapping[int, tuple[Any, np.ndarray]]],
-    config: RediagnoseConfig | None = None,
+    config: RediagnosisConfig | None = None,
     ground_truth: str = "",
     progress: bool = False,
 ) -> RediagnosisResult:
@@ -215,7 +215,7 @@ def rediagnose(
     ``saes`` maps a condition (``"pretrained"``, ``"finetuned"``) to ``{layer: (sae,
     centre)}``; only those layers are diagnosed. Pass test-split records only.
     """
-    config = config or RediagnoseConfig()
+    config = config or RediagnosisConfig()
     layers = sorted(next(iter(saes.values())))
     original = acts.select_layers(layers)
     if config.pooling not in original.arrays:

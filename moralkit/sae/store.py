@@ -12,7 +12,7 @@ One folder per trained SAE, written atomically::
         history.csv      per-epoch curves
 
 ``<key>`` is :func:`sae_key` of everything that changes the SAE
-(:func:`moralkit.sae.pipeline.layer_payloads`: model, layer, pooling, the preset's resolved
+(:func:`moralkit.sae.surgery.layer_payloads`: model, layer, pooling, the preset's resolved
 settings and seed, the objective, ``sampler_bug``, the labelled records' fingerprint and the
 labelled and unlabelled activations). There is no "newest SAE of a preset": an SAE is found only
 by the key of the settings and data it was trained with (:func:`stored_folder`), so a lookup
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,10 +31,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from moralkit import paths
 from moralkit.io import atomic_directory
 
 __all__ = [
-    "KINDS",
+    "STAGES",
     "LoadedSAE",
     "centred_reconstruction",
     "is_stored",
@@ -46,7 +46,9 @@ __all__ = [
     "stored_folder",
 ]
 
-KINDS: tuple[str, ...] = ("pretrained", "finetuned")
+#: an SAE's stage, the one word for pretrained vs fine-tuned (its store key's ``stage`` field;
+#: a steering arm names the SAE it steers with by it)
+STAGES: tuple[str, ...] = ("pretrained", "finetuned")
 SAE_SUBDIR = "sae"
 FORMAT = 2  # 2: keys of layer_payloads (every setting); 1 had a per-preset index
 META_FILE = "meta.json"  # written last: a folder without it is not a stored SAE
@@ -65,10 +67,7 @@ class LoadedSAE(NamedTuple):
 
 def sae_cache_dir(cache_dir: str | Path | None = None) -> Path:
     """``cache_dir`` or ``$MORALKIT_CACHE/sae`` (default ``~/.cache/moralkit/sae``)."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    root = os.environ.get("MORALKIT_CACHE") or Path.home() / ".cache" / "moralkit"
-    return Path(root) / "sae"
+    return paths.cache_dir("sae", cache_dir)
 
 
 def sae_key(payload: dict) -> str:
@@ -121,7 +120,7 @@ def is_stored(folder: str | Path) -> bool:
 
 def stored_folder(root: str | Path, payload: dict) -> Path:
     """The folder of the SAE stored under ``sae_key(payload)``; ``FileNotFoundError`` naming
-    the model, layer, kind and settings when none is."""
+    the model, layer, stage and settings when none is."""
     folder = Path(root) / sae_key(payload)
     if not is_stored(folder):
         settings = {k: payload.get(k) for k in ("preset", "objective", "pooling") if k in payload}

@@ -9,7 +9,7 @@ from moralkit.steering.generation import (
     generate_responses,
 )
 from moralkit.steering.hook import (
-    STEERING_MODES,
+    STEERING_STAGES,
     SteeringConfig,
     SteeringHook,
     SteeringSAE,
@@ -24,7 +24,7 @@ __all__ = [
     "PAPER_BASELINE_DECODING",
     "PAPER_STEERED_DECODING",
     "PAPER_SYSTEM_PROMPT",
-    "STEERING_MODES",
+    "STEERING_STAGES",
     "DecodingConfig",
     "SteeringConfig",
     "SteeringHook",

@@ -28,9 +28,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from moralkit.data.fetch import default_cache_dir
 from moralkit.io import atomic_write_text
 from moralkit.models.generation import DecodingConfig, chat_text, generate, has_chat_template
+from moralkit.paths import cache_dir
 from moralkit.steering.hook import SteeringConfig, SteeringSAE, steering
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def decoding_for(config: SteeringConfig, setting: str, base: DecodingConfig) -> 
         raise ValueError(f"decoding_setting={setting!r}; expected one of {DECODING_SETTINGS}")
     if setting == "same":
         return base
-    paper = PAPER_BASELINE_DECODING if config.mode == "none" else PAPER_STEERED_DECODING
+    paper = PAPER_BASELINE_DECODING if config.stage == "none" else PAPER_STEERED_DECODING
     return dataclasses.replace(paper, seed=base.seed)
 
 
@@ -77,7 +77,7 @@ def prompt_seed(seed: int, prompt: str) -> int:
 
 def generation_cache_dir() -> Path:
     """Where responses are cached: ``$MORALKIT_CACHE/generations``."""
-    return default_cache_dir() / "generations"
+    return cache_dir("generations")
 
 
 @dataclass(frozen=True)
@@ -111,15 +111,15 @@ def generate_responses(
     """Responses of ``loaded`` to ``prompts`` under one steering arm, one row per prompt.
 
     Cached responses are read back; missing ones are generated inside :func:`steering` and
-    written atomically. Columns: prompt, response, arm, mode, layer, strength, features,
+    written atomically. Columns: prompt, response, arm, stage, layer, strength, features,
     decoding_setting, decoding (JSON), seed, cached.
     """
     arm_decoding = decoding_for(config, decoding_setting, decoding)
-    bundle = (saes or {}).get(config.mode) if config.mode != "none" else None
+    bundle = (saes or {}).get(config.stage) if config.stage != "none" else None
     sae_hash = sae_fingerprint(bundle)
     root = Path(cache_dir) if cache_dir is not None else generation_cache_dir()
     # the unsteered arm is one arm whatever layer/strength the caller left in its config
-    keyed = SteeringConfig(mode="none") if config.mode == "none" else config
+    keyed = SteeringConfig(stage="none") if config.stage == "none" else config
     rows, todo = [], []
     for prompt in prompts:
         job = GenerationJob(
@@ -157,9 +157,9 @@ def _row(job: GenerationJob, decoding_setting: str, path: Path) -> dict:
         "prompt": job.prompt,
         "response": cached["response"] if cached else None,
         "arm": job.steering.label,
-        "mode": job.steering.mode,
-        "layer": job.steering.layer if job.steering.mode != "none" else None,
-        "strength": job.steering.strength if job.steering.mode != "none" else 0.0,
+        "stage": job.steering.stage,
+        "layer": job.steering.layer if job.steering.stage != "none" else None,
+        "strength": job.steering.strength if job.steering.stage != "none" else 0.0,
         "features": job.steering.features,
         "decoding_setting": decoding_setting,
         "decoding": json.dumps(dataclasses.asdict(job.decoding), sort_keys=True),

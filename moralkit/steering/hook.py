@@ -32,27 +32,30 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 #: steering arms: no hook, the pretrained SAE (control) and the fine-tuned SAE (paper §4.5, §9.7)
-STEERING_MODES = ("none", "pretrained", "finetuned")
+STEERING_STAGES = ("none", "pretrained", "finetuned")
 #: which latents take part in the reconstruction
 FEATURE_SETS = ("all", "selected")
 
 
 @dataclass(frozen=True)
 class SteeringConfig:
-    """One steering arm: which SAE (``mode``), where (``layer``), how hard and with which latents.
+    """One steering arm: which SAE by its ``stage`` (``pretrained`` or ``finetuned``; ``none``: no
+    steering), where (``layer``), how hard and with which latents.
 
     ``layer`` is a decoder-layer index (negative counts from the end); it is ignored when
-    ``mode == "none"``. ``strength`` 1.0 is the paper's default (replacement).
+    ``stage == "none"``. ``strength`` 1.0 is the paper's default (replacement).
     """
 
-    mode: str = "finetuned"
+    stage: str = "finetuned"
     layer: int = 0
     strength: float = 1.0
     features: str = "all"
 
     def __post_init__(self) -> None:
-        if self.mode not in STEERING_MODES:
-            raise ValueError(f"SteeringConfig.mode={self.mode!r}; expected one of {STEERING_MODES}")
+        if self.stage not in STEERING_STAGES:
+            raise ValueError(
+                f"SteeringConfig.stage={self.stage!r}; expected one of {STEERING_STAGES}"
+            )
         if self.features not in FEATURE_SETS:
             raise ValueError(
                 f"SteeringConfig.features={self.features!r}; expected one of {FEATURE_SETS}"
@@ -61,23 +64,23 @@ class SteeringConfig:
     @property
     def label(self) -> str:
         """A short name for tables and cache keys, e.g. ``finetuned@11 s=1``."""
-        if self.mode == "none":
+        if self.stage == "none":
             return "none"
         extra = "" if self.features == "all" else " selected"
-        return f"{self.mode}@{self.layer} s={self.strength:g}{extra}"
+        return f"{self.stage}@{self.layer} s={self.strength:g}{extra}"
 
 
 def steering_arms(
     layers: Sequence[int],
     strengths: Sequence[float],
-    modes: Sequence[str] = ("pretrained", "finetuned"),
+    stages: Sequence[str] = ("pretrained", "finetuned"),
     features: str = "all",
 ) -> list[SteeringConfig]:
-    """The unsteered arm plus every (mode, layer, strength) combination."""
-    arms = [SteeringConfig(mode="none")]
-    for mode in modes:
+    """The unsteered arm plus every (stage, layer, strength) combination."""
+    arms = [SteeringConfig(stage="none")]
+    for stage in stages:
         for layer in layers:
-            arms += [SteeringConfig(mode, int(layer), float(s), features) for s in strengths]
+            arms += [SteeringConfig(stage, int(layer), float(s), features) for s in strengths]
     return arms
 
 
@@ -197,18 +200,18 @@ def steering(
     config: SteeringConfig,
     saes: dict[str, SteeringSAE] | None = None,
 ) -> Iterator[SteeringHook | None]:
-    """:func:`steer` for one :class:`SteeringConfig`; ``saes`` maps a mode to its SAE."""
-    if config.mode == "none":
+    """:func:`steer` for one :class:`SteeringConfig`; ``saes`` maps a stage to its SAE."""
+    if config.stage == "none":
         with steer(model, config.layer, None) as hook:
             yield hook
         return
-    if not saes or config.mode not in saes:
-        raise ValueError(f"steering mode {config.mode!r} needs saes[{config.mode!r}]")
-    bundle = saes[config.mode]
+    if not saes or config.stage not in saes:
+        raise ValueError(f"steering stage {config.stage!r} needs saes[{config.stage!r}]")
+    bundle = saes[config.stage]
     features = None
     if config.features == "selected":
         if bundle.selected is None:
-            raise ValueError(f"features='selected' but the {config.mode} SAE has no selection")
+            raise ValueError(f"features='selected' but the {config.stage} SAE has no selection")
         features = bundle.selected
     with steer(model, config.layer, bundle.sae, bundle.centre, config.strength, features) as hook:
         yield hook

@@ -20,8 +20,8 @@ from moralkit.steering.hook import SteeringSAE
 
 if TYPE_CHECKING:
     from moralkit.records import MoralRecords
-    from moralkit.sae.pipeline import SurgeryResult
     from moralkit.sae.recipe import Extract
+    from moralkit.sae.surgery import SurgeryResult
 
 STEERING_KINDS = ("pretrained", "finetuned")
 
@@ -29,7 +29,7 @@ STEERING_KINDS = ("pretrained", "finetuned")
 def steering_saes(
     surgery: SurgeryResult, device: str = "cpu"
 ) -> dict[tuple[str, int], SteeringSAE]:
-    """``{(kind, layer): SteeringSAE}`` for both kinds and every layer of ``surgery``, on
+    """``{(stage, layer): SteeringSAE}`` for both stages and every layer of ``surgery``, on
     ``device``; the fine-tuned SAE carries its fine-tuned feature ids."""
     found = {}
     for s in surgery.surgeries:

@@ -66,14 +66,14 @@ def job_sae(args: argparse.Namespace) -> dict:
     the SAE chapter's settings: the chapter and the steering chapter, calling the same recipe,
     find both SAEs in the store (paper §4.2-4.4; book: Methods › SAE surgery, methods/sae.md).
     """
-    from moralkit.sae.pipeline import SurgeryConfig
     from moralkit.sae.recipe import sae_surgery
+    from moralkit.sae.surgery import SurgeryConfig
 
     ch = _chapter(args.chapter, args.profile)
     config = SurgeryConfig.from_parameters(ch.params)
     layer = int(args.layer)
     surgery = sae_surgery(args.model, ch.records(), ch.activations, [layer], config)
-    paths = {kind: str(path) for kind, path in surgery.surgeries[0].paths.items()}
+    paths = {stage: str(path) for stage, path in surgery.surgeries[0].paths.items()}
     return {"model": args.model, "layer": layer, "preset": config.preset, **paths}
 
 
@@ -158,20 +158,20 @@ def job_chapter(args: argparse.Namespace) -> dict:
 
 
 def job_site(args: argparse.Namespace) -> dict:
-    """The book's last step, as in ``moralkit book``: prune, generated pages, jupyter-book."""
+    """The book's last step, as in ``moralkit book``: unpublish stale pages, write pages, build."""
     from moralkit.book import (
         BookLayout,
         ensure_mathjax,
         list_chapters,
-        prune_executed,
         run_jupyter_book,
+        unpublish_stale,
         write_generated_pages,
     )
 
     layout = BookLayout(Path(args.root).resolve())
     chapters = list_chapters()
     ensure_mathjax(layout)
-    dropped = prune_executed(chapters, args.profile, layout)
+    dropped = unpublish_stale(chapters, args.profile, layout)
     write_generated_pages(chapters, args.profile, layout)
     html = run_jupyter_book(layout, strict=not args.no_strict)
     return {"profile": args.profile, "site": html / "index.html", "left_out": dropped}

@@ -7,8 +7,8 @@ from synthetic import make_activations, make_records
 
 from moralkit.activation_set import ActivationSet
 from moralkit.sae import load_sae_dir
-from moralkit.sae import pipeline as pipeline_module
-from moralkit.sae.pipeline import SurgeryConfig, find_layer, run_surgery, surgery_config
+from moralkit.sae import surgery as surgery_module
+from moralkit.sae.surgery import SurgeryConfig, find_layer, surgery_config, surgery_from_activations
 
 
 @pytest.fixture(scope="module")
@@ -16,17 +16,19 @@ def inputs():
     records = make_records(n_per_stratum=4, n_prototypes=8, n_neutral=8, seed=0)
     acts = make_activations(records, {1: "opposed", 2: "shared"}, n_model_layers=3, width=24)
     rng = np.random.default_rng(0)
-    extra = ActivationSet.from_arrays(
+    unlabelled = ActivationSet.from_arrays(
         {1: rng.normal(size=(50, 24)), 2: rng.normal(size=(50, 24))}, n_model_layers=3
     )
-    return records, acts, extra
+    return records, acts, unlabelled
 
 
 @pytest.mark.slow  # two SAEs trained and fine-tuned end to end (~15 s of CPU)
 def test_surgery_tables_cache_and_loading(inputs, tmp_path, monkeypatch):
-    records, acts, extra = inputs
+    records, acts, unlabelled = inputs
     config = surgery_config("tiny", seed=1)
-    result = run_surgery("toy", acts, records, extra, [1, 2], config, cache_dir=tmp_path)
+    result = surgery_from_activations(
+        "toy", acts, records, unlabelled, [1, 2], config, cache_dir=tmp_path
+    )
     layers = result["layers"]
     assert layers["layer"].tolist() == [1, 2]
     n_train = int((records.table["split"] == "train").sum()) + 50
@@ -38,12 +40,16 @@ def test_surgery_tables_cache_and_loading(inputs, tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a cached SAE was trained again")
 
-    monkeypatch.setattr(pipeline_module, "train_sae", no_training)
-    monkeypatch.setattr(pipeline_module, "finetune_sae", no_training)
-    again = run_surgery("toy", acts, records, extra, [1, 2], config, cache_dir=tmp_path)
+    monkeypatch.setattr(surgery_module, "train_sae", no_training)
+    monkeypatch.setattr(surgery_module, "finetune_sae", no_training)
+    again = surgery_from_activations(
+        "toy", acts, records, unlabelled, [1, 2], config, cache_dir=tmp_path
+    )
     assert again["layers"].equals(layers)
 
-    found = find_layer("toy", 2, acts.get(2), records, extra.get(2), config, cache_dir=tmp_path)
+    found = find_layer(
+        "toy", 2, acts.get(2), records, unlabelled.get(2), config, cache_dir=tmp_path
+    )
     assert found == again.surgeries[1].paths
     sae, centre, features = load_sae_dir(found["finetuned"])
     assert len(features) == layers.loc[layers["layer"] == 2, "n_selected"].iloc[0]
@@ -57,19 +63,19 @@ def test_surgery_tables_cache_and_loading(inputs, tmp_path, monkeypatch):
     assert claims[0].claim_id == "sae_monosemantic_scarce"
 
 
-def _variants(records, extra, config):
+def _variants(records, unlabelled, config):
     """Inputs and settings that each change the SAEs: (name, records, unlabelled, config)."""
     other_records = records.table.copy()
     first_polar = other_records.index[other_records["pole"] != "neutral"][0]
     other_records.loc[first_polar, "typicality"] *= 0.5
     return [
-        ("objective", records, extra, surgery_config("tiny", objective="page", seed=1)),
-        ("sampler_bug", records, extra, surgery_config("tiny", sampler_bug=True, seed=1)),
-        ("seed", records, extra, surgery_config("tiny", seed=2)),
-        ("preset", records, extra, surgery_config("quick", seed=1)),
-        ("unlabelled", records, extra[:-1], config),
+        ("objective", records, unlabelled, surgery_config("tiny", objective="page", seed=1)),
+        ("sampler_bug", records, unlabelled, surgery_config("tiny", sampler_bug=True, seed=1)),
+        ("seed", records, unlabelled, surgery_config("tiny", seed=2)),
+        ("preset", records, unlabelled, surgery_config("quick", seed=1)),
+        ("unlabelled", records, unlabelled[:-1], config),
         ("no unlabelled", records, None, config),
-        ("records", type(records)(other_records, records.provenance), extra, config),
+        ("records", type(records)(other_records, records.provenance), unlabelled, config),
     ]
 
 
@@ -77,15 +83,17 @@ def _variants(records, extra, config):
 def test_a_lookup_never_returns_another_variants_sae(inputs, tmp_path, monkeypatch):
     """The store key holds every setting that changes an SAE: the same settings find it, any
     other objective, sampler, seed, preset, unlabelled set or record table does not."""
-    records, acts, extra = inputs
+    records, acts, unlabelled = inputs
     config = surgery_config("tiny", seed=1)
-    labelled, unlabelled = acts.get(1), extra.get(1)
-    trained = run_surgery("toy", acts, records, extra, [1], config, cache_dir=tmp_path)
-    found = find_layer("toy", 1, labelled, records, unlabelled, config, cache_dir=tmp_path)
+    labelled, unlabelled_x = acts.get(1), unlabelled.get(1)
+    trained = surgery_from_activations(
+        "toy", acts, records, unlabelled, [1], config, cache_dir=tmp_path
+    )
+    found = find_layer("toy", 1, labelled, records, unlabelled_x, config, cache_dir=tmp_path)
     assert found == trained.surgeries[0].paths
     same = surgery_config("tiny", seed=1)  # equal settings, built again
-    assert find_layer("toy", 1, labelled, records, unlabelled.copy(), same, tmp_path) == found
-    variants = _variants(records, unlabelled, config)
+    assert find_layer("toy", 1, labelled, records, unlabelled_x.copy(), same, tmp_path) == found
+    variants = _variants(records, unlabelled_x, config)
     found_anyway = []
     for name, recs, more, variant in variants:
         try:
@@ -96,19 +104,23 @@ def test_a_lookup_never_returns_another_variants_sae(inputs, tmp_path, monkeypat
     assert found_anyway == [] and len(variants) == 7
     # a variant's pretraining is shared only where pretraining cannot differ
     page = surgery_config("tiny", objective="page", seed=1)
-    payloads = pipeline_module.layer_payloads
-    pretraining = payloads("toy", 1, labelled, records, unlabelled, config)["pretrained"]
-    assert payloads("toy", 1, labelled, records, unlabelled, page)["pretrained"] == pretraining
+    payloads = surgery_module.layer_payloads
+    pretraining = payloads("toy", 1, labelled, records, unlabelled_x, config)["pretrained"]
+    assert payloads("toy", 1, labelled, records, unlabelled_x, page)["pretrained"] == pretraining
 
     def no_training(*args, **kwargs):
         raise AssertionError("train=False trained an SAE")
 
-    monkeypatch.setattr(pipeline_module, "train_sae", no_training)
-    monkeypatch.setattr(pipeline_module, "finetune_sae", no_training)
-    again = run_surgery("toy", acts, records, extra, [1], config, cache_dir=tmp_path, train=False)
+    monkeypatch.setattr(surgery_module, "train_sae", no_training)
+    monkeypatch.setattr(surgery_module, "finetune_sae", no_training)
+    again = surgery_from_activations(
+        "toy", acts, records, unlabelled, [1], config, cache_dir=tmp_path, train=False
+    )
     assert again.surgeries[0].paths == found
     with pytest.raises(FileNotFoundError, match="no finetuned SAE for model='toy' layer=1"):
-        run_surgery("toy", acts, records, extra, [1], page, cache_dir=tmp_path, train=False)
+        surgery_from_activations(
+            "toy", acts, records, unlabelled, [1], page, cache_dir=tmp_path, train=False
+        )
 
 
 def test_surgery_config_reads_a_chapters_parameters_and_checks_them():

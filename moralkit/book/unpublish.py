@@ -1,4 +1,4 @@
-"""Keeping only pages that belong in this build: one profile, successful runs, live sources."""
+"""Unpublishing pages that do not belong in this build: other profile, failed run, gone source."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from moralkit.book.pages import read_chapter_status
 from moralkit.book.sources import ChapterSource
 
 
-def prune_executed(
+def unpublish_stale(
     chapters: Sequence[ChapterSource], profile: str, layout: BookLayout = REPO_BOOK
 ) -> list[str]:
     """Unpublish executed pages whose source is gone, that failed, or ran under another profile.

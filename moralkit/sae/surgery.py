@@ -40,7 +40,7 @@ __all__ = [
     "encode",
     "find_layer",
     "layer_payloads",
-    "run_surgery",
+    "surgery_from_activations",
     "surgery_config",
 ]
 
@@ -52,8 +52,8 @@ class SurgeryConfig:
     ``train`` and ``finetune`` are the preset's *resolved* settings (with ``seed``, the
     objective's weights and ``sampler_bug`` applied by :func:`surgery_config`); the store key of
     each SAE holds them, not the preset's name alone. ``n_unlabelled`` texts join pretraining
-    (:func:`moralkit.sae.data.unlabelled_texts`, seeded by ``seed``); ``pooling`` is the pooled
-    activation the SAEs read.
+    (:func:`moralkit.data.unlabelled.unlabelled_texts`, seeded by ``seed``); ``pooling`` is the
+    pooled activation the SAEs read.
     """
 
     preset: str = "quick"
@@ -151,7 +151,7 @@ def layer_payloads(
     config: SurgeryConfig,
 ) -> dict[str, dict]:
     """What identifies one layer's pretrained and fine-tuned SAE in the store (its key is
-    :func:`~moralkit.sae.store.sae_key` of this), per kind.
+    :func:`~moralkit.sae.store.sae_key` of this), per stage.
 
     Every setting that changes an SAE is in it: the preset's name and resolved settings (seed
     included), the pooling, the labelled records' train/validation activations, the unlabelled
@@ -162,7 +162,7 @@ def layer_payloads(
     """
     tr, va = split_index(records, "train"), split_index(records, "val")
     labelled_hash = array_hash(labelled[tr], labelled[va])
-    extra = None if unlabelled is None or not len(unlabelled) else array_hash(unlabelled)
+    unlabelled_hash = None if unlabelled is None or not len(unlabelled) else array_hash(unlabelled)
     where = {"model": model, "layer": int(layer), "pooling": config.pooling}
     pretrained = {
         "stage": "pretrained",
@@ -170,7 +170,7 @@ def layer_payloads(
         "preset": config.preset,
         "train": config.train.key(),
         "labelled": labelled_hash,
-        "unlabelled": extra,
+        "unlabelled": unlabelled_hash,
     }
     finetuned = {
         "stage": "finetuned",
@@ -194,13 +194,13 @@ def find_layer(
     config: SurgeryConfig,
     cache_dir: str | Path | None = None,
 ) -> dict[str, Path]:
-    """``{kind: folder}`` of the SAEs stored for exactly these inputs and settings.
+    """``{stage: folder}`` of the SAEs stored for exactly these inputs and settings.
 
-    Raises ``FileNotFoundError`` naming the missing kind when either was never trained so.
+    Raises ``FileNotFoundError`` naming the missing stage when either was never trained so.
     """
     root = store.sae_cache_dir(cache_dir)
     payloads = layer_payloads(model, layer, labelled, records, unlabelled, config)
-    return {kind: store.stored_folder(root, payload) for kind, payload in payloads.items()}
+    return {stage: store.stored_folder(root, payload) for stage, payload in payloads.items()}
 
 
 def _pretrained(payload: dict, train_x, val_x, config: SurgeryConfig, root: Path) -> Path:
@@ -260,7 +260,7 @@ def _layer(model, layer, labelled, records, unlabelled, config, root, train) -> 
     return LayerSurgery(layer, pre.sae, ft.sae, centre, ident, paths, ft.features)
 
 
-def run_surgery(
+def surgery_from_activations(
     model: str,
     acts: ActivationSet,
     records: MoralRecords,
@@ -281,9 +281,9 @@ def run_surgery(
     layers = list(layers if layers is not None else acts.layers)
     out = []
     for layer in layers:
-        labelled = acts.get(layer, config.pooling)
-        extra = unlabelled.get(layer, config.pooling) if unlabelled is not None else None
-        out.append(_layer(model, layer, labelled, records, extra, config, root, train))
+        labelled_x = acts.get(layer, config.pooling)
+        unlabelled_x = unlabelled.get(layer, config.pooling) if unlabelled is not None else None
+        out.append(_layer(model, layer, labelled_x, records, unlabelled_x, config, root, train))
     return SurgeryResult.build(model, out, acts, records, config)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moralkit.data.fetch import default_cache_dir
+from moralkit.paths import cache_dir
 
 _BLOCK = 1 << 20
 
@@ -139,7 +139,7 @@ def read_table(
             usecols=list(columns),
             features=features,
             # keyed by content, never by path + mtime (see the module docstring)
-            cache_dir=str(default_cache_dir() / "hf-datasets" / scan.sha256[:32]),
+            cache_dir=str(cache_dir("hf-datasets") / scan.sha256[:32]),
         )
     finally:
         if bars_were_on:
