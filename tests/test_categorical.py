@@ -14,10 +14,10 @@ from moralkit.diagnostics.categorical import (
     CategoricalResult,
     categorical_indifference,
 )
-from moralkit.diagnostics.category_resampling import lower_tail_p
 from moralkit.diagnostics.centring import category_centres, centre_activations
 from moralkit.diagnostics.planted import planted_power
 from moralkit.diagnostics.power import PowerConfig
+from moralkit.diagnostics.resampling import lower_tail_p
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS
 from moralkit.results import HEADLINE_COLUMNS
 

@@ -30,14 +30,6 @@ import numpy as np
 import pandas as pd
 
 from moralkit.activation_set import ActivationSet
-from moralkit.diagnostics.category_resampling import (
-    basic_interval,
-    bootstrap_weights,
-    lower_tail_p,
-    nan_percentile,
-    permutation_weights,
-    two_sided_p,
-)
 from moralkit.diagnostics.centring import (
     category_centres,
     category_codes,
@@ -52,6 +44,14 @@ from moralkit.diagnostics.evidence import (
     model_evidence,
 )
 from moralkit.diagnostics.inputs import DiagnosticConfig, check_alignment
+from moralkit.diagnostics.resampling import (
+    basic_interval,
+    bootstrap_weights,
+    lower_tail_p,
+    nan_percentile,
+    permutation_weights,
+    two_sided_p,
+)
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS, VICES
 from moralkit.records import MoralRecords
 from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, ClaimValue

@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from moralkit.diagnostics.resampling import bootstrap_counts, percentile_interval
+
 
 def _codes(labels: np.ndarray) -> np.ndarray:
     return np.unique(np.asarray(labels), return_inverse=True)[1].ravel()
@@ -88,16 +90,11 @@ def ari_interval(
         return float("nan"), float("nan")
     shape = (int(a.max()) + 1, int(b.max()) + 1)
     cells = a * shape[1] + b
-    boot = []
-    for size in np.diff(np.r_[0:n_bootstrap:250, n_bootstrap]):
-        draws = rng.integers(0, n, (size, n))
-        copies = np.bincount((draws + np.arange(size)[:, None] * n).ravel(), minlength=size * n)
-        tied = _pairs(copies.reshape(size, n).astype(np.float64)).sum(axis=1)
-        boot.append(ari_from_counts(_resampled_tables(cells, shape, draws), tied))
-    boot = np.concatenate(boot)
-    tail = 100 * (1 - level) / 2
-    low, high = np.nanpercentile(boot, [tail, 100 - tail])
-    return float(low), float(high)
+    boot = [
+        ari_from_counts(_resampled_tables(cells, shape, draws), _pairs(copies).sum(axis=1))
+        for draws, copies in bootstrap_counts(n, n_bootstrap, rng)
+    ]
+    return percentile_interval(np.concatenate(boot), level)
 
 
 def ari_permutation_test(

@@ -23,6 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from moralkit.diagnostics.inputs import DiagnosticConfig
+from moralkit.diagnostics.resampling import bootstrap_counts, percentile_interval
 from moralkit.layers import LayerSpec
 from moralkit.threads import blas_threads, torch_threads
 
@@ -136,18 +137,13 @@ def r2_interval(
     if n_bootstrap < 2 or n < 2 or not defined.any():
         return float("nan"), float("nan")
     out = []
-    for size in np.diff(np.r_[0:n_bootstrap:250, n_bootstrap]):
-        flat = rng.integers(0, n, (size, n)) + np.arange(size)[:, None] * n
-        w = np.bincount(flat.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+    for _, w in bootstrap_counts(n, n_bootstrap, rng):
         mean = w @ y_true / n
         sst = w @ y_true**2 - n * mean**2
         with np.errstate(invalid="ignore", divide="ignore"):
             per_dim = 1.0 - (w @ resid2) / np.where(sst > 1e-12, sst, np.nan)
         out.append(np.nanmean(np.where(defined, per_dim, np.nan), axis=1))
-    boot = np.concatenate(out)
-    tail = 100 * (1 - level) / 2
-    low, high = np.nanpercentile(boot, [tail, 100 - tail])
-    return float(low), float(high)
+    return percentile_interval(np.concatenate(out), level)
 
 
 @dataclass

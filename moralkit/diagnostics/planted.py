@@ -41,7 +41,6 @@ from sklearn.model_selection import KFold
 from moralkit.activation_set import ActivationSet
 from moralkit.diagnostics import DIAGNOSTICS
 from moralkit.diagnostics.categorical import N_CATEGORIES, OPPOSED_PAIRS, CategoricalConfig
-from moralkit.diagnostics.category_resampling import lower_tail_p, permutation_weights
 from moralkit.diagnostics.centring import (
     category_codes,
     centre_activations,
@@ -53,6 +52,7 @@ from moralkit.diagnostics.dimensional import DimensionalConfig, fit_ridge_probe,
 from moralkit.diagnostics.gradient import GradientConfig, pair_cosines, pair_layout
 from moralkit.diagnostics.inputs import check_alignment
 from moralkit.diagnostics.power import PlantedDesign, PowerConfig, PowerResult, power_analysis
+from moralkit.diagnostics.resampling import lower_tail_p, permutation_weights
 from moralkit.diagnostics.structural import label_sets
 from moralkit.foundations import FOUNDATIONS
 from moralkit.records import MoralRecords

@@ -1,12 +1,20 @@
-"""Label permutations and within-category bootstraps of category centres, and what is read
-from them: percentile bands, basic bootstrap intervals and permutation p-values.
+"""Resampling shared by the diagnostics' intervals and tests.
 
-(paper §2.2; book: Methods › Categorical, methods/categorical.md.) Each resample is a row of
-a sparse averaging matrix, so all permutations (or resamples) of a layer are one product with
-its prototype activations.
+(paper §2.2; book: Methods › Categorical, methods/categorical.md, and Methods › Power, controls
+and stability, methods/power.md.)
+
+- Label permutations and within-category bootstraps of category centres, each resample a row
+  of a sparse averaging matrix, so all of a layer's resamples are one product with its
+  prototype activations; the percentile bands, basic intervals and permutation p-values read
+  from them.
+- :func:`bootstrap_counts`: how often each of ``n`` items is drawn in each of many bootstrap
+  resamples, in chunks, for statistics that are weighted sums (R², contingency tables), and
+  :func:`percentile_interval` of the resampled values.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 from scipy import sparse
@@ -91,3 +99,24 @@ def two_sided_p(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
     high = (1 + (null >= observed).sum(axis=0)) / (n + 1)
     p = np.minimum(1.0, 2 * np.minimum(low, high))
     return np.where(np.isfinite(observed) & (n > 0), p, np.nan)
+
+
+def bootstrap_counts(
+    n: int, n_bootstrap: int, rng: np.random.Generator, chunk: int = 250
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(draws, counts)`` per chunk of at most ``chunk`` resamples of ``n`` items:
+    ``draws`` (B, n) the drawn indices, ``counts`` (B, n) how often each item was drawn."""
+    for size in np.diff(np.r_[0:n_bootstrap:chunk, n_bootstrap]):
+        draws = rng.integers(0, n, (size, n))
+        flat = (draws + np.arange(size)[:, None] * n).ravel()
+        yield draws, np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float64)
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of resampled values (NaN ignored)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).any():
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return float(low), float(high)
