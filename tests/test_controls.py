@@ -118,3 +118,13 @@ def test_control_refuses_unknown_diagnostics_and_missing_models():
 
 def test_dimensions_stay_in_order():
     assert DIMENSIONS[:2] == ("care", "harm")  # the axis' slots
+
+
+def test_the_workflow_fetches_the_control_texts_for_chapters_02_to_05():
+    from moralkit import workflow
+
+    assert workflow.CONTROL_FILES == (judged.JUDGED_FILE,)
+    for chapter in ("02_categorical_indifference", "05_dimensional_indifference"):
+        assert workflow.reads_control(chapter)
+        assert judged.JUDGED_FILE in workflow.data_files("quick", [chapter])
+    assert not workflow.reads_control("01_moral_vectors")
