@@ -300,13 +300,13 @@ def test_claim_records_separation_interval_mde_and_control(records):
     power = planted_power("categorical", {"synthetic": acts}, records, res, config,
                           PowerConfig(n_draws=10))  # fmt: skip
     (plain,) = res.claim()
-    assert plain.extra["mde"] is None and plain.extra["control"] is None
+    assert plain.mde is None and plain.control is None
     (claim,) = res.claim(power=power)
     head = res["summary"].iloc[0]
     assert claim.value == pytest.approx(head["separation"], abs=1e-4)
     assert claim.extra["separation"] == claim.value
-    assert claim.extra["ci_low"] == pytest.approx(head["separation_ci_low"], abs=1e-4)
-    assert claim.extra["ci_high"] == pytest.approx(head["separation_ci_high"], abs=1e-4)
-    assert claim.extra["mde"] == pytest.approx(power.mde_row("synthetic")["mde"], abs=1e-4)
-    assert "layer" in claim.extra["mde_detail"] and claim.extra["gates"] == []
+    assert claim.ci_low == pytest.approx(head["separation_ci_low"], abs=1e-4)
+    assert claim.ci_high == pytest.approx(head["separation_ci_high"], abs=1e-4)
+    assert claim.mde == pytest.approx(power.mde_row("synthetic")["mde"], abs=1e-4)
+    assert "layer" in claim.mde_detail and claim.gates == ()
     assert res.verdict_layers() == {"synthetic": int(head["optimal_layer"])}

@@ -223,7 +223,7 @@ def test_best_headline_claim_and_concat(result, planted, records):
     top = claims["dimensional_indifference"]
     assert top.value == pytest.approx(head["value"].max(), abs=1e-4)
     for claim in claims.values():  # the interval of the judged value, around it
-        assert claim.extra["ci_low"] <= claim.value <= claim.extra["ci_high"]
+        assert claim.ci_low <= claim.value <= claim.ci_high
     assert set(claims["best_probe_r2"].extra["per_probe"]) == {"paper", "ridge_cv"}
     twin = ActivationSet(planted.arrays, planted.layers, 4, "toy", {"random_init": True})
     config = DimensionalConfig(layers=[1], probes="ridge_cv")

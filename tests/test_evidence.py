@@ -12,13 +12,13 @@ from moralkit.diagnostics.controls import ControlResult
 from moralkit.diagnostics.evidence import (
     EVIDENCE_KEYS,
     Evidence,
-    Gate,
     build_evidence,
     claim_margin,
     claim_value,
     evidence_table,
 )
 from moralkit.diagnostics.power import PowerResult
+from moralkit.results import Gate
 
 # the provisional margins of issue 18's split (tests only; claims.yaml is the source)
 MARGIN = 0.1
@@ -69,11 +69,16 @@ def test_build_evidence_reads_power_and_control_of_one_model():
     assert with_gate.fields()["gates"][0]["passed"] is False
 
 
-def test_claim_value_carries_every_interface_key():
-    claim = claim_value("categorical_indifference", 0.2, "n", {"per_model": {}}, Evidence(0.1, 0.3))
-    recorded = {**{k: getattr(claim, k) for k in EVIDENCE_KEYS if hasattr(claim, k)}, **claim.extra}
-    assert {k: recorded[k] for k in ("ci_low", "ci_high")} == {"ci_low": 0.1, "ci_high": 0.3}
+def test_claim_value_carries_the_interface_fields():
+    control = {"name": "c", "value": 0.5, "detected": False, "ci_low": 0.1, "ci_high": 0.9}
+    evidence = Evidence(0.1, 0.3, 0.05, "how", (Gate("g", True, "ok"),), control)
+    claim = claim_value("categorical_indifference", 0.2, "n", {"per_model": {}}, evidence)
+    recorded = claim.fields()  # what claims.json gets beside value and note
     assert set(EVIDENCE_KEYS) <= set(recorded) and "per_model" in recorded
+    assert (recorded["ci_low"], recorded["ci_high"], recorded["mde"]) == (0.1, 0.3, 0.05)
+    assert recorded["control"]["detected"] is False and recorded["gates"][0]["passed"] is True
+    half = claim_value("gradient_indifference", 0.2, "n", {}, Evidence(0.1, float("nan")))
+    assert half.ci_low is None and half.ci_high is None  # never half an interval
 
 
 def test_evidence_table_says_what_the_sample_can_detect():

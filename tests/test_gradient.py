@@ -168,8 +168,8 @@ def test_best_headline_and_claim_read_the_overall_peak(records):
     # the claim's interval comes from n_bootstrap_headline (1,000) resamples at the peak layer
     peak = res["by_layer"].query("variant == 'paper' and category == 'overall' and layer == 1")
     assert peak["n_bootstrap"].iloc[0] == 1000
-    assert claim.extra["ci_low"] == pytest.approx(peak["ci_low"].iloc[0], abs=1e-4)
-    assert claim.extra["ci_low"] <= claim.value <= claim.extra["ci_high"]
+    assert claim.ci_low == pytest.approx(peak["ci_low"].iloc[0], abs=1e-4)
+    assert claim.ci_low <= claim.value <= claim.ci_high
     other = res["by_layer"].query("category == 'overall' and layer == 0")
     assert (other["n_bootstrap"] == 20).all()
     assert res.verdict_layers() == {"synthetic": 1}

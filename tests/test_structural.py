@@ -248,9 +248,9 @@ def test_best_headline_claim_and_concat(result, planted, records):
     (claim,) = result.claim()
     assert claim.claim_id == "structural_indifference"
     assert claim.value == pytest.approx(head.loc["ari_mft15", "value"], abs=1e-4)
-    assert claim.extra["ci_low"] <= claim.value <= claim.extra["ci_high"]
-    (gate,) = claim.extra["gates"]
-    assert gate["name"] == "clustering_stable" and gate["passed"]  # far-apart blobs
+    assert claim.ci_low <= claim.value <= claim.ci_high
+    (gate,) = claim.gates
+    assert gate.name == "clustering_stable" and gate.passed  # far-apart blobs
     other = structural_indifference(
         dataclasses.replace(planted, model_id="other"), records, StructuralConfig(layers=[1])
     )
@@ -273,8 +273,8 @@ def test_an_order_dependent_clustering_fails_the_stability_gate(planted, records
     row = res["verdict"].iloc[0]
     assert row["n_stability"] == 3 and row["stability_min"] < 0.1 and not row["stable"]
     (claim,) = res.claim()
-    assert claim.extra["gates"][0]["passed"] is False
-    assert "unstable" in claim.extra["gates"][0]["detail"]
+    assert claim.gates[0].passed is False
+    assert "unstable" in claim.gates[0].detail
 
 
 def test_verdict_table_interval_and_permutation_p(result):

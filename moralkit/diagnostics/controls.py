@@ -53,6 +53,10 @@ class ControlResult(AnalysisResult):
     """
 
     TABLES = ("control",)
+    NO_CLAIM = (
+        "a positive control is evidence behind a diagnostic's claim, not a claim: it is "
+        "recorded with that claim by the diagnostic's claim(control=...)"
+    )
     BEST_TABLE = "control"
     BEST_COLUMN = "value"
     BEST_GROUP = ("model", "diagnostic")

@@ -13,7 +13,6 @@ layer the verdict is based on.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from moralkit.results import ClaimValue
+from moralkit.results import ClaimValue, Gate
 
 if TYPE_CHECKING:
     from moralkit.diagnostics.controls import ControlResult
@@ -43,18 +42,6 @@ class VerdictLayers:
         """Each model's layer its verdict is based on."""
         t = self.verdict_table()
         return {str(m): int(x) for m, x in zip(t["model"], t["layer"], strict=True)}
-
-
-@dataclass(frozen=True)
-class Gate:
-    """A precondition of a verdict: failed gates make it inconclusive, with ``detail`` as why."""
-
-    name: str
-    passed: bool
-    detail: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": bool(self.passed), "detail": self.detail}
 
 
 def _number(value: Any, digits: int = 4) -> float | None:
@@ -201,9 +188,6 @@ def model_evidence(evidence: Evidence) -> dict[str, Any]:
     return out
 
 
-_TYPED = {f.name for f in dataclasses.fields(ClaimValue)}
-
-
 def claim_value(
     claim_id: str,
     value: Any,
@@ -211,17 +195,12 @@ def claim_value(
     extra: Mapping[str, Any] | None = None,
     evidence: Evidence | None = None,
 ) -> ClaimValue:
-    """A :class:`~moralkit.results.ClaimValue` with the evidence fields: as typed fields where
-    ``ClaimValue`` has them, else in ``extra`` under the same names (the claims.json keys are
-    the same either way)."""
-    extra = dict(extra or {})
-    typed: dict[str, Any] = {}
-    for key, item in (evidence or Evidence()).fields().items():
-        if key in _TYPED:
-            typed[key] = item
-        else:
-            extra[key] = item
-    return ClaimValue(claim_id, value, note, extra, **typed)
+    """A :class:`~moralkit.results.ClaimValue` carrying the evidence fields (an interval only
+    when both ends are finite)."""
+    fields = (evidence or Evidence()).fields()
+    if fields["ci_low"] is None or fields["ci_high"] is None:
+        fields["ci_low"] = fields["ci_high"] = None
+    return ClaimValue(claim_id, value, note, dict(extra or {}), **fields)
 
 
 __all__ = [

@@ -129,6 +129,10 @@ class PowerResult(AnalysisResult):
     """
 
     TABLES = ("draws", "curve", "mde")
+    NO_CLAIM = (
+        "a power analysis is evidence behind a diagnostic's claim, not a claim: its MDE is "
+        "recorded with that claim by the diagnostic's claim(power=...)"
+    )
     BEST_TABLE = "mde"
     BEST_COLUMN = "mde"
     BEST_LOWER = True
