@@ -33,8 +33,10 @@ from moralkit.profiles import resolve_parameters
 ACTIVATION_CHAPTERS: tuple[str, ...] = ("02", "03", "04", "05", "06", "07", "08", "11")
 #: the steering evaluation's prompts (paper §5.1)
 STEERING_FILES: tuple[str, ...] = ("flames-1k",)
-#: the diagnostics' positive-control texts (moralkit.data.judged.JUDGED_FILE; listed here so the
-#: workflow imports no pandas loaders)
+#: the chapters that run the diagnostics' positive control (``valence_records``; a test checks
+#: the notebooks agree) and the control's texts (moralkit.data.judged.JUDGED_FILE; listed here
+#: so the workflow imports no pandas loaders)
+CONTROL_CHAPTERS: tuple[str, ...] = ("02", "03", "04", "05")
 CONTROL_FILES: tuple[str, ...] = ("social-chem-101-judged",)
 _BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
 
@@ -155,8 +157,8 @@ def data_files(profile: str, chapters: Iterable[str]) -> list[str]:
 
 
 def reads_control(chapter_id: str) -> bool:
-    """Whether the chapter runs the diagnostics' positive control (``valence_records``)."""
-    return "valence_records" in _chapter(chapter_id).path.read_text(encoding="utf-8")
+    """Whether the chapter runs the diagnostics' positive control (:data:`CONTROL_CHAPTERS`)."""
+    return _chapter(chapter_id).chapter_id.split("_", 1)[0] in CONTROL_CHAPTERS
 
 
 def sae_chapter(profile: str) -> str | None:
