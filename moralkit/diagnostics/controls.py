@@ -41,7 +41,7 @@ from moralkit.results import AnalysisResult
 CONTROL_NAME = f"moral valence ({JUDGED_SOURCE}: very bad .. very good actions)"
 CONTROL_COLUMNS: tuple[str, ...] = (
     "model", "diagnostic", "layer", "name", "metric", "value", "ci_low", "ci_high", "p",
-    "detected", "n_records", "detail",
+    "detected", "n_records", "detail", "source_files",
 )  # fmt: skip
 
 
@@ -203,6 +203,8 @@ def positive_control(
     missing = [m for m in layers if m not in acts]
     if missing:
         raise ValueError(f"no control activations for model(s) {missing}")
+    # the control's data files and their sha256, for the provenance of the number
+    files = "; ".join(f"{k} sha256 {v}" for k, v in (records.provenance.get("files") or {}).items())
     rows = []
     for model, layer in layers.items():
         with warnings.catch_warnings():
@@ -214,6 +216,6 @@ def positive_control(
         rows.append(
             {"model": model, "diagnostic": diagnostic, "layer": int(layer), "name": CONTROL_NAME}
             | found
-            | {"n_records": len(records)}
+            | {"n_records": len(records), "source_files": files}
         )
     return ControlResult({"control": pd.DataFrame(rows)[list(CONTROL_COLUMNS)]})
