@@ -33,6 +33,11 @@ from moralkit.profiles import resolve_parameters
 ACTIVATION_CHAPTERS: tuple[str, ...] = ("02", "03", "04", "05", "06", "07", "08", "11")
 #: the steering evaluation's prompts (paper §5.1)
 STEERING_FILES: tuple[str, ...] = ("flames-1k",)
+#: the chapters that run the diagnostics' positive control (``valence_records``; a test checks
+#: the notebooks agree) and the control's texts (moralkit.data.judged.JUDGED_FILE; listed here
+#: so the workflow imports no pandas loaders)
+CONTROL_CHAPTERS: tuple[str, ...] = ("02", "03", "04", "05")
+CONTROL_FILES: tuple[str, ...] = ("social-chem-101-judged",)
 _BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
 
 
@@ -133,7 +138,8 @@ def extraction_chapter(model: str, profile: str, chapters: Iterable[str]) -> str
 
 def data_files(profile: str, chapters: Iterable[str]) -> list[str]:
     """Manifest names the chapters read: their ground truths' files, SAE texts, Flames (the
-    steering chapter's prompts, whether or not the steering jobs run)."""
+    steering chapter's prompts, whether or not the steering jobs run), the positive control's
+    texts."""
     names: list[str] = []
     for chapter in chapters:
         params = chapter_parameters(chapter, profile)
@@ -145,7 +151,14 @@ def data_files(profile: str, chapters: Iterable[str]) -> list[str]:
             names.extend(UNLABELLED_SOURCES)  # the SAE chapter's unlabelled texts
         if _steers(chapter, profile):
             names.extend(STEERING_FILES)
+        if reads_control(chapter):
+            names.extend(CONTROL_FILES)
     return list(dict.fromkeys(names))
+
+
+def reads_control(chapter_id: str) -> bool:
+    """Whether the chapter runs the diagnostics' positive control (:data:`CONTROL_CHAPTERS`)."""
+    return _chapter(chapter_id).chapter_id.split("_", 1)[0] in CONTROL_CHAPTERS
 
 
 def sae_chapter(profile: str) -> str | None:

@@ -15,6 +15,9 @@ from moralkit.diagnostics.categorical import (
     categorical_indifference,
 )
 from moralkit.diagnostics.centring import category_centres, centre_activations
+from moralkit.diagnostics.planted import planted_power
+from moralkit.diagnostics.power import PowerConfig
+from moralkit.diagnostics.resampling import lower_tail_p
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS
 from moralkit.results import HEADLINE_COLUMNS
 
@@ -264,3 +267,46 @@ def test_standardised_run_records_no_claim(records):
     acts = make_activations(records, {0: "random"}, width=16)
     config = CategoricalConfig(n_permutations=5, n_bootstrap=5, standardise=True)
     assert categorical_indifference(acts, records, config).claim() == []
+
+
+def test_lower_tail_p_against_an_explicit_count():
+    """One-sided p that the observed cosine lies below the null, with the +1 correction."""
+    null = np.array([[-0.2], [-0.1], [0.0], [0.1], [0.2]])
+    assert lower_tail_p(null, np.array([-0.2]))[0] == pytest.approx(2 / 6)
+    assert lower_tail_p(null, np.array([-0.3]))[0] == pytest.approx(1 / 6)
+    assert lower_tail_p(null, np.array([0.3]))[0] == pytest.approx(6 / 6)
+
+
+def test_separation_is_one_sided_in_the_papers_direction(result):
+    """Opposed poles (layer 2) are separated: positive separation, small one-sided p. Identical
+    poles (layer 1, cosine above the band, the strongest indifference) give a negative
+    separation and p near 1, never evidence against the claim."""
+    by_layer = result["by_layer"].set_index("layer")
+    opposed, identical = by_layer.loc[2], by_layer.loc[1]
+    assert opposed["separation"] > 0.5 and opposed["p_separated"] < 0.01
+    assert opposed["separation_ci_low"] <= opposed["separation_ci_high"]
+    assert identical["separation"] < 0 and identical["p_separated"] > 0.9
+    expected = opposed["null_centre"] - opposed["mean_virtue_vice_cosine"]
+    assert opposed["separation"] == pytest.approx(expected)
+    assert opposed["separation_ci_high"] == pytest.approx(
+        opposed["null_centre"] - opposed["ci_low"]
+    )
+
+
+def test_claim_records_separation_interval_mde_and_control(records):
+    acts = make_activations(records, {0: "none", 1: "shared"}, width=32, seed=3)
+    config = CategoricalConfig(n_permutations=50, n_bootstrap=200)
+    res = categorical_indifference(acts, records, config)
+    power = planted_power("categorical", {"synthetic": acts}, records, res, config,
+                          PowerConfig(n_draws=10))  # fmt: skip
+    (plain,) = res.claim()
+    assert plain.mde is None and plain.control is None
+    (claim,) = res.claim(power=power)
+    head = res["summary"].iloc[0]
+    assert claim.value == pytest.approx(head["separation"], abs=1e-4)
+    assert claim.extra["separation"] == claim.value
+    assert claim.ci_low == pytest.approx(head["separation_ci_low"], abs=1e-4)
+    assert claim.ci_high == pytest.approx(head["separation_ci_high"], abs=1e-4)
+    assert claim.mde == pytest.approx(power.mde_row("synthetic")["mde"], abs=1e-4)
+    assert "layer" in claim.mde_detail and claim.gates == ()
+    assert res.verdict_layers() == {"synthetic": int(head["optimal_layer"])}

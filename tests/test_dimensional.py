@@ -218,7 +218,12 @@ def test_best_headline_claim_and_concat(result, planted, records):
     assert (head["layer"] == 0).all() and (head["value"] > 0.95).all()
     claims = {c.claim_id: c for c in result.claim()}
     assert set(claims) == {"best_probe_r2", "dimensional_indifference"}
-    assert claims["best_probe_r2"].value == pytest.approx(head["value"].max(), abs=1e-4)
+    # the paper's number is its own probe's: best_probe_r2 reads the paper probe only
+    assert claims["best_probe_r2"].value == pytest.approx(head.loc["r2_paper", "value"], abs=1e-4)
+    top = claims["dimensional_indifference"]
+    assert top.value == pytest.approx(head["value"].max(), abs=1e-4)
+    for claim in claims.values():  # the interval of the judged value, around it
+        assert claim.ci_low <= claim.value <= claim.ci_high
     assert set(claims["best_probe_r2"].extra["per_probe"]) == {"paper", "ridge_cv"}
     twin = ActivationSet(planted.arrays, planted.layers, 4, "toy", {"random_init": True})
     config = DimensionalConfig(layers=[1], probes="ridge_cv")

@@ -165,6 +165,14 @@ def test_best_headline_and_claim_read_the_overall_peak(records):
     (claim,) = res.claim()
     assert claim.claim_id == "gradient_indifference"
     assert claim.value == pytest.approx(head.loc["spearman_paper", "value"], abs=1e-4)
+    # the claim's interval comes from n_bootstrap_headline (1,000) resamples at the peak layer
+    peak = res["by_layer"].query("variant == 'paper' and category == 'overall' and layer == 1")
+    assert peak["n_bootstrap"].iloc[0] == 1000
+    assert claim.ci_low == pytest.approx(peak["ci_low"].iloc[0], abs=1e-4)
+    assert claim.ci_low <= claim.value <= claim.ci_high
+    other = res["by_layer"].query("category == 'overall' and layer == 0")
+    assert (other["n_bootstrap"] == 20).all()
+    assert res.verdict_layers() == {"synthetic": 1}
 
 
 def test_concat_and_layer_selection(records):

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from moralkit.diagnostics.categorical import _nan_percentile, _two_sided_p
 from moralkit.diagnostics.dimensional import (
     DimensionalConfig,
     fit_paper_probe,
     fit_ridge_probe,
     paper_split,
 )
+from moralkit.diagnostics.resampling import nan_percentile, two_sided_p
 from moralkit.evaluation import bootstrap as bs
 from moralkit.models.tiny import build_tiny_model
 from moralkit.neurons.edit import EditConfig, NeuronSet, edit_neurons
@@ -37,11 +37,11 @@ def test_permutation_p_value_against_an_explicit_loop():
     assert high == pytest.approx(2 / 6)  # the example: one null value >= .2, +1
     assert low == 1.0
     column = np.array(null)[:, None]
-    assert _two_sided_p(column, np.array([0.2]))[0] == pytest.approx(min(1, 2 * min(low, high)))
+    assert two_sided_p(column, np.array([0.2]))[0] == pytest.approx(min(1, 2 * min(low, high)))
     rng = np.random.default_rng(3)
     draws = rng.normal(size=(199, 4))
     for observed in (-3.0, -0.5, 0.0, 0.4, 2.5):
-        got = _two_sided_p(draws, np.full(4, observed))
+        got = two_sided_p(draws, np.full(4, observed))
         for k in range(4):
             lo, hi = _tails_by_loop(list(draws[:, k]), observed)
             assert got[k] == pytest.approx(min(1.0, 2 * min(lo, hi)))
@@ -59,16 +59,16 @@ def _percentile_by_hand(values: list[float], q: float) -> float:
 def test_null_band_percentiles_by_hand():
     null = [-0.2, -0.1, 0.0, 0.1, 0.2]
     column = np.array(null)[:, None]
-    assert _nan_percentile(column, 2.5)[0] == pytest.approx(-0.19)
-    assert _nan_percentile(column, 97.5)[0] == pytest.approx(0.19)
+    assert nan_percentile(column, 2.5)[0] == pytest.approx(-0.19)
+    assert nan_percentile(column, 97.5)[0] == pytest.approx(0.19)
     rng = np.random.default_rng(4)
     values = rng.normal(size=37)
     for q in (2.5, 50, 97.5):
-        assert _nan_percentile(values[:, None], q)[0] == pytest.approx(
+        assert nan_percentile(values[:, None], q)[0] == pytest.approx(
             _percentile_by_hand(list(values), q)
         )
     empty = np.full((5, 1), np.nan)
-    assert np.isnan(_nan_percentile(empty, 2.5)[0])
+    assert np.isnan(nan_percentile(empty, 2.5)[0])
 
 
 # ---------------------------------------------------------------- probes scored out of sample

@@ -97,7 +97,9 @@ def test_planted_signal_breaks_indifference_and_noise_keeps_it(replicated):
     assert v.loc[("noise", "dimensional"), "verdict"] in (HOLDS, UNDECIDED)
     assert v.loc[("noise", "structural"), "verdict"] in (HOLDS, UNDECIDED)
     agreement = replicated["agreement"].set_index("diagnostic")
-    assert agreement.loc["dimensional", "fails_on"] == "signal"
+    # the dictionary-like run plants the same decodable signal (signal=3.0): with intervals
+    # recorded by the diagnostic, its R² interval lies above the margin too
+    assert agreement.loc["dimensional", "fails_on"] == "signal, dictionary"
     assert "signal" not in agreement.loc["dimensional", "holds_on"]
     assert agreement.loc["gradient", "not_applicable_on"] == "dictionary"
     assert agreement.loc["gradient", "n_ground_truths"] == 2

@@ -12,6 +12,7 @@ from synthetic import make_records
 from moralkit.activation_set import ActivationSet
 from moralkit.diagnostics.structural import (
     METRICS,
+    LayerClustering,
     StructuralConfig,
     StructuralResult,
     cluster_layer,
@@ -247,6 +248,9 @@ def test_best_headline_claim_and_concat(result, planted, records):
     (claim,) = result.claim()
     assert claim.claim_id == "structural_indifference"
     assert claim.value == pytest.approx(head.loc["ari_mft15", "value"], abs=1e-4)
+    assert claim.ci_low <= claim.value <= claim.ci_high
+    (gate,) = claim.gates
+    assert gate.name == "clustering_stable" and gate.passed  # far-apart blobs
     other = structural_indifference(
         dataclasses.replace(planted, model_id="other"), records, StructuralConfig(layers=[1])
     )
@@ -254,3 +258,28 @@ def test_best_headline_claim_and_concat(result, planted, records):
     assert both.best().set_index("model")["layer"].to_dict() == {"toy": 0, "other": 1}
     assert len(both["layers"]) == 3
     assert set(both.at_best_layer()["model"]) == {"toy", "other"}
+
+
+def test_an_order_dependent_clustering_fails_the_stability_gate(planted, records, monkeypatch):
+    """A clustering that changes with row order alone is not a result: the gate fails."""
+    from moralkit.diagnostics import structural
+
+    def by_position(X, config):  # labels depend on row position only
+        labels = (np.arange(len(X)) * 7 // len(X)).astype(int)
+        return LayerClustering(np.asarray(X), labels, 1, 5, 2)
+
+    monkeypatch.setattr(structural, "cluster_layer", by_position)
+    res = structural_indifference(planted, records, StructuralConfig(layers=[1]))
+    row = res["verdict"].iloc[0]
+    assert row["n_stability"] == 3 and row["stability_min"] < 0.1 and not row["stable"]
+    (claim,) = res.claim()
+    assert claim.gates[0].passed is False
+    assert "unstable" in claim.gates[0].detail
+
+
+def test_verdict_table_interval_and_permutation_p(result):
+    verdict = result["verdict"].iloc[0]
+    assert verdict["layer"] == 0 and verdict["p_permutation"] == pytest.approx(1 / 1000)
+    assert verdict["ci_low"] <= verdict["ari"] <= verdict["ci_high"]
+    table = result.verdict_table()
+    assert table["value"].iloc[0] == verdict["ari"] and result.verdict_layers() == {"toy": 0}

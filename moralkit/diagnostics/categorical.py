@@ -12,17 +12,22 @@ judge them:
 - bootstrap intervals: prototypes resampled within each category.
 
 Both are computed as one sparse weight-matrix product per layer, with the same permutations
-and resamples at every layer.
+and resamples at every layer. The claim's judged effect is the **separation**, the null centre
+(mean of the permutation null) minus the mean virtue–vice cosine: positive where the two poles
+are more opposed than label-shuffled categories, the direction the indifference claim denies.
+Its test is one-sided (``p_separated``) and its interval is the cosine's bootstrap interval
+reflected about the null centre (held fixed; its Monte Carlo error is about the null band's
+width over ``4 * sqrt(n_permutations)``).
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from moralkit.activation_set import ActivationSet
 from moralkit.diagnostics.centring import (
@@ -31,12 +36,35 @@ from moralkit.diagnostics.centring import (
     iter_centred_layers,
     prototype_mask,
 )
+from moralkit.diagnostics.evidence import (
+    VERDICT_TABLE_COLUMNS,
+    VerdictLayers,
+    build_evidence,
+    claim_value,
+    model_evidence,
+)
 from moralkit.diagnostics.inputs import DiagnosticConfig, check_alignment
+from moralkit.diagnostics.resampling import (
+    basic_interval,
+    bootstrap_weights,
+    lower_tail_p,
+    nan_percentile,
+    permutation_weights,
+    two_sided_p,
+)
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS, VICES
 from moralkit.records import MoralRecords
 from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, ClaimValue
 
+if TYPE_CHECKING:
+    from moralkit.diagnostics.controls import ControlResult
+    from moralkit.diagnostics.power import PowerResult
+
 N_CATEGORIES = len(DIMENSIONS)
+#: The judged effect of the categorical claim and its test, per layer and in the summary.
+SEPARATION_COLUMNS: tuple[str, ...] = (
+    "null_centre", "separation", "separation_ci_low", "separation_ci_high", "p_separated",
+)  # fmt: skip
 # (virtue index, vice index) per foundation in DIMENSIONS order.
 OPPOSED_PAIRS: tuple[tuple[int, int], ...] = tuple((2 * k, 2 * k + 1) for k in range(5))
 
@@ -65,7 +93,7 @@ class CategoricalConfig(DiagnosticConfig):
 
 
 @dataclass
-class CategoricalResult(AnalysisResult):
+class CategoricalResult(VerdictLayers, AnalysisResult):
     """Tables of the categorical diagnostic, for one or more models (paper §2.2).
 
     - ``virtue_vice``: one row per model x layer x foundation: ``cosine`` of the virtue and
@@ -122,36 +150,65 @@ class CategoricalResult(AnalysisResult):
         off["value"], off["ci_low"], off["ci_high"] = s["mean_offdiag_cosine"], np.nan, np.nan
         return pd.concat([vv, off], ignore_index=True)[list(HEADLINE_COLUMNS)]
 
-    def claim(self) -> list[ClaimValue]:
-        """``categorical_indifference``: the first model's mean virtue–vice cosine at its
-        optimal layer; judged on ``inside_null_band`` (every model inside its null band)."""
+    def verdict_table(self) -> pd.DataFrame:
+        """Per model, the claim's effect at its optimal layer: the separation and interval."""
+        s = self.tables["summary"]
+        return pd.DataFrame(
+            {
+                "model": s["model"], "layer": s["optimal_layer"], "metric": "separation",
+                "value": s["separation"], "ci_low": s["separation_ci_low"],
+                "ci_high": s["separation_ci_high"],
+            }
+        )[list(VERDICT_TABLE_COLUMNS)]  # fmt: skip
+
+    def claim(
+        self, power: PowerResult | None = None, control: ControlResult | None = None
+    ) -> list[ClaimValue]:
+        """``categorical_indifference``: the largest separation (null centre minus mean
+        virtue–vice cosine at the optimal layer; larger = more opposed than chance, against
+        the claim) over models, with its interval, and the MDE of ``power`` and the positive
+        ``control`` at that model and layer. ``inside_null_band`` (every model) stays."""
         s = self.tables["summary"]
         if s.empty or bool(s["standardised"].any()):
             return []  # the standardised variant is a robustness check, not the claim
-        head = s.iloc[0]
-        inside_all = bool(s["inside_null"].all())
-        per_model = {
-            str(r.model): {
+        ranked = s.assign(_key=s["separation"].fillna(-np.inf))
+        head = ranked.loc[ranked["_key"].idxmax()]
+        per_model = {}
+        for r in s.itertuples():
+            ev = build_evidence(
+                (r.separation_ci_low, r.separation_ci_high), str(r.model), "categorical",
+                power, control,
+            )  # fmt: skip
+            per_model[str(r.model)] = {
                 "optimal_layer": int(r.optimal_layer),
                 "mean_virtue_vice_cosine": round(float(r.mean_virtue_vice_cosine), 4),
                 "null_band": [round(float(r.null_low), 4), round(float(r.null_high), 4)],
                 "inside_null_band": bool(r.inside_null),
+                "separation": round(float(r.separation), 4),
+                "p_separated": round(float(r.p_separated), 4),
+                **model_evidence(ev),
             }
-            for r in s.itertuples()
-        }
+        evidence = build_evidence(
+            (head["separation_ci_low"], head["separation_ci_high"]), str(head["model"]),
+            "categorical", power, control,
+        )  # fmt: skip
         note = (
-            f"mean virtue–vice cosine at the optimal layer of {head['model']} (layer "
-            f"{int(head['optimal_layer'])}); null band [{head['null_low']:.3f}, "
-            f"{head['null_high']:.3f}]; all models inside: {inside_all}"
+            f"separation (null centre {head['null_centre']:.3f} minus mean virtue–vice cosine "
+            f"{head['mean_virtue_vice_cosine']:.3f}) at the optimal layer of {head['model']} "
+            f"(layer {int(head['optimal_layer'])}): {head['separation']:.3f} "
+            f"[{head['separation_ci_low']:.3f}, {head['separation_ci_high']:.3f}], one-sided "
+            f"p = {head['p_separated']:.3g}; null band [{head['null_low']:.3f}, "
+            f"{head['null_high']:.3f}]"
         )
-        return [
-            ClaimValue(
-                "categorical_indifference",
-                round(float(head["mean_virtue_vice_cosine"]), 4),
-                note=note,
-                extra={"inside_null_band": inside_all, "per_model": per_model},
-            )
-        ]
+        separation = round(float(head["separation"]), 4)
+        extra = {
+            "separation": separation,
+            "mean_virtue_vice_cosine": round(float(head["mean_virtue_vice_cosine"]), 4),
+            "inside_null_band": bool(s["inside_null"].all()),
+            "headline_model": str(head["model"]),
+            "per_model": per_model,
+        }
+        return [claim_value("categorical_indifference", separation, note, extra, evidence)]
 
 
 def cosine_rows(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -177,42 +234,6 @@ def mean_offdiagonal(matrix: np.ndarray) -> float:
     return float(np.nanmean(upper)) if np.isfinite(upper).any() else float("nan")
 
 
-def permutation_weights(codes: np.ndarray, n_permutations: int, rng: np.random.Generator):
-    """Sparse (n_permutations * 10, n) matrix whose rows average a label-permuted category.
-
-    Labels are shuffled among the given records, so every permuted category keeps its size.
-    """
-    n = codes.size
-    counts = np.bincount(codes, minlength=N_CATEGORIES).astype(np.float64)
-    perms = np.stack([rng.permutation(codes) for _ in range(n_permutations)])
-    rows = (np.arange(n_permutations)[:, None] * N_CATEGORIES + perms).ravel()
-    cols = np.tile(np.arange(n), n_permutations)
-    with np.errstate(divide="ignore"):
-        vals = (1.0 / counts)[perms].ravel()
-    return sparse.csr_matrix((vals, (rows, cols)), shape=(n_permutations * N_CATEGORIES, n))
-
-
-def bootstrap_weights(codes: np.ndarray, n_bootstrap: int, rng: np.random.Generator):
-    """Sparse (n_bootstrap * 10, n) matrix whose rows average a within-category resample."""
-    n = codes.size
-    rows, cols, vals = [], [], []
-    for c in range(N_CATEGORIES):
-        members = np.flatnonzero(codes == c)
-        if members.size == 0:
-            continue
-        draws = rng.choice(members, size=(n_bootstrap, members.size), replace=True)
-        rows.append(np.repeat(np.arange(n_bootstrap) * N_CATEGORIES + c, members.size))
-        cols.append(draws.ravel())
-        vals.append(np.full(draws.size, 1.0 / members.size))
-    if not rows:
-        return sparse.csr_matrix((n_bootstrap * N_CATEGORIES, n))
-    # Duplicate (row, col) pairs are summed, which is what a resample with repeats means.
-    return sparse.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_bootstrap * N_CATEGORIES, n),
-    )
-
-
 def opposed_cosines(centres: np.ndarray) -> np.ndarray:
     """Virtue–vice cosines per foundation for (..., 10, d) centres -> (..., 5)."""
     v = centres[..., [a for a, _ in OPPOSED_PAIRS], :]
@@ -220,41 +241,11 @@ def opposed_cosines(centres: np.ndarray) -> np.ndarray:
     return cosine_rows(v, w)
 
 
-def _nan_percentile(values: np.ndarray, q: float) -> np.ndarray:
-    # Empty categories give all-NaN columns; percentile of those is NaN without a warning.
-    finite = np.isfinite(values).any(axis=0)
-    out = np.full(values.shape[1:], np.nan)
-    if finite.any():
-        out[finite] = np.nanpercentile(values[:, finite], q, axis=0)
-    return out
-
-
-def _basic_interval(boot: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Basic (reverse-percentile) bootstrap 95% interval, clipped to the cosine range.
-
-    The cosine of noisy centres is biased toward 0 and resampling doubles that noise, so the
-    plain percentile interval can miss the estimate itself near +-1; reflecting the
-    percentiles about the estimate corrects the bias to first order.
-    """
-    low = np.clip(2 * observed - _nan_percentile(boot, 97.5), -1.0, 1.0)
-    high = np.clip(2 * observed - _nan_percentile(boot, 2.5), -1.0, 1.0)
-    return low, high
-
-
-def _two_sided_p(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Permutation p-value: twice the smaller tail, with the +1 correction, capped at 1."""
-    n = np.isfinite(null).sum(axis=0)
-    low = (1 + (null <= observed).sum(axis=0)) / (n + 1)
-    high = (1 + (null >= observed).sum(axis=0)) / (n + 1)
-    p = np.minimum(1.0, 2 * np.minimum(low, high))
-    return np.where(np.isfinite(observed) & (n > 0), p, np.nan)
-
-
 def _foundation_rows(
     base: dict, observed: np.ndarray, null: np.ndarray, boot: np.ndarray, n_proto: np.ndarray
 ) -> list[dict]:
     """One ``virtue_vice`` row per foundation of one layer."""
-    ci_low, ci_high = _basic_interval(boot, observed)
+    ci_low, ci_high = basic_interval(boot, observed)
     rows = []
     for k, foundation in enumerate(FOUNDATIONS):
         a, b = OPPOSED_PAIRS[k]
@@ -267,10 +258,10 @@ def _foundation_rows(
                 "cosine": observed[k],
                 "ci_low": ci_low[k],
                 "ci_high": ci_high[k],
-                "null_low": _nan_percentile(null[:, [k]], 2.5)[0],
-                "null_high": _nan_percentile(null[:, [k]], 97.5)[0],
+                "null_low": nan_percentile(null[:, [k]], 2.5)[0],
+                "null_high": nan_percentile(null[:, [k]], 97.5)[0],
                 "null_mean": np.nanmean(null[:, k]) if finite else np.nan,
-                "p_null": _two_sided_p(null[:, [k]], observed[[k]])[0],
+                "p_null": two_sided_p(null[:, [k]], observed[[k]])[0],
                 "n_virtue_prototypes": int(n_proto[a]),
                 "n_vice_prototypes": int(n_proto[b]),
             }
@@ -287,16 +278,23 @@ def _layer_row(
         null_mean_vv = np.nanmean(null, axis=1, keepdims=True)
         boot_mean_vv = np.nanmean(boot, axis=1, keepdims=True)
     mean_vv = np.nanmean(observed) if np.isfinite(observed).any() else np.nan
-    mean_low, mean_high = _basic_interval(boot_mean_vv, np.array([mean_vv]))
+    mean_low, mean_high = basic_interval(boot_mean_vv, np.array([mean_vv]))
+    centre = np.nanmean(null_mean_vv) if np.isfinite(null_mean_vv).any() else np.nan
     return {
         **base,
         "mean_offdiag_cosine": mean_offdiagonal(matrix),
         "mean_virtue_vice_cosine": mean_vv,
         "ci_low": mean_low[0],
         "ci_high": mean_high[0],
-        "null_low": _nan_percentile(null_mean_vv, 2.5)[0],
-        "null_high": _nan_percentile(null_mean_vv, 97.5)[0],
-        "p_null": _two_sided_p(null_mean_vv, np.array([mean_vv]))[0],
+        "null_low": nan_percentile(null_mean_vv, 2.5)[0],
+        "null_high": nan_percentile(null_mean_vv, 97.5)[0],
+        "p_null": two_sided_p(null_mean_vv, np.array([mean_vv]))[0],
+        # separation = null centre - cosine: > 0 where the poles are more opposed than chance
+        "null_centre": centre,
+        "separation": centre - mean_vv,
+        "separation_ci_low": centre - mean_high[0],
+        "separation_ci_high": centre - mean_low[0],
+        "p_separated": lower_tail_p(null_mean_vv, np.array([mean_vv]))[0],
     }
 
 
@@ -402,6 +400,7 @@ def summarise_categorical(
                 "inside_null": bool(
                     row["null_low"] <= row["mean_virtue_vice_cosine"] <= row["null_high"]
                 ),
+                **{key: row[key] for key in SEPARATION_COLUMNS},
                 "n_foundations_inside_null": int(inside.sum()),
                 "most_opposed_foundation": (
                     at.loc[at["cosine"].idxmin(), "foundation"]

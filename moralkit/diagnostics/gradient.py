@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,13 +35,25 @@ from moralkit.activation_set import ActivationSet
 from moralkit.diagnostics.centring import (
     category_centres,
     category_codes,
+    centre_activations,
     iter_centred_layers,
     prototype_mask,
+)
+from moralkit.diagnostics.evidence import (
+    VERDICT_TABLE_COLUMNS,
+    VerdictLayers,
+    build_evidence,
+    claim_value,
+    model_evidence,
 )
 from moralkit.diagnostics.inputs import DiagnosticConfig
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS
 from moralkit.records import MoralRecords
 from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, ClaimValue
+
+if TYPE_CHECKING:
+    from moralkit.diagnostics.controls import ControlResult
+    from moralkit.diagnostics.power import PowerResult
 
 VARIANTS: tuple[str, ...] = ("paper", "heldout")
 
@@ -51,13 +63,16 @@ class GradientConfig(DiagnosticConfig):
     """Settings of the gradient diagnostic (paper §2.3; book: Methods › Gradient).
 
     ``variants``: any of ``("paper", "heldout")`` (a single name is accepted too).
-    ``n_bootstrap`` record resamples per interval (0: no intervals). ``seed`` also fixes
+    ``n_bootstrap`` record resamples per interval (0: no intervals); the overall interval at
+    each variant's peak layer (the claim's) is redone with ``n_bootstrap_headline`` when that
+    is larger (and ``n_bootstrap`` is not 0). ``seed`` also fixes
     which half of the prototypes builds the held-out centres. ``standardise`` as in
     :class:`~moralkit.diagnostics.categorical.CategoricalConfig`.
     """
 
     variants: Any = VARIANTS
     n_bootstrap: int = 200
+    n_bootstrap_headline: int = 1000
     standardise: bool = False
 
     def __post_init__(self) -> None:
@@ -67,12 +82,15 @@ class GradientConfig(DiagnosticConfig):
         if unknown or not variants:
             raise ValueError(f"variants={self.variants!r}: expected some of {VARIANTS}")
         object.__setattr__(self, "variants", variants)
-        if self.n_bootstrap < 0:
-            raise ValueError(f"n_bootstrap={self.n_bootstrap} must be >= 0")
+        if self.n_bootstrap < 0 or self.n_bootstrap_headline < 0:
+            raise ValueError(
+                f"n_bootstrap={self.n_bootstrap} and n_bootstrap_headline="
+                f"{self.n_bootstrap_headline} must be >= 0"
+            )
 
 
 @dataclass
-class GradientResult(AnalysisResult):
+class GradientResult(VerdictLayers, AnalysisResult):
     """Tables of the gradient diagnostic, for one or more models (paper §2.3).
 
     - ``by_layer``: one row per model x layer x variant x category (``"overall"`` or a
@@ -108,26 +126,49 @@ class GradientResult(AnalysisResult):
         )
         return out[list(HEADLINE_COLUMNS)]
 
-    def claim(self) -> list[ClaimValue]:
-        """``gradient_indifference``: the highest peak overall Spearman of the paper variant
-        over models; the held-out peaks go into the note and ``per_model``."""
+    def _paper_best(self) -> pd.DataFrame:
         best = self.best()
-        paper = best[best["variant"] == "paper"]
+        return best[best["variant"] == "paper"].dropna(subset=["spearman"])
+
+    def verdict_table(self) -> pd.DataFrame:
+        """Per model, the claim's effect: the paper variant's peak Spearman and interval."""
+        t = self._paper_best().assign(metric="Spearman rho (paper variant)")
+        t = t.rename(columns={"spearman": "value"})
+        return t[list(VERDICT_TABLE_COLUMNS)].reset_index(drop=True)
+
+    def claim(
+        self, power: PowerResult | None = None, control: ControlResult | None = None
+    ) -> list[ClaimValue]:
+        """``gradient_indifference``: the highest peak overall Spearman of the paper variant
+        over models, with its interval (``n_bootstrap_headline`` resamples), and the MDE of
+        ``power`` and the positive ``control`` at that model and layer; the held-out peaks go
+        into the note and ``per_model``."""
+        best, paper = self.best(), self._paper_best()
         if paper.empty:
             return []
         top = paper.loc[paper["spearman"].idxmax()]
         heldout = best[best["variant"] == "heldout"]
         note = (
-            f"best-layer overall Spearman, paper variant: {top['model']} layer {int(top['layer'])}"
+            f"best-layer overall Spearman, paper variant: {top['model']} layer "
+            f"{int(top['layer'])} [{top['ci_low']:.3f}, {top['ci_high']:.3f}]"
         )
         if len(heldout):
             shown = ", ".join(f"{r.model} {r.spearman:.3f}" for r in heldout.itertuples())
             note += f"; held-out variant: {shown}"
-        per_model = {
-            f"{r.model} ({r.variant})": round(float(r.spearman), 4) for r in best.itertuples()
-        }
+        held = {str(r.model): round(float(r.spearman), 4) for r in heldout.itertuples()}
+        per_model = {}
+        for r in paper.itertuples():
+            ev = build_evidence((r.ci_low, r.ci_high), str(r.model), "gradient", power, control)
+            per_model[str(r.model)] = {
+                "peak_layer": int(r.layer), "spearman": round(float(r.spearman), 4),
+                "spearman_heldout": held.get(str(r.model)), **model_evidence(ev),
+            }  # fmt: skip
+        evidence = build_evidence(
+            (top["ci_low"], top["ci_high"]), str(top["model"]), "gradient", power, control
+        )
+        extra = {"per_model": per_model, "headline_model": str(top["model"])}
         value = round(float(top["spearman"]), 4)
-        return [ClaimValue("gradient_indifference", value, note, {"per_model": per_model})]
+        return [claim_value("gradient_indifference", value, note, extra, evidence)]
 
 
 def typicality_counts(records: MoralRecords) -> pd.DataFrame:
@@ -152,6 +193,46 @@ def split_prototypes(records: MoralRecords, seed: int = 0) -> np.ndarray:
     return half
 
 
+@dataclass(frozen=True)
+class PairLayout:
+    """Which (record, centre) pairs the gradient correlates: row index ``rec``, centre index
+    ``cat`` (into DIMENSIONS), typicality ``y`` (0 for neutral) and the ``neutral`` flag."""
+
+    rec: np.ndarray
+    cat: np.ndarray
+    y: np.ndarray
+    neutral: np.ndarray
+
+
+def pair_layout(records: MoralRecords, include: np.ndarray | None = None) -> PairLayout:
+    """The pairs of the paper's gradient analysis (paper §2.3): polar records once (own
+    centre), neutral records twice (virtue and vice centre of their foundation); ``include``
+    restricts which records enter."""
+    table = records.table
+    keep = np.ones(len(records), dtype=bool) if include is None else np.asarray(include, bool)
+    codes = category_codes(records)
+    foundation_idx = table["foundation"].map({f: k for k, f in enumerate(FOUNDATIONS)}).to_numpy()
+    polar = np.flatnonzero(keep & (codes >= 0))
+    neutral = np.flatnonzero(keep & (codes < 0))
+    cat = np.concatenate(
+        [codes[polar], 2 * foundation_idx[neutral], 2 * foundation_idx[neutral] + 1]
+    ).astype(np.int64)
+    return PairLayout(
+        rec=np.concatenate([polar, neutral, neutral]),
+        cat=cat,
+        y=np.concatenate([table["typicality"].to_numpy()[polar], np.zeros(2 * neutral.size)]),
+        neutral=np.concatenate([np.zeros(polar.size, bool), np.ones(2 * neutral.size, bool)]),
+    )
+
+
+def pair_cosines(Xc: np.ndarray, centres: np.ndarray, layout: PairLayout) -> np.ndarray:
+    """x of every pair: the cosine between a record and its centre (NaN for a missing centre)."""
+    norms = np.linalg.norm(centres, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dots = Xc @ (centres / norms[:, None]).T  # (n, 10): one BLAS product
+        return dots[layout.rec, layout.cat] / np.linalg.norm(Xc, axis=1)[layout.rec]
+
+
 def gradient_pairs(
     Xc: np.ndarray,
     records: MoralRecords,
@@ -165,31 +246,14 @@ def gradient_pairs(
     records give one pair, neutral records two (virtue and vice centre of their foundation).
     ``include`` restricts which records enter.
     """
-    table = records.table
-    keep = np.ones(len(records), dtype=bool) if include is None else np.asarray(include, bool)
-    codes = category_codes(records)
-    foundation_idx = table["foundation"].map({f: k for k, f in enumerate(FOUNDATIONS)}).to_numpy()
-    polar = np.flatnonzero(keep & (codes >= 0))
-    neutral = np.flatnonzero(keep & (codes < 0))
-    rec = np.concatenate([polar, neutral, neutral])
-    cat = np.concatenate(
-        [codes[polar], 2 * foundation_idx[neutral], 2 * foundation_idx[neutral] + 1]
-    ).astype(np.int64)
-    norms = np.linalg.norm(centres, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        unit_centres = centres / norms[:, None]
-        h = Xc[rec]
-        x = np.einsum("nd,nd->n", h, unit_centres[cat]) / np.linalg.norm(h, axis=1)
-    y = np.concatenate([table["typicality"].to_numpy()[polar], np.zeros(2 * neutral.size)])
+    layout = pair_layout(records, include)
     return pd.DataFrame(
         {
-            "record": rec,
-            "category": np.asarray(DIMENSIONS, dtype=object)[cat],
-            "x": x,
-            "y": y,
-            "neutral": np.concatenate(
-                [np.zeros(polar.size, bool), np.ones(2 * neutral.size, bool)]
-            ),
+            "record": layout.rec,
+            "category": np.asarray(DIMENSIONS, dtype=object)[layout.cat],
+            "x": pair_cosines(Xc, centres, layout),
+            "y": layout.y,
+            "neutral": layout.neutral,
         }
     )
 
@@ -318,16 +382,7 @@ def gradient_indifference(
         base["pooling"] = pooling
         base["standardised"] = standardise
         for v in variants:
-            if v == "paper":
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # empty categories: NaN centres, NaN rho
-                    centres = category_centres(Xc, records)
-                pairs = gradient_pairs(Xc, records, centres)
-            else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    centres = category_centres(Xc, records, mask=heldout_half)
-                pairs = gradient_pairs(Xc, records, centres, include=~heldout_half)
+            pairs = variant_pairs(Xc, records, v, heldout_half)
             rows.append(
                 {
                     **base,
@@ -340,11 +395,51 @@ def gradient_indifference(
                 stats_row = correlate_pairs(group, n_bootstrap, rng)
                 rows.append({**base, "variant": v, "category": name, **stats_row})
     by_layer = pd.DataFrame(rows)
+    by_layer["n_bootstrap"] = n_bootstrap
+    _headline_intervals(by_layer, acts, records, config, heldout_half, rng)
     order = {c: i for i, c in enumerate(("overall",) + DIMENSIONS)}
     by_layer = by_layer.sort_values(
         ["variant", "layer", "category"], key=lambda s: s.map(order) if s.name == "category" else s
     ).reset_index(drop=True)
     return GradientResult({"by_layer": by_layer, "peaks": peak_layers(by_layer)}, config)
+
+
+def variant_pairs(
+    Xc: np.ndarray, records: MoralRecords, variant: str, heldout_half: np.ndarray | None
+) -> pd.DataFrame:
+    """One layer's pairs in the paper's variant (all prototypes build the centres and are
+    scored) or the held-out one (half the prototypes build them and are left out)."""
+    mask = None if variant == "paper" else heldout_half
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # empty categories: NaN centres, NaN rho
+        centres = category_centres(Xc, records, mask=mask)
+    include = None if variant == "paper" else ~heldout_half
+    return gradient_pairs(Xc, records, centres, include=include)
+
+
+def _headline_intervals(
+    by_layer: pd.DataFrame,
+    acts: ActivationSet,
+    records: MoralRecords,
+    config: GradientConfig,
+    heldout_half: np.ndarray | None,
+    rng: np.random.Generator,
+) -> None:
+    """Recompute the overall interval at each variant's peak layer with
+    ``n_bootstrap_headline`` resamples (in place): the claim's interval needs >= 1,000."""
+    n = config.n_bootstrap_headline
+    if n <= config.n_bootstrap or config.n_bootstrap == 0:  # 0: no intervals at all
+        return
+    overall = by_layer[(by_layer["category"] == "overall") & by_layer["spearman"].notna()]
+    for variant, rows in overall.groupby("variant", sort=False):
+        i = rows["spearman"].idxmax()
+        layer = int(by_layer.at[i, "layer"])
+        X = acts.get(layer, config.pooling).astype(np.float64)
+        Xc = centre_activations(X, standardise=config.standardise)
+        stats_row = correlate_pairs(variant_pairs(Xc, records, variant, heldout_half), n, rng)
+        by_layer.loc[i, ["ci_low", "ci_high", "n_bootstrap"]] = (
+            stats_row["ci_low"], stats_row["ci_high"], n
+        )  # fmt: skip
 
 
 def peak_layers(by_layer: pd.DataFrame) -> pd.DataFrame:

@@ -10,38 +10,26 @@ human label sets: MFT5 (the record's foundation), Polarity3 (virtue / vice / neu
 module adds two readings the paper lacks: noise counted as a cluster of its own, and the same
 scores against permuted labels (a chance control, expected near 0).
 
-**HDBSCAN and the ``min_samples`` convention.** The paper's official code clusters with the
-``hdbscan`` package, whose ``min_samples`` counts the *neighbours* of a point, excluding the
-point itself. moralkit uses scikit-learn's :class:`sklearn.cluster.HDBSCAN`, whose
-``min_samples`` counts the point itself. ``StructuralConfig.min_samples`` is in the paper's
-(``hdbscan`` package) convention, and :func:`cluster_layer` passes ``min_samples + 1`` to
-scikit-learn, which gives the same core distances and the same partition (tested against the
-``hdbscan`` package). The paper's default ``algorithm='best'`` in the ``hdbscan`` package
-uses an *approximate* minimum spanning tree (Borůvka, ``approx_min_span_tree=True``) when the
-PCA keeps at most 60 dimensions; moralkit's tree is exact, which changes results at some
-layers.
+HDBSCAN, its ``min_samples`` convention and the scaling rule for smaller samples live in
+:mod:`moralkit.diagnostics.clustering`. UMAP (umap-learn) is used for 2-D pictures only,
+never for a number.
 
-UMAP (umap-learn) is used for 2-D pictures only, never for a number.
-
-**Scaling rule.** The paper's HDBSCAN settings were chosen for 16,315 records. A smaller sample
-with the same absolute ``min_cluster_size`` could hold no cluster at all, so by default both
-settings shrink in proportion to the sample (never grow above the paper's values)::
-
-    min_cluster_size = max(5, round(100 * n / 16315))
-    min_samples      = max(2, round(20 * n / 16315))     (the hdbscan package's convention)
-
-Set ``StructuralConfig(scale_with_n=False)`` to use the paper's values as they are.
+**What the claim needs** (book: Methods › Power, controls and stability, methods/power.md). At
+each model's best layer the ``verdict`` table adds a bootstrap interval of the ARI vs MFT15
+(points resampled, clusters held fixed) and the clustering's **stability**: the ARI between
+the clustering and those of ``stability_permutations`` row-permuted copies of the same points
+(HDBSCAN breaks ties in row order). Below ``stability_level`` the clustering is unstable and
+the claim's ``clustering_stable`` gate fails.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import HDBSCAN
-from sklearn.decomposition import PCA
 from sklearn.metrics import (
     adjusted_rand_score,
     homogeneity_completeness_v_measure,
@@ -50,147 +38,54 @@ from sklearn.metrics import (
 from tqdm.auto import tqdm
 
 from moralkit.activation_set import ActivationSet
-from moralkit.diagnostics.centring import centre_activations
+from moralkit.diagnostics.cluster_agreement import (
+    ari_interval,
+    ari_permutation_test,
+    clustering_stability,
+)
+from moralkit.diagnostics.clustering import (
+    PAPER_N_RECORDS,
+    LayerClustering,
+    StructuralConfig,
+    cluster_layer,
+    hdbscan_settings,
+    scaled_hdbscan_params,
+    sklearn_min_samples,
+)
+from moralkit.diagnostics.evidence import (
+    VERDICT_TABLE_COLUMNS,
+    Gate,
+    VerdictLayers,
+    build_evidence,
+    claim_value,
+    model_evidence,
+)
 from moralkit.diagnostics.inputs import (
-    DiagnosticConfig,
     check_alignment,
     check_pooling,
     stored_layers,
 )
 from moralkit.records import MoralRecords
 from moralkit.results import HEADLINE_COLUMNS, AnalysisResult, ClaimValue
-from moralkit.threads import blas_threads
 
-#: The paper's diagnostic-subset size, the reference for the HDBSCAN scaling rule.
-PAPER_N_RECORDS = 16_315
+if TYPE_CHECKING:
+    from moralkit.diagnostics.controls import ControlResult
+    from moralkit.diagnostics.power import PowerResult
+
+DEFAULT_CONFIG = StructuralConfig()
+#: Re-exported from :mod:`moralkit.diagnostics.clustering`, where the clustering lives.
+__all__ = [
+    "LABEL_SETS", "METRICS", "PAPER_N_RECORDS", "SCORINGS", "LayerClustering",
+    "StructuralConfig", "StructuralResult", "UmapConfig", "cluster_layer", "hdbscan_settings",
+    "label_sets", "scaled_hdbscan_params", "score_clusters", "score_layer",
+    "sklearn_min_samples", "stability_gate", "structural_indifference", "umap_embedding",
+    "verdict_row",
+]  # fmt: skip
 #: The human label sets clusters are compared with (paper §2.4).
 LABEL_SETS: tuple[str, ...] = ("MFT5", "Polarity3", "MFT15")
 #: How the noise points (HDBSCAN label -1) enter the scores.
 SCORINGS: tuple[str, ...] = ("non_noise", "noise_as_cluster", "permuted")
 METRICS: tuple[str, ...] = ("ARI", "NMI", "homogeneity", "completeness", "v_measure")
-
-
-@dataclass(frozen=True)
-class StructuralConfig(DiagnosticConfig):
-    """Settings of the clustering diagnostic (paper §2.4; book: Methods › Structural).
-
-    ``min_cluster_size`` / ``min_samples`` are the paper's HDBSCAN values for
-    ``reference_n`` records, ``min_samples`` in the ``hdbscan`` package's convention (the
-    point itself not counted; scikit-learn receives ``min_samples + 1``, see the module
-    docstring); with ``scale_with_n`` they shrink in proportion to a smaller sample
-    (see :func:`scaled_hdbscan_params`). ``pca_variance`` is the PCA variance fraction,
-    ``pca_solver`` the sklearn solver ("full" = the paper's full SVD; "covariance_eigh" gives the
-    same components faster when n >> d). ``hdbscan_algorithm`` is passed to sklearn: "brute"
-    is exact and fastest in the few-hundred PCA dimensions seen here, but holds an n x n
-    distance matrix (about 2 GB at the paper's 16,315 records). ``n_permutations`` label
-    shuffles make the permuted-label control (their mean is reported). ``blas_threads`` caps
-    BLAS/OpenMP threads during PCA and HDBSCAN: on a busy 2-core machine one thread was 10-40x
-    faster than two (spinning threads fight for the cores). Use None (the libraries' default,
-    all cores) for the paper's 16,315 records on a many-core machine. ``seed`` drives only
-    the label permutations of the chance control; ``layers`` and ``pooling`` as in
-    :class:`DiagnosticConfig`.
-    """
-
-    min_cluster_size: int = 100
-    min_samples: int = 20
-    scale_with_n: bool = True
-    reference_n: int = PAPER_N_RECORDS
-    pca_variance: float = 0.95
-    pca_solver: str = "full"
-    hdbscan_algorithm: str = "brute"
-    n_permutations: int = 5
-    blas_threads: int | None = 1
-
-
-def scaled_hdbscan_params(n: int, config: StructuralConfig = StructuralConfig()) -> tuple[int, int]:
-    """``(min_cluster_size, min_samples)`` for a sample of ``n`` records (paper §2.4).
-
-    ``min_samples`` is in the paper's (``hdbscan`` package) convention.
-
-    With ``config.scale_with_n`` the paper's values shrink by ``n / reference_n`` (rounded, floored
-    at 5 and 2, never above the paper's values); otherwise they are returned unchanged.
-    """
-    if n < 1:
-        raise ValueError(f"need at least one record to cluster, got n={n}")
-    if not config.scale_with_n or n >= config.reference_n:
-        return config.min_cluster_size, config.min_samples
-    ratio = n / config.reference_n
-    mcs = max(5, round(config.min_cluster_size * ratio))
-    ms = max(2, round(config.min_samples * ratio))
-    return min(mcs, config.min_cluster_size), min(ms, config.min_samples)
-
-
-def hdbscan_settings(n: int, config: StructuralConfig = StructuralConfig()) -> pd.DataFrame:
-    """One row: the records, the HDBSCAN settings used for them (paper's convention, and what
-    scikit-learn receives) and the PCA variance kept."""
-    mcs, ms = scaled_hdbscan_params(n, config)
-    return pd.DataFrame(
-        {
-            "records": [n],
-            f"min_cluster_size (paper: {config.min_cluster_size})": [mcs],
-            f"min_samples (paper: {config.min_samples})": [ms],
-            "min_samples given to scikit-learn": [sklearn_min_samples(ms)],
-            "PCA variance kept": [config.pca_variance],
-        }
-    )
-
-
-@dataclass
-class LayerClustering:
-    """One layer's clustering: the PCA-reduced points, HDBSCAN labels (-1 = noise), settings.
-
-    ``min_samples`` is in the paper's convention (scikit-learn was given one more).
-    """
-
-    reduced: np.ndarray
-    labels: np.ndarray
-    n_components: int
-    min_cluster_size: int
-    min_samples: int
-
-    @property
-    def n_clusters(self) -> int:
-        return int(np.unique(self.labels[self.labels >= 0]).size)
-
-    @property
-    def noise_ratio(self) -> float:
-        return float(np.mean(self.labels == -1))
-
-
-def cluster_layer(X: np.ndarray, config: StructuralConfig = StructuralConfig()) -> LayerClustering:
-    """Centre, reduce by PCA (95% variance) and cluster one layer with HDBSCAN (paper §2.4).
-
-    scikit-learn's ``min_samples`` counts the point itself and the paper's ``hdbscan`` package
-    does not, so scikit-learn gets ``min_samples + 1`` (see the module docstring). HDBSCAN is
-    deterministic, so no seed is needed.
-    """
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"expected one layer's (n, d) activations, got shape {X.shape}")
-    n = X.shape[0]
-    mcs, ms = scaled_hdbscan_params(n, config)
-    if n <= mcs:
-        raise ValueError(f"{n} records are too few for HDBSCAN with min_cluster_size={mcs}")
-    Xc = centre_activations(X).astype(np.float64)
-    with blas_threads(config.blas_threads):
-        pca = PCA(n_components=config.pca_variance, svd_solver=config.pca_solver)
-        reduced = pca.fit_transform(Xc)
-        labels = HDBSCAN(
-            min_cluster_size=mcs,
-            min_samples=sklearn_min_samples(ms),
-            metric="euclidean",
-            algorithm=config.hdbscan_algorithm,
-            copy=True,
-        ).fit_predict(reduced)
-    return LayerClustering(reduced, labels, reduced.shape[1], mcs, ms)
-
-
-def sklearn_min_samples(min_samples: int) -> int:
-    """scikit-learn's ``min_samples`` for the ``hdbscan`` package's ``min_samples``.
-
-    The package counts a point's neighbours excluding the point; scikit-learn includes it.
-    """
-    return int(min_samples) + 1
 
 
 def label_sets(records: MoralRecords) -> dict[str, np.ndarray]:
@@ -261,18 +156,22 @@ def score_layer(
 
 
 @dataclass
-class StructuralResult(AnalysisResult):
+class StructuralResult(VerdictLayers, AnalysisResult):
     """Clustering diagnostic for one or more models (paper §2.4).
 
     - ``scores`` (long form): model, layer, relative_depth, n_clusters, noise_ratio,
       n_components, min_cluster_size, min_samples, label_set, scoring, metric, value.
     - ``layers``: one row per model x layer: cluster count, noise ratio, PCA size and the
       HDBSCAN settings used (``min_samples`` in the paper's convention).
+    - ``verdict``: one row per model at its best layer: ``ari`` vs MFT15 (non-noise) with its
+      bootstrap ``ci_low`` / ``ci_high`` (clusters held fixed), ``p_permutation`` (label
+      shuffles), and ``stability_min`` / ``stability_mean`` over ``n_stability`` row-permuted
+      re-clusterings, ``stable`` (min >= ``stability_level``).
 
     ``best()`` is each model's layer with the highest non-noise ARI against MFT15.
     """
 
-    TABLES = ("scores", "layers")
+    TABLES = ("scores", "layers", "verdict")
     BEST_TABLE = "scores"
     BEST_COLUMN = "value"
     BEST_WHERE = {"metric": "ARI", "label_set": "MFT15", "scoring": "non_noise"}
@@ -296,33 +195,71 @@ class StructuralResult(AnalysisResult):
         )
 
     def headline(self) -> pd.DataFrame:
-        """ARI against MFT15 (non-noise points) and the noise ratio at each model's best layer."""
-        best = self.best()
+        """ARI against MFT15 (non-noise points, with its interval) and the noise ratio at each
+        model's best layer."""
+        best = self.best().merge(
+            self.tables["verdict"][["model", "ci_low", "ci_high"]], on="model", how="left"
+        )
         base = {"model": best["model"], "diagnostic": "structural", "layer": best["layer"]}
-        base.update({"relative_depth": best["relative_depth"], "ci_low": np.nan})
-        base["ci_high"] = np.nan
+        base["relative_depth"] = best["relative_depth"]
         ari = pd.DataFrame({**base, "metric": "ari_mft15", "value": best["value"]})
+        ari["ci_low"], ari["ci_high"] = best["ci_low"], best["ci_high"]
         noise = pd.DataFrame({**base, "metric": "noise_ratio", "value": best["noise_ratio"]})
+        noise["ci_low"] = noise["ci_high"] = np.nan
         return pd.concat([ari, noise], ignore_index=True)[list(HEADLINE_COLUMNS)]
 
-    def claim(self) -> list[ClaimValue]:
-        """``structural_indifference``: the highest best-layer ARI vs MFT15 over models."""
-        best = self.best()
-        if best.empty:
+    def verdict_table(self) -> pd.DataFrame:
+        """Per model, the claim's effect at its best layer: ARI vs MFT15 and its interval."""
+        t = self.tables["verdict"].rename(columns={"ari": "value"}).assign(metric="ARI vs MFT15")
+        return t[list(VERDICT_TABLE_COLUMNS)].reset_index(drop=True)
+
+    def claim(
+        self, power: PowerResult | None = None, control: ControlResult | None = None
+    ) -> list[ClaimValue]:
+        """``structural_indifference``: the highest best-layer ARI vs MFT15 over models, with
+        its interval, the ``clustering_stable`` gate of every model's best layer, and the MDE
+        of ``power`` and the positive ``control`` at the headline model and layer."""
+        verdict = self.tables["verdict"].dropna(subset=["ari"])
+        if verdict.empty:
             return []
-        top = best.loc[best["value"].idxmax()]
+        top = verdict.loc[verdict["ari"].idxmax()]
+        gate = stability_gate(verdict, self.config)
+        per_model = {}
+        for r in verdict.itertuples():
+            ev = build_evidence((r.ci_low, r.ci_high), str(r.model), "structural", power, control)
+            per_model[str(r.model)] = {
+                "best_layer": int(r.layer), "ari_mft15": round(float(r.ari), 4),
+                "stability_min": round(float(r.stability_min), 4), **model_evidence(ev),
+            }  # fmt: skip
+        evidence = build_evidence(
+            (top["ci_low"], top["ci_high"]), str(top["model"]), "structural", power, control,
+            gates=[gate],
+        )  # fmt: skip
         chance = self.metric("ARI", "MFT15", "permuted")["value"]
         note = (
             f"highest best-layer ARI vs MFT15 over models ({top['model']}, layer "
-            f"{int(top['layer'])}; non-noise points); permuted-label ARI spans "
-            f"[{chance.min():.3f}, {chance.max():.3f}]"
+            f"{int(top['layer'])}; non-noise points) [{top['ci_low']:.3f}, {top['ci_high']:.3f}]"
+            f"; permuted-label ARI spans [{chance.min():.3f}, {chance.max():.3f}]; {gate.detail}"
         )
-        per_model = {
-            str(r.model): {"best_layer": int(r.layer), "ari_mft15": round(float(r.value), 4)}
-            for r in best.itertuples()
-        }
-        value = round(float(top["value"]), 4)
-        return [ClaimValue("structural_indifference", value, note, {"per_model": per_model})]
+        extra = {"per_model": per_model, "headline_model": str(top["model"])}
+        value = round(float(top["ari"]), 4)
+        return [claim_value("structural_indifference", value, note, extra, evidence)]
+
+
+def stability_gate(verdict: pd.DataFrame, config: StructuralConfig | None) -> Gate:
+    """``clustering_stable``: every model's best-layer clustering agrees with its row-permuted
+    re-clusterings at ARI >= ``stability_level`` (unchecked counts as failed)."""
+    level = (config or StructuralConfig()).stability_level
+    shown = "; ".join(
+        f"{r.model} layer {int(r.layer)}: min ARI {r.stability_min:.2f} over "
+        f"{int(r.n_stability)} row orders"
+        for r in verdict.itertuples()
+    )
+    passed = bool((verdict["n_stability"] > 0).all() and (verdict["stability_min"] >= level).all())
+    word = "stable" if passed else "unstable (or unchecked)"
+    return Gate(
+        "clustering_stable", passed, f"clustering {word} under row order (>= {level}): {shown}"
+    )
 
 
 _LAYER_COLUMNS = (
@@ -340,7 +277,7 @@ _LAYER_COLUMNS = (
 def structural_indifference(
     acts: ActivationSet,
     records: MoralRecords,
-    config: StructuralConfig = StructuralConfig(),
+    config: StructuralConfig = DEFAULT_CONFIG,
     progress: bool = False,
 ) -> StructuralResult:
     """Per-layer HDBSCAN clustering scored against MFT5, Polarity3 and MFT15 (paper §2.4;
@@ -348,10 +285,11 @@ def structural_indifference(
     check_alignment(acts, records)
     check_pooling(acts, config.pooling)
     labels = label_sets(records)
-    frames = []
+    frames, clusters = [], {}
     chosen = stored_layers(acts, config.layers)
     for layer in tqdm(chosen, desc=f"clustering {acts.model_id}", disable=not progress):
         fit = cluster_layer(acts.get(layer, config.pooling), config)
+        clusters[layer] = fit.labels
         scores = score_layer(fit.labels, labels, config.n_permutations, seed=config.seed + layer)
         scores.insert(0, "min_samples", fit.min_samples)
         scores.insert(0, "min_cluster_size", fit.min_cluster_size)
@@ -364,7 +302,54 @@ def structural_indifference(
         frames.append(scores)
     table = pd.concat(frames, ignore_index=True)
     layer_table = table[list(_LAYER_COLUMNS)].drop_duplicates().reset_index(drop=True)
-    return StructuralResult({"scores": table, "layers": layer_table}, config)
+    tables = {"scores": table, "layers": layer_table, "verdict": pd.DataFrame()}
+    best = StructuralResult(tables, config).best()
+    rows = [
+        verdict_row(acts, labels["MFT15"], clusters[int(r.layer)], int(r.layer), config)
+        for r in best.itertuples()
+    ]
+    tables["verdict"] = pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+    return StructuralResult(tables, config)
+
+
+VERDICT_COLUMNS: tuple[str, ...] = (
+    "model", "layer", "ari", "ci_low", "ci_high", "n_bootstrap", "p_permutation", "n_clusters",
+    "noise_ratio", "stability_min", "stability_mean", "n_stability", "stable",
+)  # fmt: skip
+#: label shuffles behind the best layer's permutation p-value
+N_LABEL_PERMUTATIONS = 999
+
+
+def verdict_row(
+    acts: ActivationSet,
+    truth: np.ndarray,
+    clusters: np.ndarray,
+    layer: int,
+    config: StructuralConfig,
+) -> dict:
+    """The ``verdict`` row of one model's best layer: ARI vs ``truth`` on non-noise points with
+    its interval and permutation p, and the clustering's stability under row order."""
+    rng = np.random.default_rng(config.seed + layer)
+    keep = clusters >= 0
+    ari, p = ari_permutation_test(truth[keep], clusters[keep], N_LABEL_PERMUTATIONS, rng)
+    low, high = ari_interval(truth[keep], clusters[keep], config.n_bootstrap, rng)
+    stability = clustering_stability(
+        acts.get(layer, config.pooling),
+        lambda X: cluster_layer(X, config).labels,
+        config.stability_permutations,
+        seed=config.seed + layer,
+        reference=clusters,
+    )
+    has = stability.size > 0
+    return {
+        "model": acts.model_id, "layer": layer, "ari": ari, "ci_low": low, "ci_high": high,
+        "n_bootstrap": config.n_bootstrap, "p_permutation": p,
+        "n_clusters": int(np.unique(clusters[keep]).size), "noise_ratio": float(np.mean(~keep)),
+        "stability_min": float(stability.min()) if has else np.nan,
+        "stability_mean": float(stability.mean()) if has else np.nan,
+        "n_stability": int(stability.size),
+        "stable": bool(has and stability.min() >= config.stability_level),
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -380,7 +365,7 @@ def umap_embedding(
     acts: ActivationSet,
     records: MoralRecords,
     layer: int,
-    config: StructuralConfig = StructuralConfig(),
+    config: StructuralConfig = DEFAULT_CONFIG,
     umap_config: UmapConfig = UmapConfig(),
 ) -> pd.DataFrame:
     """2-D UMAP of one layer's PCA-reduced points, for pictures only (paper §2.4).

@@ -1,0 +1,122 @@
+"""Resampling shared by the diagnostics' intervals and tests.
+
+(paper §2.2; book: Methods › Categorical, methods/categorical.md, and Methods › Power, controls
+and stability, methods/power.md.)
+
+- Label permutations and within-category bootstraps of category centres, each resample a row
+  of a sparse averaging matrix, so all of a layer's resamples are one product with its
+  prototype activations; the percentile bands, basic intervals and permutation p-values read
+  from them.
+- :func:`bootstrap_counts`: how often each of ``n`` items is drawn in each of many bootstrap
+  resamples, in chunks, for statistics that are weighted sums (R², contingency tables), and
+  :func:`percentile_interval` of the resampled values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from scipy import sparse
+
+from moralkit.foundations import DIMENSIONS
+
+N_CATEGORIES = len(DIMENSIONS)
+
+
+def permutation_weights(codes: np.ndarray, n_permutations: int, rng: np.random.Generator):
+    """Sparse (n_permutations * 10, n) matrix whose rows average a label-permuted category.
+
+    Labels are shuffled among the given records, so every permuted category keeps its size.
+    """
+    n = codes.size
+    counts = np.bincount(codes, minlength=N_CATEGORIES).astype(np.float64)
+    perms = np.stack([rng.permutation(codes) for _ in range(n_permutations)])
+    rows = (np.arange(n_permutations)[:, None] * N_CATEGORIES + perms).ravel()
+    cols = np.tile(np.arange(n), n_permutations)
+    with np.errstate(divide="ignore"):
+        vals = (1.0 / counts)[perms].ravel()
+    return sparse.csr_matrix((vals, (rows, cols)), shape=(n_permutations * N_CATEGORIES, n))
+
+
+def bootstrap_weights(codes: np.ndarray, n_bootstrap: int, rng: np.random.Generator):
+    """Sparse (n_bootstrap * 10, n) matrix whose rows average a within-category resample."""
+    n = codes.size
+    rows, cols, vals = [], [], []
+    for c in range(N_CATEGORIES):
+        members = np.flatnonzero(codes == c)
+        if members.size == 0:
+            continue
+        draws = rng.choice(members, size=(n_bootstrap, members.size), replace=True)
+        rows.append(np.repeat(np.arange(n_bootstrap) * N_CATEGORIES + c, members.size))
+        cols.append(draws.ravel())
+        vals.append(np.full(draws.size, 1.0 / members.size))
+    if not rows:
+        return sparse.csr_matrix((n_bootstrap * N_CATEGORIES, n))
+    # Duplicate (row, col) pairs are summed, which is what a resample with repeats means.
+    return sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_bootstrap * N_CATEGORIES, n),
+    )
+
+
+def nan_percentile(values: np.ndarray, q: float) -> np.ndarray:
+    # Empty categories give all-NaN columns; percentile of those is NaN without a warning.
+    finite = np.isfinite(values).any(axis=0)
+    out = np.full(values.shape[1:], np.nan)
+    if finite.any():
+        out[finite] = np.nanpercentile(values[:, finite], q, axis=0)
+    return out
+
+
+def basic_interval(boot: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Basic (reverse-percentile) bootstrap 95% interval, clipped to the cosine range.
+
+    The cosine of noisy centres is biased toward 0 and resampling doubles that noise, so the
+    plain percentile interval can miss the estimate itself near +-1; reflecting the
+    percentiles about the estimate corrects the bias to first order.
+    """
+    low = np.clip(2 * observed - nan_percentile(boot, 97.5), -1.0, 1.0)
+    high = np.clip(2 * observed - nan_percentile(boot, 2.5), -1.0, 1.0)
+    return low, high
+
+
+def lower_tail_p(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """One-sided permutation p-value that ``observed`` lies below the null (+1 correction).
+
+    Small when the virtue and vice centres are more opposed than label-shuffled categories:
+    the test of separation, the direction the paper's indifference claim denies.
+    """
+    n = np.isfinite(null).sum(axis=0)
+    p = (1 + (null <= observed).sum(axis=0)) / (n + 1)
+    return np.where(np.isfinite(observed) & (n > 0), p, np.nan)
+
+
+def two_sided_p(null: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Permutation p-value: twice the smaller tail, with the +1 correction, capped at 1."""
+    n = np.isfinite(null).sum(axis=0)
+    low = (1 + (null <= observed).sum(axis=0)) / (n + 1)
+    high = (1 + (null >= observed).sum(axis=0)) / (n + 1)
+    p = np.minimum(1.0, 2 * np.minimum(low, high))
+    return np.where(np.isfinite(observed) & (n > 0), p, np.nan)
+
+
+def bootstrap_counts(
+    n: int, n_bootstrap: int, rng: np.random.Generator, chunk: int = 250
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``(draws, counts)`` per chunk of at most ``chunk`` resamples of ``n`` items:
+    ``draws`` (B, n) the drawn indices, ``counts`` (B, n) how often each item was drawn."""
+    for size in np.diff(np.r_[0:n_bootstrap:chunk, n_bootstrap]):
+        draws = rng.integers(0, n, (size, n))
+        flat = (draws + np.arange(size)[:, None] * n).ravel()
+        yield draws, np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float64)
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of resampled values (NaN ignored)."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).any():
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return float(low), float(high)
