@@ -206,8 +206,10 @@ def test_local_run_resumes_and_shares_the_cache(tmp_path, monkeypatch):
     assert first.returncode != 0 and "Error in rule fetch_data" in first.stdout
     assert "data file 'moralstrength-purity'" in first.stdout
     done = markers(out / "data")
+    # the four other lexicon files and the positive control's judged actions (issue 18)
     assert sorted(done) == [f"moralstrength-{f}.json" for f in
-                            ("authority", "care", "fairness", "loyalty")]  # fmt: skip
+                            ("authority", "care", "fairness", "loyalty")] + [
+                            "social-chem-101-judged.json"]  # fmt: skip
     assert not (tmp_path / target).exists()
 
     name = "moralstrength-purity"
