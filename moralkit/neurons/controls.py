@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from moralkit.results import claim_settings
+
 ROLES = ("target", "opposite")
 #: the pooled row of :func:`random_control_table` (all edited target values together)
 POOLED = "all edited values"
@@ -173,3 +175,13 @@ def random_draws_table(ratings: pd.DataFrame) -> pd.DataFrame:
 def cell_label(row: Mapping) -> str:
     """``"model · target"``: the name of one claim cell."""
     return f"{row['model']} · {row['target']}"
+
+
+def gate_levels(claim_id: str, defaults: Mapping[str, float]) -> dict[str, float]:
+    """The gate levels of a claim: its ``measure:`` settings in claims.yaml where they name
+    them, else ``defaults`` (the levels stated in code before any run)."""
+    try:
+        settings = claim_settings(claim_id)
+    except KeyError:
+        return dict(defaults)
+    return {k: type(v)(settings.get(k, v)) for k, v in defaults.items()}

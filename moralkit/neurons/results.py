@@ -14,8 +14,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from moralkit.neurons.controls import POOLED, cell_label
-from moralkit.results import AnalysisResult, ClaimValue, Gate, claim_settings
+from moralkit.neurons.controls import POOLED, cell_label, gate_levels
+from moralkit.results import AnalysisResult, ClaimValue, Gate
 
 
 def _per_model(table: pd.DataFrame, column: str, how: str = "mean") -> dict[str, float]:
@@ -50,14 +50,6 @@ class ValueNeuronsResult(AnalysisResult):
 #: intervals over items do not hold their coverage, and random draws below which a percentile
 #: cannot reach the 95th (20 draws: steps of 5)
 STEER_GATES: dict[str, int] = {"min_items": 10, "min_random": 20}
-
-
-def _gate_levels(claim_id: str, defaults: dict[str, int]) -> dict[str, int]:
-    try:
-        settings = claim_settings(claim_id)
-    except KeyError:
-        return dict(defaults)
-    return {k: int(settings.get(k, v)) for k, v in defaults.items()}
 
 
 class ValueSweepResult(AnalysisResult):
@@ -105,7 +97,7 @@ class ValueSweepResult(AnalysisResult):
         if rows.empty:  # no random draws: nothing to judge the edit against
             gate = Gate("random_control", False, "no random-neuron draws were run")
             return [ClaimValue("value_neurons_steer", None, extra=extra, gates=[gate])]
-        levels = _gate_levels("value_neurons_steer", STEER_GATES)
+        levels = gate_levels("value_neurons_steer", STEER_GATES)
         cells = {cell_label(r): _steer_cell(r, levels) for r in rows.to_dict("records")}
         gates = [
             Gate(name, all(_passed(c, name) for c in cells.values()), _details(cells, name))

@@ -1,10 +1,13 @@
-"""Chapter 10's analysis: both pruning directions, compactness, unity, and the moral bridge.
+"""Chapter 10's analysis: both pruning directions, compactness, unity, controls, the bridge.
 
 (paper §7(b); book: Methods › Harmful weights, methods/harmful-weights.md.)
 
-- :func:`pruning_data` gathers the calibration sets once (the harmful completions need the
-  base model that writes them);
-- :func:`harmful_weights` scores, prunes and measures one model -> :class:`HarmfulWeightsResult`;
+- :func:`pruning_data` gathers the calibration sets once (the harmful and the format-matched
+  benign completions need the base model that writes them) and checks the margin's held-out
+  phrasings against every calibration string;
+- :func:`harmful_weights` scores, prunes and measures one model -> :class:`HarmfulWeightsResult`:
+  the headline masks (:mod:`~moralkit.pruning.measurement`), their random-mask controls
+  (:mod:`~moralkit.pruning.random_masks`) and the resampled unity (:mod:`~moralkit.pruning.unity`);
 - :func:`~moralkit.pruning.bridge.moral_bridge` re-runs the moral diagnostics of chapters
   02-05 under each pruning.
 """
@@ -13,33 +16,36 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from moralkit.data.benchmarks import ethics_commonsense, moral_stories, sample_rows
-from moralkit.data.harmful import advbench_prompts, align_short, benign_texts, calibration_prompts
-from moralkit.evaluation.behaviour import BehaviourConfig, fluency_items
+from moralkit.data.harmful import (
+    advbench_prompts,
+    align_short,
+    benign_requests,
+    benign_texts,
+    calibration_prompts,
+)
 from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
 from moralkit.evaluation.schema import user_benchmarks
 from moralkit.pruning.bridge import moral_bridge
 from moralkit.pruning.calibration import CalibrationSet
-from moralkit.pruning.generation import cpu_threads, generate_greedy, harmful_completions
-from moralkit.pruning.importance import (
-    ImportanceConfig,
-    ImportanceIndex,
-    importance_index,
-    importance_indices,
+from moralkit.pruning.generation import benign_completions, cpu_threads, harmful_completions
+from moralkit.pruning.importance import ImportanceConfig, ImportanceIndex, importance_index
+from moralkit.pruning.masks import PruneMask, set_difference
+from moralkit.pruning.measurement import (
+    Measures,
+    compactness_table,
+    conditions_for,
+    effects_table,
+    generations_table,
 )
-from moralkit.pruning.masks import PruneMask, pruned, set_difference
-from moralkit.pruning.measures import (
-    attack_success_rate,
-    compliance_margins,
-    is_attack_success,
-    unity_table,
-)
+from moralkit.pruning.phrasings import HELD_OUT_PHRASING, Phrasing, held_out, held_out_table
+from moralkit.pruning.random_masks import random_masks, random_tables
 from moralkit.pruning.results import (
     ORGAD,
     UNPRUNED,
@@ -48,7 +54,8 @@ from moralkit.pruning.results import (
     HarmfulWeightsConfig,
     HarmfulWeightsResult,
 )
-from moralkit.pruning.utility import behaviour_under_masks, perplexity_of, utility_table
+from moralkit.pruning.unity import scores_with_candidates, unity_tables
+from moralkit.pruning.utility import behaviour_under_masks, utility_table
 from moralkit.threads import torch_threads
 
 if TYPE_CHECKING:
@@ -59,17 +66,31 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PruningData:
-    """The texts of one run: evaluation requests and every calibration set."""
+    """The texts of one run: evaluation requests and every calibration set.
+
+    ``benign`` is the format-matched benign set (requests in the harmful requests' format with
+    completions by the same model and prefix); ``benign_text`` the plain-text benign set shown
+    beside it (None: not scored). ``phrasing`` holds the margin's held-out continuations that
+    passed the check against every calibration string (``phrasing_check``).
+    """
 
     eval_requests: tuple[str, ...]
     harmful: CalibrationSet  # Orgad target: harmful completions of calibration prompts
     groups: tuple[str, ...]  # the harm type of each harmful example
     refusals: CalibrationSet  # Wei target: align_short refusals
     retain: CalibrationSet  # benign retain text (Moral Stories)
-    benign: CalibrationSet  # benign baseline for unity (ETHICS scenarios)
+    benign: CalibrationSet  # benign requests + completions, the harmful set's format
     perplexity_texts: tuple[str, ...]
     completions: pd.DataFrame
     benchmarks: tuple[Benchmark, ...] = ()  # chapter 08's offline behavioural measures
+    benign_text: CalibrationSet | None = None  # plain benign text (ETHICS), for comparison
+    phrasing: Phrasing = HELD_OUT_PHRASING
+    phrasing_check: pd.DataFrame | None = None
+
+    def calibration_strings(self) -> list[str]:
+        """Every prompt and response any calibration set holds."""
+        sets = (self.harmful, self.refusals, self.retain, self.benign, self.benign_text)
+        return [t for c in sets if c is not None for t in (*c.prompts, *c.responses) if t]
 
 
 def pruning_data(
@@ -80,45 +101,54 @@ def pruning_data(
 ) -> PruningData:
     """Calibration and evaluation texts.
 
-    ``completion_model`` writes the harmful completions (default ``config.completion_model``,
-    loaded only when its cached completions are missing); ``retain_texts`` replaces the Moral
-    Stories retain set.
+    ``completion_model`` writes the harmful and the benign completions (default
+    ``config.completion_model``, loaded only when its cached completions are missing);
+    ``retain_texts`` replaces the Moral Stories retain set.
     """
+    writer = completion_model or config.completion_model
     eval_requests = tuple(advbench_prompts()[: config.n_eval])
     pool = calibration_prompts(config.unity_per_group, config.unity_groups, config.seed)
-    completions = harmful_completions(
-        completion_model or config.completion_model,
-        pool["index"].tolist(),
-        config.completion_tokens,
-        progress,
-        config.num_threads,
-    )
-    harmful = CalibrationSet(
-        "harmful", tuple(completions["prompt"]), tuple(completions["response"])
-    )
+    args = (config.completion_tokens, progress, config.num_threads)
+    completions = harmful_completions(writer, pool["index"].tolist(), *args)
+    benign_table = benign_requests(config.unity_per_group, config.seed)
+    benign = benign_completions(writer, benign_table, *args)
     refusal_table = align_short()
     refusal_table = refusal_table[~refusal_table["request"].isin(eval_requests)]
     refusal_table = sample_rows(refusal_table, config.n_calibration, config.seed)
-    refusals = CalibrationSet(
-        "refusals", tuple(refusal_table["request"]), tuple(refusal_table["response"])
-    )
-    retain = CalibrationSet.from_texts(
-        "retain", retain_texts or benign_texts("moral-stories", config.n_retain, config.seed)
-    )
-    benign = CalibrationSet.from_texts(
-        "benign", benign_texts("ethics", config.unity_per_group, config.seed)
-    )
-    return PruningData(
+    retain = retain_texts or benign_texts("moral-stories", config.n_retain, config.seed)
+    data = PruningData(
         eval_requests,
-        harmful,
+        _pairs("harmful", completions),
         tuple(completions["group"]),
-        refusals,
-        retain,
-        benign,
+        CalibrationSet(
+            "refusals", tuple(refusal_table["request"]), tuple(refusal_table["response"])
+        ),
+        CalibrationSet.from_texts("retain", retain),
+        _pairs("benign", benign),
         tuple(NEUTRAL_TEXTS[: config.n_perplexity]),
-        completions,
+        pd.concat([completions, benign], ignore_index=True),
         _benchmarks(config),
+        CalibrationSet.from_texts(
+            "benign-text", benign_texts("ethics", config.unity_per_group, config.seed)
+        ),
     )
+    strings = data.calibration_strings()
+    return replace(
+        data,
+        phrasing=held_out(HELD_OUT_PHRASING, strings),
+        phrasing_check=held_out_table(HELD_OUT_PHRASING, strings),
+    )
+
+
+def _phrasing_check(data: PruningData) -> pd.DataFrame:
+    """The held-out check of the margin's phrasings against the run's calibration strings."""
+    if data.phrasing_check is not None:
+        return data.phrasing_check
+    return held_out_table(data.phrasing, data.calibration_strings())
+
+
+def _pairs(name: str, table: pd.DataFrame) -> CalibrationSet:
+    return CalibrationSet(name, tuple(table["prompt"]), tuple(table["response"]))
 
 
 def _benchmarks(config: HarmfulWeightsConfig) -> tuple[Benchmark, ...]:
@@ -135,11 +165,12 @@ def _benchmarks(config: HarmfulWeightsConfig) -> tuple[Benchmark, ...]:
     return (*built_in, *user_benchmarks(config.benchmarks))
 
 
-def _scores(loaded, data, config, progress) -> dict[str, ImportanceIndex]:
-    """Every ranking one model needs, computed once (cached on disk). Target rankings keep
-    the largest q asked for, retain rankings p: only what a selection can use is stored. The
-    harm-type groups and random halves are subsets of the harmful set: their scores come from
-    the same backward passes."""
+def _scores(loaded, data, config, progress) -> tuple[dict[str, ImportanceIndex], dict]:
+    """Every ranking one model needs, computed once (cached on disk), and the per-prompt
+    candidates of the harmful and benign sets (:mod:`moralkit.pruning.unity`). Target rankings
+    keep the largest q asked for, retain rankings p: only what a selection can use is stored.
+    The harm-type rankings are subsets of the harmful set: their scores come from the same
+    backward passes."""
     target_keep = max(config.q, *config.q_grid)
 
     def settings(method: str, keep: float = target_keep) -> ImportanceConfig:
@@ -151,17 +182,18 @@ def _scores(loaded, data, config, progress) -> dict[str, ImportanceIndex]:
     parts: dict[str, list[int]] = {"harmful": list(range(len(data.harmful)))}
     for group in config.unity_groups:
         parts[f"group-{group}"] = [i for i, g in enumerate(data.groups) if g == group]
-    order = np.random.default_rng(config.seed).permutation(len(data.harmful))
-    for k, half in enumerate(np.array_split(order, 2)):
-        parts[f"half-{k}"] = sorted(half.tolist())
-    harmful = importance_indices(
-        loaded, data.harmful, parts, settings(config.orgad_method), progress=progress
-    )
+    orgad = settings(config.orgad_method)
+    found = config.q, config.candidate_factor, progress
+    harmful, harm_cands = scores_with_candidates(loaded, data.harmful, parts, orgad, *found)
+    benign_parts = {"benign": list(range(len(data.benign)))}
+    benign, benign_cands = scores_with_candidates(loaded, data.benign, benign_parts, orgad, *found)
     out = {name.replace("-", ":", 1): index for name, index in harmful.items()}
+    out["benign"] = benign["benign"]
     out["retain"] = score(data.retain, config.retain_method, max(config.p, 1e-9))
     out["refusals"] = score(data.refusals, config.wei_method)
-    out["benign"] = score(data.benign, config.orgad_method)
-    return out
+    if data.benign_text is not None:
+        out["benign-text"] = score(data.benign_text, config.orgad_method)
+    return out, {"harmful": harm_cands, "benign": benign_cands}
 
 
 def _mask(scores, direction: str, config, q: float) -> PruneMask:
@@ -169,137 +201,14 @@ def _mask(scores, direction: str, config, q: float) -> PruneMask:
     return set_difference(scores[target], scores["retain"], config.p, q, label=direction)
 
 
-def _behaviour_config(data: PruningData, config: HarmfulWeightsConfig) -> BehaviourConfig:
-    return BehaviourConfig(
-        fluency_texts=data.perplexity_texts,
-        batch_size=config.batch_size,
-        n_bootstrap=config.n_bootstrap,
-        seed=config.seed,
-    )
-
-
-class _Measures:
-    """The cheap measures per mask, computed once: a mask of the effects table and the same
-    mask on the compactness curve (q = the headline q) share them, and the neutral-text pass
-    behind perplexity also serves the behavioural fluency measure."""
-
-    def __init__(self, loaded, data: PruningData, config: HarmfulWeightsConfig) -> None:
-        self.loaded, self.data, self.config = loaded, data, config
-        self.behaviour = _behaviour_config(data, config)
-        self._done: dict = {}
-
-    @staticmethod
-    def key(mask: PruneMask | None):
-        return None if mask is None else (mask.label, mask.settings.get("q"), mask.n_pruned)
-
-    def fluency(self, mask: PruneMask | None) -> pd.DataFrame:
-        return self._measure(mask)["fluency"]
-
-    def cheap(self, mask: PruneMask | None) -> dict:
-        got = self._measure(mask)
-        return {k: got[k] for k in ("compliance_margin", "perplexity")}
-
-    def _measure(self, mask: PruneMask | None) -> dict:
-        key = self.key(mask)
-        if key not in self._done:
-            with pruned(self.loaded.model, mask):
-                margins = compliance_margins(
-                    self.loaded, self.data.eval_requests, self.config.batch_size
-                )
-                fluency = fluency_items(self.loaded, self.behaviour)
-            self._done[key] = {
-                "compliance_margin": float(np.mean(margins)),
-                "perplexity": perplexity_of(fluency),
-                "fluency": fluency,
-            }
-        return self._done[key]
-
-
-def _conditions(scores, config) -> list[tuple[str, str, PruneMask | None]]:
-    conditions = [(d, UNPRUNED, None) for d in (ORGAD, WEI)]
-    return conditions + [
-        (d, f"pruned q={config.q:g}", _mask(scores, d, config, config.q)) for d in (ORGAD, WEI)
-    ]
-
-
-def _generations(loaded, data, conditions, config, progress) -> pd.DataFrame:
-    """Greedy answers to every evaluation request per condition (unpruned answers once, with
-    direction "none")."""
-    rows = []
-    for direction, condition, mask in conditions:
-        if mask is None and direction != ORGAD:
-            continue
-        with pruned(loaded.model, mask):
-            texts = generate_greedy(
-                loaded,
-                data.eval_requests,
-                config.max_new_tokens,
-                config.batch_size,
-                progress=progress,
-            )
-        rows += [
-            {
-                "model": loaded.name,
-                "direction": "none" if mask is None else direction,
-                "condition": condition,
-                "request": request,
-                "answer": text,
-                "harmful_by_keyword_rule": is_attack_success(text),
-            }
-            for request, text in zip(data.eval_requests, texts, strict=True)
-        ]
-    return pd.DataFrame(rows)
-
-
-def _effects(loaded, conditions, generations, measures, config) -> pd.DataFrame:
-    rows = []
-    for direction, condition, mask in conditions:
-        shown = generations[
-            (generations["condition"] == condition)
-            & generations["direction"].isin(["none" if mask is None else direction])
-        ]
-        rows.append(
-            {
-                "model": loaded.name,
-                "direction": direction,
-                "condition": condition,
-                "method": config.orgad_method if direction == ORGAD else config.wei_method,
-                "p": config.p,
-                "q": 0.0 if mask is None else config.q,
-                "n_pruned": 0 if mask is None else mask.n_pruned,
-                "fraction_pruned": 0.0 if mask is None else mask.fraction,
-                "asr": attack_success_rate(list(shown["answer"])),
-                "n_eval": len(shown),
-                **measures.cheap(mask),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _compactness(loaded, scores, measures, config) -> pd.DataFrame:
-    rows = []
-    for direction in (ORGAD, WEI):
-        for q in sorted(config.q_grid):
-            mask = _mask(scores, direction, config, q)
-            rows.append(
-                {
-                    "model": loaded.name,
-                    "direction": direction,
-                    "q": q,
-                    "n_pruned": mask.n_pruned,
-                    "fraction_pruned": mask.fraction,
-                    **measures.cheap(mask),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _utility(loaded, data, conditions, measures, config) -> pd.DataFrame:
-    masks = {d: m for d, _, m in conditions if m is not None}
-    names = {d: c for d, c, m in conditions if m is not None}
+def _utility(loaded, data, masks, randoms, measures) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Chapter 08's measures under each headline mask (the ``utility`` table) and every arm's
+    values (index: arm label; columns: benchmarks) from one call, random masks included: the
+    unpruned pass is shared."""
+    names = {d: f"pruned q={measures.config.q:g}" for d in masks}
     if not data.benchmarks:  # behavioural measures switched off: perplexity only
         rows = [(UNPRUNED, "none", None), *[(names[d], d, m) for d, m in masks.items()]]
-        return pd.DataFrame(
+        table = pd.DataFrame(
             {
                 "model": loaded.name,
                 "direction": direction,
@@ -310,22 +219,17 @@ def _utility(loaded, data, conditions, measures, config) -> pd.DataFrame:
             }
             for condition, direction, mask in rows
         )
+        return table, pd.DataFrame()
+    drawn = [m.label for ms in randoms.values() for m in ms]
+    every = {**masks, **{m.label: m for ms in randoms.values() for m in ms}}
     behaviour = behaviour_under_masks(
-        loaded, data.benchmarks, masks, measures.behaviour, measures.fluency
+        loaded, data.benchmarks, every, measures.behaviour, measures.fluency
     )
-    return utility_table(behaviour, names)
-
-
-def _unity(loaded, scores, config) -> pd.DataFrame:
-    def mask(name: str) -> PruneMask:
-        return set_difference(
-            scores[name], scores["retain"], config.p, config.q, label=name.replace(":", " ")
-        )
-
-    groups = {g: mask(f"group:{g}") for g in config.unity_groups}
-    table = unity_table(groups, [mask("half:0"), mask("half:1")], mask("benign"))
-    table.insert(0, "model", loaded.name)
-    return table
+    values = behaviour["summary"].pivot(index="arm", columns="benchmark", values="value")
+    behaviour.tables = {  # the utility table shows the headline masks only
+        k: v[~v["arm"].isin(drawn)] if "arm" in v else v for k, v in behaviour.tables.items()
+    }
+    return utility_table(behaviour, names), values
 
 
 _LAYER = re.compile(r"\.(\d+)\.(.+)$")
@@ -355,28 +259,35 @@ def harmful_weights(
     config: HarmfulWeightsConfig | None = None,
     progress: bool = False,
 ) -> tuple[HarmfulWeightsResult, dict[str, PruneMask]]:
-    """Score, prune and measure one model in both directions (paper §7(b)).
+    """Score, prune and measure one model in both directions (paper §7(b)), with the random-mask
+    controls and the resampled unity.
 
     Returns the result and the two headline masks (``{ORGAD: ..., WEI: ...}``, pruning ``q``
     of the target ranking minus ``p`` of the retain ranking) for :func:`moral_bridge`.
     """
     config = config or HarmfulWeightsConfig()
     with torch_threads(cpu_threads(loaded, config.num_threads)):
-        scores = _scores(loaded, data, config, progress)
-        conditions = _conditions(scores, config)
-        masks = {d: m for d, _, m in conditions if m is not None}
-        measures = _Measures(loaded, data, config)
-        generations = _generations(loaded, data, conditions, config, progress)
-        shown = generations.groupby(["direction", "condition"], sort=False).head(
-            config.n_answers_shown
-        )
+        scores, candidates = _scores(loaded, data, config, progress)
+        masks = {d: _mask(scores, d, config, config.q) for d in (ORGAD, WEI)}
+        conditions = conditions_for(masks, config.q)
+        measures = Measures(loaded, data, config)
+        generations = generations_table(measures, conditions)
+        curve = [(d, q, _mask(scores, d, config, q)) for d in (ORGAD, WEI) for q in config.q_grid]
+        protected = scores["retain"].membership(config.p) if config.p > 0 else None
+        chosen = {d: masks[d] for d in config.random_directions}
+        randoms = random_masks(chosen, config.n_random_masks, config.seed, protected)
+        utility, per_arm = _utility(loaded, data, masks, randoms, measures)
         tables = {
-            "effects": _effects(loaded, conditions, generations, measures, config),
-            "compactness": _compactness(loaded, scores, measures, config),
-            "utility": _utility(loaded, data, conditions, measures, config),
-            "unity": _unity(loaded, scores, config),
+            "effects": effects_table(measures, conditions),
+            "compactness": compactness_table(measures, sorted(curve, key=lambda c: c[:2])),
+            "utility": utility,
+            **random_tables(measures, masks, randoms, per_arm),
+            **unity_tables(loaded.name, scores, candidates, data, config),
+            "phrasings": _phrasing_check(data).assign(model=loaded.name),
             "by_module": _by_module(loaded, masks),
-            "answers": shown.reset_index(drop=True),
+            "answers": generations.groupby(["direction", "condition"], sort=False)
+            .head(config.n_answers_shown)
+            .reset_index(drop=True),
             "generations": generations,
         }
     return HarmfulWeightsResult(tables, config), masks
