@@ -24,6 +24,7 @@ import pandas as pd
 
 from moralkit.data.benchmarks import ethics_commonsense, moral_stories, sample_rows
 from moralkit.data.harmful import (
+    BENIGN_GROUP,
     advbench_prompts,
     align_short,
     benign_requests,
@@ -294,13 +295,17 @@ def harmful_weights(
 
 
 def completion_samples(data: PruningData, n: int = 3, width: int = 160) -> pd.DataFrame:
-    """A few generated harmful completions, cut to ``width`` characters, with provenance."""
-    table = data.completions.head(n).copy()
+    """The first ``n`` harmful and ``n`` benign completions, cut to ``width`` characters, with
+    their source line (AdvBench, or the Social-Chem-101 subset for benign requests)."""
+    table = data.completions
+    benign = table["group"] == BENIGN_GROUP
+    table = pd.concat([table[~benign].head(n), table[benign].head(n)], ignore_index=True)
     table["response"] = [
         r if len(r) <= width else r[:width].rsplit(" ", 1)[0] + " […]" for r in table["response"]
     ]
-    return table[["index", "group", "prompt", "response", "generator"]].rename(
-        columns={"index": "advbench_line"}
+    table["source"] = np.where(table["group"] == BENIGN_GROUP, "Social-Chem-101", "AdvBench")
+    return table[["source", "index", "group", "prompt", "response", "generator"]].rename(
+        columns={"index": "source_line"}
     )
 
 
