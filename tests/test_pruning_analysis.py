@@ -113,7 +113,7 @@ def test_unity_between_chance_and_ceiling(run):
     assert unified.value == round(summary["gap"], 4)
     assert (unified.ci_low, unified.ci_high) == (summary["gap_ci_low"], summary["gap_ci_high"])
     assert unified.control.detected == (summary["ceiling_ci_low"] > 0)
-    assert [g.name for g in unified.gates] == ["resampling_faithful"]
+    assert [g.name for g in unified.gates] == ["resampling_faithful", "ceiling_above_chance"]
 
 
 def test_random_masks_beside_the_headline_masks(run):

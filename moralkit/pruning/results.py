@@ -368,17 +368,25 @@ def _compact_cell(row: dict, control: pd.DataFrame, held, levels) -> dict:
 
 
 def _unity_cell(row: dict, levels) -> dict:
-    gate = Gate(
-        "resampling_faithful",
-        row["fidelity"] >= levels["min_fidelity"],
-        f"sets rebuilt from per-prompt candidates match the exact sets with Jaccard "
-        f"{row['fidelity']:.3f} (at least {levels['min_fidelity']} wanted)",
-    )
+    gates = [
+        Gate(
+            "resampling_faithful",
+            row["fidelity"] >= levels["min_fidelity"],
+            f"sets rebuilt from per-prompt candidates match the exact sets with Jaccard "
+            f"{row['fidelity']:.3f} (at least {levels['min_fidelity']} wanted)",
+        ),
+        Gate(  # the positive control as a gate too: a position needs a ceiling above chance
+            "ceiling_above_chance",
+            row["ceiling_ci_low"] > 0,
+            f"random prompt groups overlap {row['ceiling_above_chance']:.4f} above chance, "
+            f"95% [{row['ceiling_ci_low']:.4f}, {row['ceiling_ci_high']:.4f}]",
+        ),
+    ]
     return {
         "value": round(float(row["gap"]), 4),
         "ci_low": float(row["gap_ci_low"]),
         "ci_high": float(row["gap_ci_high"]),
-        "gates": [gate.as_dict()],
+        "gates": [g.as_dict() for g in gates],
         "position_harm": float(row["position_harm"]),
         "position_benign": float(row["position_benign"]),
     }
