@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from moralkit.results import claim_settings
+from moralkit.results import Gate, claim_settings
 
 ROLES = ("target", "opposite")
 #: the pooled row of :func:`random_control_table` (all edited target values together)
@@ -185,3 +185,33 @@ def gate_levels(claim_id: str, defaults: Mapping[str, float]) -> dict[str, float
     except KeyError:
         return dict(defaults)
     return {k: type(v)(settings.get(k, v)) for k, v in defaults.items()}
+
+
+def claim_cell(value: float, ci_low: float, ci_high: float, gates, **extra: float) -> dict:
+    """One cell of a claim judged per model (``over: cells``): its value, interval, gates
+    (:class:`moralkit.results.Gate`) and further numbers for the claims page."""
+    return {
+        "value": round(float(value), 4),
+        "ci_low": float(ci_low),
+        "ci_high": float(ci_high),
+        "gates": [g.as_dict() for g in gates],
+        **{k: float(v) for k, v in extra.items()},
+    }
+
+
+def merged_gates(cells: Mapping[str, dict]) -> list[Gate]:
+    """One gate per name over the cells: passed when every cell's passed."""
+    names = dict.fromkeys(g["name"] for c in cells.values() for g in c["gates"])
+    return [
+        Gate(
+            name,
+            all(g["passed"] for c in cells.values() for g in c["gates"] if g["name"] == name),
+            "; ".join(
+                f"{label}: {g['detail']}"
+                for label, c in cells.items()
+                for g in c["gates"]
+                if g["name"] == name
+            ),
+        )
+        for name in names
+    ]

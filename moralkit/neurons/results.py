@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from moralkit.neurons.controls import POOLED, cell_label, gate_levels
+from moralkit.neurons.controls import POOLED, cell_label, claim_cell, gate_levels, merged_gates
 from moralkit.results import AnalysisResult, ClaimValue, Gate
 
 
@@ -99,10 +99,7 @@ class ValueSweepResult(AnalysisResult):
             return [ClaimValue("value_neurons_steer", None, extra=extra, gates=[gate])]
         levels = gate_levels("value_neurons_steer", STEER_GATES)
         cells = {cell_label(r): _steer_cell(r, levels) for r in rows.to_dict("records")}
-        gates = [
-            Gate(name, all(_passed(c, name) for c in cells.values()), _details(cells, name))
-            for name in ("enough_items", "enough_random_draws")
-        ]
+        gates = merged_gates(cells)
         gamma = float(rows["gamma"].iloc[0])
         return [
             ClaimValue(
@@ -137,25 +134,8 @@ def _steer_cell(row: dict, levels: dict[str, int]) -> dict:
         ),
     ]
     keep = ("separation", "random_mean", "random_sd", "p_value", "n_random")
-    return {
-        "value": round(float(row["percentile"]), 2),
-        "ci_low": float(row["ci_low"]),
-        "ci_high": float(row["ci_high"]),
-        "gates": [g.as_dict() for g in gates],
-        **{k: float(row[k]) for k in keep},
-    }
-
-
-def _passed(cell: dict, name: str) -> bool:
-    return all(g["passed"] for g in cell["gates"] if g["name"] == name)
-
-
-def _details(cells: dict[str, dict], name: str) -> str:
-    return "; ".join(
-        f"{label}: {g['detail']}"
-        for label, c in cells.items()
-        for g in c["gates"]
-        if g["name"] == name
+    return claim_cell(
+        row["percentile"], row["ci_low"], row["ci_high"], gates, **{k: row[k] for k in keep}
     )
 
 

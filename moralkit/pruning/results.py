@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from moralkit.neurons.controls import gate_levels
+from moralkit.neurons.controls import claim_cell, gate_levels, merged_gates
 from moralkit.pruning.masks import WEI_README_P
 from moralkit.results import AnalysisResult, ClaimValue, Control, Gate
 
@@ -242,7 +242,7 @@ class HarmfulWeightsResult(AnalysisResult):
             extra,
             ci_low=float(rows["excess_ci_low"].min()),
             ci_high=float(rows["excess_ci_high"].min()),
-            gates=_merged_gates(cells),
+            gates=merged_gates(cells),
         )
 
     def _held_out_counts(self) -> dict[str, tuple[int, int]]:
@@ -292,7 +292,7 @@ class HarmfulWeightsResult(AnalysisResult):
             {"cells": cells, "positions": positions},
             ci_low=float(summary["gap_ci_low"].min()),
             ci_high=float(summary["gap_ci_high"].min()),
-            gates=_merged_gates(cells),
+            gates=merged_gates(cells),
             control=control,
         )
 
@@ -356,15 +356,15 @@ def _compact_cell(row: dict, control: pd.DataFrame, held, levels) -> dict:
             f"calibration string (at least {levels['min_held_out']} per side wanted)",
         ),
     ]
-    return {
-        "value": round(float(row["excess_drop"]), 4),
-        "ci_low": float(row["excess_ci_low"]),
-        "ci_high": float(row["excess_ci_high"]),
-        "gates": [g.as_dict() for g in gates],
-        "targeted_drop": -float(row["targeted_effect"]),
-        "random_mean_drop": -float(row["random_mean"]),
-        "percentile": float(row["percentile"]),
-    }
+    return claim_cell(
+        row["excess_drop"],
+        row["excess_ci_low"],
+        row["excess_ci_high"],
+        gates,
+        targeted_drop=-row["targeted_effect"],
+        random_mean_drop=-row["random_mean"],
+        percentile=row["percentile"],
+    )
 
 
 def _unity_cell(row: dict, levels) -> dict:
@@ -382,32 +382,14 @@ def _unity_cell(row: dict, levels) -> dict:
             f"95% [{row['ceiling_ci_low']:.4f}, {row['ceiling_ci_high']:.4f}]",
         ),
     ]
-    return {
-        "value": round(float(row["gap"]), 4),
-        "ci_low": float(row["gap_ci_low"]),
-        "ci_high": float(row["gap_ci_high"]),
-        "gates": [g.as_dict() for g in gates],
-        "position_harm": float(row["position_harm"]),
-        "position_benign": float(row["position_benign"]),
-    }
-
-
-def _merged_gates(cells: dict[str, dict]) -> list[Gate]:
-    """One gate per name over the cells: passed when every cell's passed."""
-    names = dict.fromkeys(g["name"] for c in cells.values() for g in c["gates"])
-    return [
-        Gate(
-            name,
-            all(g["passed"] for c in cells.values() for g in c["gates"] if g["name"] == name),
-            "; ".join(
-                f"{label}: {g['detail']}"
-                for label, c in cells.items()
-                for g in c["gates"]
-                if g["name"] == name
-            ),
-        )
-        for name in names
-    ]
+    return claim_cell(
+        row["gap"],
+        row["gap_ci_low"],
+        row["gap_ci_high"],
+        gates,
+        position_harm=row["position_harm"],
+        position_benign=row["position_benign"],
+    )
 
 
 def _percentiles(control: pd.DataFrame, direction: str) -> dict[str, dict[str, float]]:
