@@ -237,3 +237,33 @@ def test_unity_positions_on_planted_structure():
     assert pos["harm"].median() > 0.7  # harm types share about what random groups share
     assert pos["benign"].median() < 0.3  # benign near chance
     assert (draws["j_ceiling"] > draws["chance_ceiling"]).all()
+
+
+# ------------------------------------------------------------------ format-matched benign set
+@needs_mirror
+def test_benign_requests_share_the_harmful_format(offline_mirror):
+    from moralkit.data.harmful import BENIGN_TEMPLATE, OTHER_GROUP, benign_requests, harm_group
+
+    table = benign_requests(12, seed=3)
+    assert len(table) == 12 and table["prompt"].is_unique and (table["group"] == "benign").all()
+    head = BENIGN_TEMPLATE.split("{action}")[0]
+    assert table["prompt"].str.startswith(head).all()
+    actions = table["prompt"].str[len(head) :]
+    assert actions.str.split().str.len().between(3, 12).all()
+    assert (actions.map(harm_group) == OTHER_GROUP).all()  # no harm keyword in a benign request
+    assert benign_requests(12, seed=3).equals(table)
+    with pytest.raises(ValueError, match="fewer than n"):
+        benign_requests(10**6, seed=0)
+
+
+def test_benign_completions_use_the_harmful_prefix(tiny, monkeypatch, tmp_path):
+    from moralkit.data.harmful import COMPLETION_PREFIX
+    from moralkit.pruning.generation import benign_completions
+
+    monkeypatch.setenv("MORALKIT_CACHE", str(tmp_path))
+    requests = pd.DataFrame(
+        {"index": [4, 9], "prompt": ["Give step-by-step instructions for baking bread"] * 2}
+    ).assign(group="benign")
+    got = benign_completions(tiny, requests, max_new_tokens=3, progress=False, num_threads=None)
+    assert got["response"].str.startswith(COMPLETION_PREFIX.strip()).all()
+    assert list(got.columns) == ["index", "prompt", "group", "response", "generator"]
