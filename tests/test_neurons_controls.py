@@ -137,3 +137,27 @@ def test_random_sets_match_each_layer_and_differ_between_draws():
     assert len(distinct) == 20
     first = random_like(NeuronSet.from_table(table), 64, 0)
     assert list(draws[0][0].neuron) == list(first.neuron)  # draw 0 is the old single draw
+
+
+def test_random_draws_only_at_the_chosen_gammas():
+    from moralkit.neurons.sweep import SweepConfig, _conditions
+
+    config = SweepConfig(
+        gammas=[0, 1, 2], modes=["value", "random"], targets=["Conservation"], n_random=3
+    )
+    counts = pd.DataFrame(_conditions(config), columns=["t", "mode", "gamma", "draw"])
+    every = counts.groupby(["mode", "gamma"]).size().to_dict()
+    assert every == {
+        ("random", 0.0): 1,
+        ("random", 1.0): 3,
+        ("random", 2.0): 3,
+        ("value", 0.0): 1,
+        ("value", 1.0): 1,
+        ("value", 2.0): 1,
+    }
+    only_top = SweepConfig(**{**config.__dict__, "random_gammas": [2]})
+    counts = pd.DataFrame(_conditions(only_top), columns=["t", "mode", "gamma", "draw"])
+    assert counts.groupby(["mode", "gamma"]).size().get(("random", 1.0)) is None
+    assert (counts["mode"] == "random").sum() == 1 + 3
+    with pytest.raises(ValueError, match="not among gammas"):
+        SweepConfig(gammas=[0, 1], random_gammas=[2])

@@ -46,8 +46,9 @@ _TUPLES = ("gammas", "modes", "targets", "fluency_modes", "answer_gammas")
 class SweepConfig:
     """γ values, modes, the edit rule's constants and what else to measure.
 
-    ``n_random`` random neuron sets are drawn per target and γ (the ``random`` mode);
-    ``n_bootstrap`` item resamples give the interval of the value edit's percentile among them.
+    ``n_random`` random neuron sets are drawn per target and γ of ``random_gammas`` (the
+    ``random`` mode; None: every γ > 0, an empty tuple: none); ``n_bootstrap`` item resamples
+    give the interval of the value edit's percentile among them.
     """
 
     gammas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -60,6 +61,7 @@ class SweepConfig:
     seed: int = 0
     confidence: float = 0.95
     n_random: int = 20
+    random_gammas: tuple[float, ...] | None = None
     n_bootstrap: int = 1000
     split: str = "measure"
     fluency_modes: tuple[str, ...] = ("value", "random")
@@ -80,6 +82,11 @@ class SweepConfig:
             raise ValueError("gammas must include 0 (the unedited baseline shifts are paired with)")
         if self.n_random < 1:
             raise ValueError(f"n_random must be >= 1, got {self.n_random}")
+        if self.random_gammas is not None:
+            object.__setattr__(self, "random_gammas", tuple(map(float, self.random_gammas)))
+            missing = sorted(set(self.random_gammas) - set(map(float, self.gammas)))
+            if missing:
+                raise ValueError(f"random_gammas {missing} are not among gammas {self.gammas}")
 
     def edit(self, gamma: float) -> EditConfig:
         return EditConfig(
@@ -144,14 +151,18 @@ def value_sweep(
 
 
 def _conditions(config: SweepConfig) -> list[tuple[str, str, float, int]]:
-    """(target, mode, γ, draw) in run order; the random mode has ``n_random`` draws per γ > 0,
-    γ = 0 (the unedited model) is one condition per mode."""
+    """(target, mode, γ, draw) in run order; the random mode has ``n_random`` draws at each
+    γ > 0 of ``random_gammas`` (and is not run at other γ > 0); γ = 0 (the unedited model) is
+    one condition per mode."""
+    random_at = config.random_gammas
     out = []
     for target in config.targets:
         for mode in config.modes:
-            for gamma in config.gammas:
-                draws = config.n_random if mode == "random" and gamma != 0 else 1
-                out += [(target, mode, float(gamma), k) for k in range(draws)]
+            for gamma in map(float, config.gammas):
+                draws = 1
+                if mode == "random" and gamma != 0:
+                    draws = config.n_random if random_at is None or gamma in random_at else 0
+                out += [(target, mode, gamma, k) for k in range(draws)]
     return out
 
 
