@@ -9,6 +9,7 @@ from shared_data import needs_mirror
 
 from moralkit.models import load_model
 from moralkit.pruning import CalibrationSet, ImportanceConfig, PruneMask, set_difference
+from moralkit.pruning.candidates import CandidateSets, ExampleCandidates, scores_with_candidates
 from moralkit.pruning.generation import greedy_answers, keeps_greedy
 from moralkit.pruning.masks import pruned
 from moralkit.pruning.phrasings import (
@@ -20,13 +21,7 @@ from moralkit.pruning.phrasings import (
     ngrams,
 )
 from moralkit.pruning.random_masks import control_table, excess_drop, random_mask_like
-from moralkit.pruning.unity import (
-    CandidateSets,
-    UnityDraws,
-    positions,
-    resample_unity,
-    scores_with_candidates,
-)
+from moralkit.pruning.unity import UnityDraws, positions, resample_unity
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -196,32 +191,83 @@ def test_candidate_sets_reproduce_exact_sets(tiny, tmp_path):
     calib = CalibrationSet("harm", *map(tuple, zip(*HARM, strict=True)))
     parts = {"harm": [0, 1, 2, 3], "first": [0, 1], "second": [2, 3]}
     config = ImportanceConfig("signed_snip", keep=0.05, max_tokens=64)
-    # candidates keeping every weight: the rebuilt sets are the exact ones
     indices, cands = scores_with_candidates(
-        tiny, calib, parts, config, 0.01, 100.0, cache_dir=tmp_path
+        tiny, calib, parts, config, 0.01, 2.0, cache_dir=tmp_path
     )
     sets = CandidateSets(cands, 0.01, {})
-    for name, members in parts.items():
+    for name, members in parts.items():  # observed groups: exact by construction
         exact = set_difference(indices[name], None, 0.0, 0.01)
-        counts = np.bincount(members, minlength=4)
-        np.testing.assert_array_equal(np.sort(sets.ids(counts)), sets.from_mask(exact))
+        np.testing.assert_array_equal(
+            sets.ids(np.bincount(members, minlength=4)), sets.from_mask(exact)
+        )
+    # a resample (prompt 0 twice, 3 once): the rebuilt set against the dense scores, by hand
+    counts = np.array([2, 0, 0, 1])
+    got = sets.ids(counts)
+    dense = _dense_scores(tiny, calib)
+    want = []
+    for name, (rows, cols) in cands.shapes.items():
+        k = int(0.01 * rows * cols)
+        if k:
+            summed = counts @ dense[name]
+            want.append(np.argsort(-summed, kind="stable")[:k] + sets.offsets[name])
+    want = np.sort(np.concatenate(want))
+    certified = sets.certified[tuple(counts)]
+    assert 0 <= certified <= 1
+    if certified == 1.0:  # certified exact: the same set as the dense scores give
+        np.testing.assert_array_equal(got, want)
+    assert len(np.intersect1d(got, want)) / len(np.union1d(got, want)) > 0.9
     # a second call reads both from the cache, unchanged
     again, cached = scores_with_candidates(
-        tiny, calib, parts, config, 0.01, 100.0, cache_dir=tmp_path
+        tiny, calib, parts, config, 0.01, 2.0, cache_dir=tmp_path
     )
     assert again["harm"].meta["cache"] == "hit"
-    np.testing.assert_array_equal(
-        cached.idx[next(iter(cached.idx))], cands.idx[next(iter(cands.idx))]
+    for name in cands.shapes:
+        np.testing.assert_array_equal(cached.positions[name], cands.positions[name])
+        np.testing.assert_array_equal(cached.values[name], cands.values[name])
+
+
+def _dense_scores(tiny, calib) -> dict[str, np.ndarray]:
+    """Each prompt's signed SNIP score of every weight, from a hook on the gradient pass."""
+    from moralkit.pruning.importance import gradient_scores_parts, linear_layers
+
+    layers = linear_layers(tiny.model)
+    out = {n: np.zeros((len(calib), m.weight.numel())) for n, m in layers.items()}
+
+    def hook(i, grads):
+        for n, g in grads.items():
+            out[n][i] = (-(layers[n].weight.detach() * g)).reshape(-1).numpy()
+
+    gradient_scores_parts(tiny, calib, {"all": range(len(calib))}, True, 64, False, hook)
+    return out
+
+
+def test_certificate_catches_a_weight_outside_the_candidates():
+    # one matrix of 6 weights, k = 1; candidates: weights 0 and 1 only
+    cands = ExampleCandidates(
+        {"m": np.array([0, 1])},
+        {"m": np.array([[5.0, 1.0], [4.0, 1.0]], dtype=np.float32)},
+        {"m": np.array([1.0, 1.0], dtype=np.float32)},
+        {"m": (1, 6)},
     )
+    sets = CandidateSets(cands, 1 / 6, {})
+    assert list(sets.ids([1, 1])) == [0] and sets.certified[(1, 1)] == 1.0  # 9 > 1 + 1
+    loose = ExampleCandidates(
+        cands.positions, cands.values, {"m": np.array([4.0, 4.0])}, cands.shapes
+    )
+    sets = CandidateSets(loose, 1 / 6, {})
+    sets.ids([1, 1])  # an outside weight could reach 8 < 9: still exact
+    assert sets.certified[(1, 1)] == 1.0
+    sets.ids([0, 1])  # 4 is not above the bound 4: not certified
+    assert sets.certified[(0, 1)] == 0.0 and sets.certified_share() == 0.5
 
 
 def _cands(values: np.ndarray):
-    """Candidates of a one-matrix model: ``values`` (prompts x weights) all kept."""
-    from moralkit.pruning.unity import ExampleCandidates
-
+    """Candidates of a one-matrix model: ``values`` (prompts x weights), every weight kept."""
     n, w = values.shape
-    idx = np.tile(np.arange(w), (n, 1))
-    return ExampleCandidates({"m": idx}, {"m": values.astype(np.float32)}, {"m": (1, w)})
+    bounds = np.full(n, -np.inf, dtype=np.float32)  # nothing lies outside the candidates
+    return ExampleCandidates(
+        {"m": np.arange(w)}, {"m": values.astype(np.float32)}, {"m": bounds}, {"m": (1, w)}
+    )
 
 
 def test_unity_positions_on_planted_structure():

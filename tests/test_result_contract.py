@@ -112,7 +112,8 @@ def _harmful(perplexity: dict[tuple[str, str], tuple[float, float, float]]) -> H
             "ceiling_above_chance": [0.2],
             "ceiling_ci_low": [0.1],
             "ceiling_ci_high": [0.3],
-            "fidelity": [0.95],
+            "fidelity": [1.0],
+            "certified": [0.97],
         }
     )
     # the headline mask against ten random masks: 1.5 nats more margin drop, [1.0, 2.0]

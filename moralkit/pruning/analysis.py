@@ -35,6 +35,7 @@ from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
 from moralkit.evaluation.schema import user_benchmarks
 from moralkit.pruning.bridge import moral_bridge
 from moralkit.pruning.calibration import CalibrationSet
+from moralkit.pruning.candidates import scores_with_candidates
 from moralkit.pruning.generation import benign_completions, cpu_threads, harmful_completions
 from moralkit.pruning.importance import ImportanceConfig, ImportanceIndex, importance_index
 from moralkit.pruning.masks import PruneMask, set_difference
@@ -55,7 +56,7 @@ from moralkit.pruning.results import (
     HarmfulWeightsConfig,
     HarmfulWeightsResult,
 )
-from moralkit.pruning.unity import scores_with_candidates, unity_tables
+from moralkit.pruning.unity import unity_tables
 from moralkit.pruning.utility import behaviour_under_masks, utility_table
 from moralkit.threads import torch_threads
 

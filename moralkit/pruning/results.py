@@ -46,8 +46,8 @@ class HarmfulWeightsConfig:
     Controls: ``n_random_masks`` random masks with the same count per matrix for the headline
     mask of each of ``random_directions`` ("orgad", "wei"); the unity is resampled
     ``n_unity_draws`` times over prompts, with ``unity_ceiling_pairs`` random prompt-group pairs
-    for its ceiling and ``candidate_factor`` x k weights kept per prompt and matrix
-    (:mod:`moralkit.pruning.unity`).
+    for its ceiling and ``candidate_factor`` x k candidate weights per prompt and matrix
+    (:mod:`moralkit.pruning.candidates`).
     """
 
     p: float = WEI_README_P
@@ -79,7 +79,7 @@ class HarmfulWeightsConfig:
     random_directions: tuple[str, ...] = ("orgad", "wei")
     n_unity_draws: int = 1000
     unity_ceiling_pairs: int = 50
-    candidate_factor: float = 8.0
+    candidate_factor: float = 4.0
 
     def __post_init__(self) -> None:
         # profiles give lists; a frozen config keeps tuples
@@ -115,10 +115,10 @@ def _direction(name: str) -> str:
 
 #: gate levels stated before any run (claims.yaml's ``measure:`` may restate them): random
 #: masks per headline mask (10: a percentile in steps of 10, the issue's minimum), held-out
-#: continuations per side (2: one phrasing alone is one wording's quirk), and how closely the
-#: resampled unity's candidate sets must reproduce the exact sets (Jaccard 0.9)
+#: continuations per side (2: one phrasing alone is one wording's quirk), and the share of the
+#: resampled unity's rebuilt sets (matrix by matrix) certified exact (0.9)
 COMPACT_GATES = {"min_random_masks": 10, "min_held_out": 2}
-UNITY_GATES = {"min_fidelity": 0.9}
+UNITY_GATES = {"min_certified": 0.9}
 
 
 def _per_model(table: pd.DataFrame, column: str) -> dict[str, float]:
@@ -370,10 +370,11 @@ def _compact_cell(row: dict, control: pd.DataFrame, held, levels) -> dict:
 def _unity_cell(row: dict, levels) -> dict:
     gates = [
         Gate(
-            "resampling_faithful",
-            row["fidelity"] >= levels["min_fidelity"],
-            f"sets rebuilt from per-prompt candidates match the exact sets with Jaccard "
-            f"{row['fidelity']:.3f} (at least {levels['min_fidelity']} wanted)",
+            "resampling_exact",
+            row["certified"] >= levels["min_certified"],
+            f"{row['certified']:.1%} of the resampled sets' matrices certified exact (at least "
+            f"{levels['min_certified']:.0%} wanted); observed sets rebuilt with Jaccard "
+            f"{row['fidelity']:.3f} to the exact ones",
         ),
         Gate(  # the positive control as a gate too: a position needs a ceiling above chance
             "ceiling_above_chance",

@@ -17,40 +17,25 @@ position near 1; distinct from benign a benign position near 0; the claim's numb
 difference. Intervals come from **prompt resamples**: each draw resamples every group's prompts
 with replacement (ceiling groups from disjoint random halves of the pool) and rebuilds the sets.
 
-Rebuilding a set needs its prompts' summed scores. Dense per-prompt scores are model-sized, so
-each prompt keeps only its ``candidate_factor`` x k highest-scoring weights per matrix
-(:class:`ExampleCandidates`, k = the q share of the matrix); a set is the top k of the summed
-candidate scores (a weight a prompt did not keep counts 0 for it). ``fidelity`` compares these
-sets with the exact ones of the observed groups; the chapter gates the claim on it.
+Rebuilding a set needs its prompts' summed scores; :mod:`moralkit.pruning.candidates` keeps them
+on a candidate universe per matrix and certifies each rebuilt set exact where no weight outside
+it can enter. ``certified`` (the share of certified matrices over the rebuilt sets) and
+``fidelity`` (the rebuilt observed sets against the exact ones) are reported; the chapter gates
+the claim on them.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
-from moralkit.data.fetch import default_cache_dir
-from moralkit.io import atomic_path
-from moralkit.pruning.calibration import CalibrationSet
-from moralkit.pruning.importance import (
-    ImportanceConfig,
-    ImportanceIndex,
-    cache_file,
-    importance_indices,
-    linear_layers,
-)
+from moralkit.pruning.candidates import CandidateSets, ExampleCandidates
+from moralkit.pruning.importance import ImportanceIndex
 from moralkit.pruning.masks import PruneMask, jaccard, set_difference
-
-if TYPE_CHECKING:
-    from moralkit.models import LoadedModel
 
 HARM = "harm type vs harm type"
 CEILING = "ceiling: random prompt groups"
@@ -86,112 +71,6 @@ def _pair_row(kind: str, a: PruneMask, b: PruneMask) -> dict:
         "size_a": a.n_pruned,
         "size_b": b.n_pruned,
     }
-
-
-@dataclass
-class ExampleCandidates:
-    """Per prompt, the highest-scoring weights of each matrix: ``idx[name]`` and ``val[name]``
-    of shape (prompts, kept); flat indices within the matrix."""
-
-    idx: dict[str, np.ndarray]
-    val: dict[str, np.ndarray]
-    shapes: dict[str, tuple[int, int]]
-
-    def __len__(self) -> int:
-        return len(next(iter(self.idx.values())))
-
-    def save(self, path: Path) -> None:
-        names = list(self.shapes)
-        arrays = {f"idx_{i}": self.idx[n] for i, n in enumerate(names)}
-        arrays |= {f"val_{i}": self.val[n] for i, n in enumerate(names)}
-        header = json.dumps({"names": names, "shapes": self.shapes})
-        with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, header=np.array(header), **arrays)
-
-    @classmethod
-    def load(cls, path: Path) -> ExampleCandidates:
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(str(data["header"]))
-            names = header["names"]
-            idx = {n: data[f"idx_{i}"] for i, n in enumerate(names)}
-            val = {n: data[f"val_{i}"] for i, n in enumerate(names)}
-        return cls(idx, val, {n: tuple(s) for n, s in header["shapes"].items()})
-
-
-class CandidateSink:
-    """Collects :class:`ExampleCandidates` from one backward pass per prompt: called with each
-    prompt's gradients (:func:`moralkit.pruning.importance.gradient_scores_parts`), it keeps
-    the top ``ceil(factor * q * size)`` scores of each matrix (signed SNIP ``-W * g``, or
-    ``|W * g|`` unsigned)."""
-
-    def __init__(
-        self, weights: Mapping[str, torch.Tensor], n: int, q: float, factor: float, signed: bool
-    ) -> None:
-        self.weights, self.signed = weights, signed
-        self.shapes = {k: tuple(int(x) for x in w.shape) for k, w in weights.items()}
-        self.keep = {
-            k: max(1, int(np.ceil(factor * q * r * c))) for k, (r, c) in self.shapes.items()
-        }
-        self.idx = {k: np.zeros((n, m), np.int64) for k, m in self.keep.items()}
-        self.val = {k: np.zeros((n, m), np.float32) for k, m in self.keep.items()}
-        self.seen: set[int] = set()
-
-    def __call__(self, example: int, grads: Mapping[str, torch.Tensor]) -> None:
-        with torch.no_grad():
-            for name, grad in grads.items():
-                score = self.weights[name].float() * grad.float()
-                score = -score if self.signed else score.abs()
-                top = torch.topk(score.reshape(-1), self.keep[name])
-                self.idx[name][example] = top.indices.cpu().numpy()
-                self.val[name][example] = top.values.cpu().numpy()
-        self.seen.add(example)
-
-    def result(self) -> ExampleCandidates:
-        missing = sorted(set(range(len(next(iter(self.idx.values()))))) - self.seen)
-        if missing:
-            raise RuntimeError(f"no gradient was collected for examples {missing[:5]}")
-        return ExampleCandidates(self.idx, self.val, self.shapes)
-
-
-class CandidateSets:
-    """Sets rebuilt from :class:`ExampleCandidates` for any multiset of prompts, memoised: the
-    top ``q`` of each matrix by summed candidate scores, minus the ``kept`` (retain) weights."""
-
-    def __init__(self, cands: ExampleCandidates, q: float, kept: Mapping[str, np.ndarray]) -> None:
-        self.cands, self.q, self.kept = cands, q, kept
-        sizes = [r * c for r, c in cands.shapes.values()]
-        self.offsets = dict(zip(cands.shapes, np.cumsum([0, *sizes[:-1]]), strict=True))
-        self.n_weights = int(sum(sizes))
-        self._memo: dict[tuple[int, ...], np.ndarray] = {}
-
-    def ids(self, counts: Sequence[int]) -> np.ndarray:
-        """Sorted global weight ids of the set built from ``counts`` (copies per prompt)."""
-        key = tuple(int(c) for c in counts)
-        if key not in self._memo:
-            self._memo[key] = self._build(np.asarray(key))
-        return self._memo[key]
-
-    def _build(self, counts: np.ndarray) -> np.ndarray:
-        used = np.flatnonzero(counts)
-        out = []
-        for name, (rows, cols) in self.cands.shapes.items():
-            k = int(self.q * rows * cols)
-            if k == 0 or not len(used):
-                continue
-            idx = self.cands.idx[name][used].ravel()
-            val = (self.cands.val[name][used] * counts[used, None]).ravel()
-            uniq, inverse = np.unique(idx, return_inverse=True)
-            sums = np.bincount(inverse, weights=val)
-            top = uniq if len(uniq) <= k else uniq[np.argpartition(-sums, k - 1)[:k]]
-            if name in self.kept:
-                top = top[~self.kept[name][top]]
-            out.append(top + self.offsets[name])
-        return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
-
-    def from_mask(self, mask: PruneMask) -> np.ndarray:
-        """The global ids of an exact mask, in this object's numbering."""
-        parts = [idx + self.offsets[n] for n, idx in mask.indices.items() if len(idx)]
-        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
 
 def _jaccard_ids(a: np.ndarray, b: np.ndarray) -> float:
@@ -279,34 +158,6 @@ def positions(draws: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"harm": harm, "benign": benign, "gap": harm - benign, "span": span})
 
 
-def scores_with_candidates(
-    loaded: LoadedModel,
-    calib: CalibrationSet,
-    parts: Mapping[str, Sequence[int]],
-    config: ImportanceConfig,
-    q: float,
-    factor: float,
-    progress: bool = False,
-    cache_dir: str | Path | None = None,
-) -> tuple[dict[str, ImportanceIndex], ExampleCandidates]:
-    """:func:`~moralkit.pruning.importance.importance_indices` of ``parts`` and every prompt's
-    :class:`ExampleCandidates` (``factor`` x the ``q`` share of each matrix) from the same
-    backward passes; both cached (the candidates beside the indices, keyed alike)."""
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "pruning"
-    base = cache_file(loaded, calib, config, folder)
-    path = base.with_name(f"{base.stem}-candidates-{factor:g}-{q:g}.npz")
-    if path.exists():
-        indices = importance_indices(loaded, calib, parts, config, cache_dir, progress)
-        return indices, ExampleCandidates.load(path)
-    weights = {n: m.weight for n, m in linear_layers(loaded.model).items()}
-    signed = config.method == "signed_snip"
-    sink = CandidateSink(weights, len(calib), q, factor, signed)
-    indices = importance_indices(loaded, calib, parts, config, cache_dir, progress, sink)
-    candidates = sink.result()
-    candidates.save(path)
-    return indices, candidates
-
-
 def unity_tables(
     model: str,
     scores: Mapping[str, ImportanceIndex],
@@ -346,7 +197,8 @@ def unity_tables(
     ]
     everyone = np.ones(len(benign_sets.cands), dtype=np.int64)
     fidelity.append(_jaccard_ids(benign_sets.ids(everyone), benign_sets.from_mask(benign)))
-    summary = _summary(draws, float(np.min(fidelity)))
+    certified = min(harm_sets.certified_share(), benign_sets.certified_share())
+    summary = _summary(draws, float(np.min(fidelity)), certified)
     return {
         "unity": _per_comparison(pairs, draws).assign(model=model),
         "unity_pairs": pairs.assign(model=model).reset_index(drop=True),
@@ -392,7 +244,7 @@ def _per_comparison(pairs: pd.DataFrame, draws: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _summary(draws: pd.DataFrame, fidelity: float) -> pd.DataFrame:
+def _summary(draws: pd.DataFrame, fidelity: float, certified: float) -> pd.DataFrame:
     """One row: positions (point: from the draws' means; interval: over draws), gap, ceiling."""
     per_draw = positions(draws)
     span = (draws["j_ceiling"] - draws["chance_ceiling"]).mean()
@@ -404,5 +256,5 @@ def _summary(draws: pd.DataFrame, fidelity: float) -> pd.DataFrame:
     row["ceiling_above_chance"] = float(span)
     row["ceiling_ci_low"], row["ceiling_ci_high"] = _interval(per_draw["span"].fillna(0.0))
     row["undefined_draws"] = int(per_draw["gap"].isna().sum())
-    row["n_draws"], row["fidelity"] = len(draws), fidelity
+    row["n_draws"], row["fidelity"], row["certified"] = len(draws), fidelity, certified
     return pd.DataFrame([row])
