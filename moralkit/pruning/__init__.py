@@ -16,7 +16,7 @@ target, prune the weights harmful generation relies on). The package by job:
 - :mod:`~moralkit.pruning.random_masks`: random masks with the same count per matrix, and where
   a headline mask falls among them;
 - :mod:`~moralkit.pruning.unity`: harm-type overlaps between chance and a random-group ceiling,
-  over prompt resamples;
+  over prompt resamples (sets rebuilt by :mod:`~moralkit.pruning.candidates`);
 - :mod:`~moralkit.pruning.utility`: chapter 08's offline behavioural measures under each mask;
 - :mod:`~moralkit.pruning.strongreject`: a StrongREJECT-style rubric judged through chapter
   08's harness (a judge endpoint, a scripted demonstration, or none);
