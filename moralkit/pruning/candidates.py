@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from moralkit.data.fetch import default_cache_dir
 from moralkit.io import atomic_path
+from moralkit.paths import cache_root
 from moralkit.pruning.calibration import CalibrationSet
 from moralkit.pruning.importance import (
     ImportanceConfig,
@@ -129,7 +129,7 @@ def scores_with_candidates(
     """:func:`~moralkit.pruning.importance.importance_indices` of ``parts`` and the prompts'
     :class:`ExampleCandidates` (module doc: two backward passes per prompt, the first shared
     with the indices); both cached, the candidates beside the indices and keyed alike."""
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "pruning"
+    folder = Path(cache_dir) if cache_dir is not None else cache_root() / "pruning"
     base = cache_file(loaded, calib, config, folder)
     path = base.with_name(f"{base.stem}-universe-{factor:g}-{q:g}.npz")
     if path.exists():
