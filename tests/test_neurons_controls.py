@@ -6,12 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from moralkit.diagnostics.resampling import percentile_of, permutation_p
 from moralkit.neurons.controls import (
     POOLED,
     EditShifts,
     percentile_interval,
-    percentile_of,
-    permutation_p,
     random_control_table,
 )
 from moralkit.neurons.edit import NeuronSet, edit_sets, random_like

@@ -24,31 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from moralkit.results import Gate, claim_settings
+from moralkit.diagnostics.resampling import percentile_of, permutation_p
 
 ROLES = ("target", "opposite")
 #: the pooled row of :func:`random_control_table` (all edited target values together)
 POOLED = "all edited values"
-
-
-def percentile_of(value: float | np.ndarray, null: np.ndarray) -> np.ndarray | float:
-    """Percentile (0-100) of ``value`` among ``null`` (last axis), ties counted one half.
-
-    ``value`` may be an array broadcasting against ``null[..., 0]`` (one value per resample).
-    """
-    null = np.asarray(null, dtype=np.float64)
-    if null.shape[-1] == 0:
-        raise ValueError("percentile_of needs at least one random value")
-    value = np.asarray(value, dtype=np.float64)[..., None]
-    below = (null < value).sum(-1) + 0.5 * (null == value).sum(-1)
-    out = 100.0 * below / null.shape[-1]
-    return float(out) if out.ndim == 0 else out
-
-
-def permutation_p(value: float, null: np.ndarray) -> float:
-    """One-sided p-value of ``value`` among the random values: (1 + #{null >= value}) / (1 + n)."""
-    null = np.asarray(null, dtype=np.float64)
-    return float((1 + (null >= value).sum()) / (1 + null.size))
 
 
 @dataclass(frozen=True)
@@ -175,43 +155,3 @@ def random_draws_table(ratings: pd.DataFrame) -> pd.DataFrame:
 def cell_label(row: Mapping) -> str:
     """``"model · target"``: the name of one claim cell."""
     return f"{row['model']} · {row['target']}"
-
-
-def gate_levels(claim_id: str, defaults: Mapping[str, float]) -> dict[str, float]:
-    """The gate levels of a claim: its ``measure:`` settings in claims.yaml where they name
-    them, else ``defaults`` (the levels stated in code before any run)."""
-    try:
-        settings = claim_settings(claim_id)
-    except KeyError:
-        return dict(defaults)
-    return {k: type(v)(settings.get(k, v)) for k, v in defaults.items()}
-
-
-def claim_cell(value: float, ci_low: float, ci_high: float, gates, **extra: float) -> dict:
-    """One cell of a claim judged per model (``over: cells``): its value, interval, gates
-    (:class:`moralkit.results.Gate`) and further numbers for the claims page."""
-    return {
-        "value": round(float(value), 4),
-        "ci_low": float(ci_low),
-        "ci_high": float(ci_high),
-        "gates": [g.as_dict() for g in gates],
-        **{k: float(v) for k, v in extra.items()},
-    }
-
-
-def merged_gates(cells: Mapping[str, dict]) -> list[Gate]:
-    """One gate per name over the cells: passed when every cell's passed."""
-    names = dict.fromkeys(g["name"] for c in cells.values() for g in c["gates"])
-    return [
-        Gate(
-            name,
-            all(g["passed"] for c in cells.values() for g in c["gates"] if g["name"] == name),
-            "; ".join(
-                f"{label}: {g['detail']}"
-                for label, c in cells.items()
-                for g in c["gates"]
-                if g["name"] == name
-            ),
-        )
-        for name in names
-    ]

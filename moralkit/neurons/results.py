@@ -14,8 +14,15 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from moralkit.neurons.controls import POOLED, cell_label, claim_cell, gate_levels, merged_gates
-from moralkit.results import AnalysisResult, ClaimValue, Gate
+from moralkit.neurons.controls import POOLED, cell_label
+from moralkit.results import (
+    AnalysisResult,
+    ClaimValue,
+    Gate,
+    claim_cell,
+    gate_levels,
+    merged_gates,
+)
 
 
 def _per_model(table: pd.DataFrame, column: str, how: str = "mean") -> dict[str, float]:

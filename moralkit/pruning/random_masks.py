@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from moralkit.neurons.controls import percentile_of
+from moralkit.diagnostics.resampling import percentile_of
 from moralkit.pruning.masks import PruneMask
 
 if TYPE_CHECKING:

@@ -15,9 +15,16 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from moralkit.neurons.controls import claim_cell, gate_levels, merged_gates
 from moralkit.pruning.masks import WEI_README_P
-from moralkit.results import AnalysisResult, ClaimValue, Control, Gate
+from moralkit.results import (
+    AnalysisResult,
+    ClaimValue,
+    Control,
+    Gate,
+    claim_cell,
+    gate_levels,
+    merged_gates,
+)
 
 #: the two directions: label -> (what the target set is, whose procedure)
 ORGAD = "orgad: prune harmful generation"
