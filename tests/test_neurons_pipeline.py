@@ -18,11 +18,11 @@ from moralkit.data.valuebench import (
 )
 from moralkit.models import load_model
 from moralkit.neurons import (
-    BridgeConfig,
     ContrastConfig,
+    FoundationOverlapConfig,
     SweepConfig,
-    analyse_models,
     locate_value_neurons,
+    value_neurons,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -91,13 +91,13 @@ def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
     )
     records = make_records(n_per_stratum=2, n_prototypes=2, n_neutral=2)
     loads = []
-    maps, sweep, bridge, gate_points = analyse_models(
+    maps, sweep, bridge, gate_points = value_neurons(
         ["tiny-llama"],
         items,
         records,
         contrast,
         sweep=config,
-        bridge=BridgeConfig(max_records=6),
+        bridge=FoundationOverlapConfig(max_records=6),
         load=lambda name: loads.append(name) or loaded,
     )
     assert loads == ["tiny-llama"] and list(gate_points.index) == ["tiny-llama"]

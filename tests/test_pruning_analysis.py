@@ -11,7 +11,7 @@ from moralkit.evaluation.schema import load_benchmark
 from moralkit.layers import LayerSpec
 from moralkit.models import load_model
 from moralkit.pruning import ORGAD, WEI, CalibrationSet, HarmfulWeightsConfig
-from moralkit.pruning.analysis import PruningData, harmful_weights, moral_bridge
+from moralkit.pruning.recipe import PruningData, prune_and_measure, pruned_diagnostics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -70,7 +70,7 @@ def run(tmp_path_factory):
             n_unity_draws=40,
             unity_ceiling_pairs=4,
         )
-        result, masks = harmful_weights(loaded, data, config)
+        result, masks = prune_and_measure(loaded, data, config)
         yield loaded, before, result, masks
 
 
@@ -153,7 +153,7 @@ def test_weights_untouched_after_analysis(run):
 def test_moral_bridge_table(run):
     loaded, before, _, masks = run
     records = make_records(n_per_stratum=2, n_prototypes=3, n_neutral=2)
-    bridge = moral_bridge(
+    bridge = pruned_diagnostics(
         loaded, masks, records, layers=LayerSpec.parse("0,-1"), which=("categorical",)
     )
     table = bridge["bridge"]

@@ -35,7 +35,7 @@ def test_the_known_results_are_all_found():
     names = {r.__name__ for r in RESULTS}
     assert {
         "BehaviourResult",
-        "BridgeResult",
+        "PrunedDiagnosticsResult",
         "StrongRejectResult",
         "PairwiseResult",
         "RubricResult",

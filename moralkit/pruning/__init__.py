@@ -20,7 +20,7 @@ target, prune the weights harmful generation relies on). The package by job:
 - :mod:`~moralkit.pruning.utility`: chapter 08's offline behavioural measures under each mask;
 - :mod:`~moralkit.pruning.strongreject`: a StrongREJECT-style rubric judged through chapter
   08's harness (a judge endpoint, a scripted demonstration, or none);
-- :mod:`~moralkit.pruning.results` and :mod:`~moralkit.pruning.analysis`: chapter 10's
+- :mod:`~moralkit.pruning.results` and :mod:`~moralkit.pruning.recipe`: chapter 10's
   ``HarmfulWeightsConfig`` -> ``HarmfulWeightsResult`` and the moral-diagnostic bridge.
 """
 
@@ -59,15 +59,15 @@ from moralkit.pruning.results import (
     DIRECTIONS,
     ORGAD,
     WEI,
-    BridgeResult,
     HarmfulWeightsConfig,
     HarmfulWeightsResult,
+    PrunedDiagnosticsResult,
 )
 from moralkit.pruning.strongreject import (
     STRONGREJECT_RUBRICS,
     StrongRejectResult,
     judge_strongreject,
-    run_strongreject,
+    strongreject_evaluation,
     strongreject_score,
 )
 
@@ -86,7 +86,7 @@ __all__ = [
     "WEI_DEFAULT_Q",
     "WEI_README_P",
     "WEI_README_Q",
-    "BridgeResult",
+    "PrunedDiagnosticsResult",
     "CalibrationSet",
     "HarmfulWeightsConfig",
     "HarmfulWeightsResult",
@@ -111,7 +111,7 @@ __all__ = [
     "random_masks",
     "judge_strongreject",
     "pruned",
-    "run_strongreject",
+    "strongreject_evaluation",
     "set_difference",
     "strongreject_score",
     "wanda_scores",

@@ -27,7 +27,7 @@ from moralkit.pruning.utility import perplexity_of
 
 if TYPE_CHECKING:
     from moralkit.models import LoadedModel
-    from moralkit.pruning.analysis import PruningData
+    from moralkit.pruning.recipe import PruningData
 
 #: one condition of the effects table: (direction, condition name, mask or None = unpruned)
 Condition = tuple[str, str, "PruneMask | None"]

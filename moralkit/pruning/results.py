@@ -4,7 +4,8 @@
 
 - :class:`HarmfulWeightsConfig` -> :class:`HarmfulWeightsResult`: both pruning directions, the
   compactness curve, the unity overlaps and sample answers;
-- :class:`BridgeResult`: the moral diagnostics of chapters 02-05 with and without pruning.
+- :class:`PrunedDiagnosticsResult`: the moral diagnostics of chapters 02-05 with and without
+  pruning.
 """
 
 from __future__ import annotations
@@ -409,7 +410,7 @@ def _percentiles(control: pd.DataFrame, direction: str) -> dict[str, dict[str, f
     }
 
 
-class BridgeResult(AnalysisResult):
+class PrunedDiagnosticsResult(AnalysisResult):
     """Table ``bridge``: one row per model x condition x diagnostic headline, with the
     difference from the unpruned model."""
 

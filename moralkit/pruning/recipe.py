@@ -5,11 +5,11 @@
 - :func:`pruning_data` gathers the calibration sets once (the harmful and the format-matched
   benign completions need the base model that writes them) and checks the margin's held-out
   phrasings against every calibration string;
-- :func:`harmful_weights` scores, prunes and measures one model -> :class:`HarmfulWeightsResult`:
+- :func:`prune_and_measure` scores, prunes and measures one model -> :class:`HarmfulWeightsResult`:
   the headline masks (:mod:`~moralkit.pruning.measurement`), their random-mask controls
   (:mod:`~moralkit.pruning.random_masks`) and the resampled unity (:mod:`~moralkit.pruning.unity`);
-- :func:`~moralkit.pruning.bridge.moral_bridge` re-runs the moral diagnostics of chapters
-  02-05 under each pruning.
+- :func:`~moralkit.pruning.pruned_diagnostics.pruned_diagnostics` re-runs the moral
+  diagnostics of chapters 02-05 under each pruning.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from moralkit.data.harmful import (
 )
 from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
 from moralkit.evaluation.schema import user_benchmarks
-from moralkit.pruning.bridge import moral_bridge
 from moralkit.pruning.calibration import CalibrationSet
 from moralkit.pruning.candidates import scores_with_candidates
 from moralkit.pruning.generation import benign_completions, cpu_threads, harmful_completions
@@ -47,14 +46,15 @@ from moralkit.pruning.measurement import (
     generations_table,
 )
 from moralkit.pruning.phrasings import HELD_OUT_PHRASING, Phrasing, held_out, held_out_table
+from moralkit.pruning.pruned_diagnostics import pruned_diagnostics
 from moralkit.pruning.random_masks import random_masks, random_tables
 from moralkit.pruning.results import (
     ORGAD,
     UNPRUNED,
     WEI,
-    BridgeResult,
     HarmfulWeightsConfig,
     HarmfulWeightsResult,
+    PrunedDiagnosticsResult,
 )
 from moralkit.pruning.unity import unity_tables
 from moralkit.pruning.utility import behaviour_under_masks, utility_table
@@ -255,7 +255,7 @@ def _by_module(loaded, masks: Mapping[str, PruneMask]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def harmful_weights(
+def prune_and_measure(
     loaded: LoadedModel,
     data: PruningData,
     config: HarmfulWeightsConfig | None = None,
@@ -265,7 +265,7 @@ def harmful_weights(
     controls and the resampled unity.
 
     Returns the result and the two headline masks (``{ORGAD: ..., WEI: ...}``, pruning ``q``
-    of the target ranking minus ``p`` of the retain ranking) for :func:`moral_bridge`.
+    of the target ranking minus ``p`` of the retain ranking) for :func:`pruned_diagnostics`.
     """
     config = config or HarmfulWeightsConfig()
     with torch_threads(cpu_threads(loaded, config.num_threads)):
@@ -310,7 +310,7 @@ def completion_samples(data: PruningData, n: int = 3, width: int = 160) -> pd.Da
     )
 
 
-def analyse_models(
+def harmful_weights(
     names: Sequence[str],
     config: HarmfulWeightsConfig,
     data: PruningData,
@@ -321,8 +321,8 @@ def analyse_models(
     pooling: str = "mean",
     template: str | None = None,
     n_resamples: int | None = None,
-) -> tuple[HarmfulWeightsResult, BridgeResult]:
-    """:func:`harmful_weights` and :func:`moral_bridge` for each model, results combined.
+) -> tuple[HarmfulWeightsResult, PrunedDiagnosticsResult]:
+    """:func:`prune_and_measure` and :func:`pruned_diagnostics` for each model, results combined.
 
     Models are loaded one at a time with ``load`` (a chapter passes ``ch.load_model``, which
     records each model in the provenance; default :func:`moralkit.models.load_model`).
@@ -332,9 +332,9 @@ def analyse_models(
     results, bridges = [], []
     for name in names:
         model = (load or load_model)(name)
-        result, masks = harmful_weights(model, data, config)
+        result, masks = prune_and_measure(model, data, config)
         with torch_threads(cpu_threads(model, config.num_threads)):
-            bridge = moral_bridge(
+            bridge = pruned_diagnostics(
                 model,
                 masks,
                 records,
@@ -346,4 +346,4 @@ def analyse_models(
             )
         results.append(result)
         bridges.append(bridge)
-    return HarmfulWeightsResult.concat(results), BridgeResult.concat(bridges)
+    return HarmfulWeightsResult.concat(results), PrunedDiagnosticsResult.concat(bridges)
