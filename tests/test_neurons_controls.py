@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from moralkit.claims import AGREES, DISAGREES, INCONCLUSIVE, judge_claim, load_claims
 from moralkit.diagnostics.resampling import percentile_of, permutation_p
 from moralkit.neurons.controls import (
     POOLED,
@@ -160,3 +161,21 @@ def test_random_draws_only_at_the_chosen_gammas():
     assert (counts["mode"] == "random").sum() == 1 + 3
     with pytest.raises(ValueError, match="not among gammas"):
         SweepConfig(gammas=[0, 1], random_gammas=[2])
+
+
+def _steer_verdict(value_sep: float, n_items: int) -> str:
+    """The recorded value_neurons_steer claim judged by claims.yaml's check."""
+    ratings = _ratings(value_sep, [0.1 * k for k in range(-12, 8)], n_items=n_items)
+    table = random_control_table(ratings, n_bootstrap=200, seed=0)
+    empty = pd.DataFrame(columns=["model"])
+    effect = pd.DataFrame({"model": ["m"], "mode": ["value"], "separation": [value_sep]})
+    tables = {"ratings": ratings, "sweep": empty, "effect": effect.assign(gamma=2)}
+    tables |= {"random_control": table, "random_draws": empty, "fluency": empty}
+    (claim,) = ValueSweepResult({**tables, "answers": empty}).claim()
+    return judge_claim(load_claims()["value_neurons_steer"], claim.fields()).verdict
+
+
+def test_steer_claim_comes_out_each_way():
+    assert _steer_verdict(0.8, n_items=10) == AGREES  # above all 20 random sets
+    assert _steer_verdict(0.0, n_items=10) == DISAGREES  # 62.5th percentile
+    assert _steer_verdict(0.8, n_items=3) == INCONCLUSIVE  # too few items per role

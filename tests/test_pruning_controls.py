@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from shared_data import needs_mirror
 
+from moralkit.claims import AGREES, DISAGREES, INCONCLUSIVE, judge_claim, load_claims
 from moralkit.models import load_model
 from moralkit.pruning import CalibrationSet, ImportanceConfig, PruneMask, set_difference
 from moralkit.pruning.candidates import CandidateSets, ExampleCandidates, scores_with_candidates
@@ -21,7 +22,14 @@ from moralkit.pruning.phrasings import (
     ngrams,
 )
 from moralkit.pruning.random_masks import control_table, excess_drop, random_mask_like
+from moralkit.pruning.results import (
+    COMPACT_GATES,
+    UNITY_GATES,
+    _compact_cell,
+    _unity_cell,
+)
 from moralkit.pruning.unity import UnityDraws, positions, resample_unity
+from moralkit.results import gate_levels
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -313,3 +321,40 @@ def test_benign_completions_use_the_harmful_prefix(tiny, monkeypatch, tmp_path):
     got = benign_completions(tiny, requests, max_new_tokens=3, progress=False, num_threads=None)
     assert got["response"].str.startswith(COMPLETION_PREFIX.strip()).all()
     assert list(got.columns) == ["index", "prompt", "group", "response", "generator"]
+
+
+# ------------------------------------------------------------------ verdicts
+def _judged(claim_id: str, cell: dict) -> str:
+    return judge_claim(load_claims()[claim_id], {"value": cell["value"], "cells": {"m": cell}})
+
+
+def _compact(excess: tuple[float, float, float], n_random: int = 10, held=(3, 3)) -> str:
+    row = {"n_random": n_random, "targeted_effect": -0.5, "random_mean": -0.1, "percentile": 0.0}
+    row |= dict(zip(("excess_drop", "excess_ci_low", "excess_ci_high"), excess, strict=True))
+    levels = gate_levels("harmful_weights_compact", COMPACT_GATES)
+    return _judged("harmful_weights_compact", _compact_cell(row, held, levels)).verdict
+
+
+def test_compact_claim_comes_out_each_way():
+    assert _compact((0.4, 0.3, 0.5)) == AGREES
+    assert _compact((0.02, -0.01, 0.05)) == DISAGREES  # no more than random pruning does
+    assert _compact((0.1, 0.05, 0.2)) == INCONCLUSIVE  # straddles the 0.1 nats wanted
+    assert _compact((0.4, 0.3, 0.5), n_random=3) == INCONCLUSIVE  # too few random masks
+    assert _compact((0.4, 0.3, 0.5), held=(1, 3)) == INCONCLUSIVE  # one held-out phrasing
+
+
+def _unity(gap: tuple[float, float, float], certified=0.97, ceiling_low=0.01) -> str:
+    row = {"certified": certified, "fidelity": 0.9, "ceiling_above_chance": 0.02}
+    row |= {"ceiling_ci_low": ceiling_low, "ceiling_ci_high": 0.03}
+    row |= {"position_harm": 0.8, "position_benign": 0.1}
+    row |= dict(zip(("gap", "gap_ci_low", "gap_ci_high"), gap, strict=True))
+    levels = gate_levels("harmful_weights_unified", UNITY_GATES)
+    return _judged("harmful_weights_unified", _unity_cell(row, levels)).verdict
+
+
+def test_unified_claim_comes_out_each_way():
+    assert _unity((0.7, 0.6, 0.8)) == AGREES
+    assert _unity((0.1, -0.1, 0.3)) == DISAGREES  # the benign overlap as high: format explains it
+    assert _unity((0.5, 0.3, 0.7)) == INCONCLUSIVE
+    assert _unity((0.7, 0.6, 0.8), certified=0.5) == INCONCLUSIVE  # sets not rebuilt exactly
+    assert _unity((0.7, 0.6, 0.8), ceiling_low=-0.01) == INCONCLUSIVE  # no ceiling to place on

@@ -239,7 +239,7 @@ class HarmfulWeightsResult(AnalysisResult):
         levels = gate_levels("harmful_weights_compact", COMPACT_GATES)
         held = self._held_out_counts()
         cells = {
-            str(r["model"]): _compact_cell(r, control, held.get(str(r["model"])), levels)
+            str(r["model"]): _compact_cell(r, held.get(str(r["model"])), levels)
             for r in rows.to_dict("records")
         }
         extra |= {"cells": cells, "percentiles": _percentiles(control, ORGAD)}
@@ -349,7 +349,7 @@ class HarmfulWeightsResult(AnalysisResult):
         )
 
 
-def _compact_cell(row: dict, control: pd.DataFrame, held, levels) -> dict:
+def _compact_cell(row: dict, held: tuple[int, int] | None, levels: dict) -> dict:
     n_aff, n_ref = held if held is not None else (0, 0)
     gates = [
         Gate(
