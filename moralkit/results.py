@@ -290,3 +290,43 @@ def config_from_parameters(
         if value is not None:
             values[f.name] = value
     return cls(**values)
+
+
+def gate_levels(claim_id: str, defaults: Mapping[str, float]) -> dict[str, float]:
+    """The gate levels of a claim: its ``measure:`` settings in claims.yaml where they name
+    them, else ``defaults`` (the levels stated in code before any run)."""
+    try:
+        settings = claim_settings(claim_id)
+    except KeyError:
+        return dict(defaults)
+    return {k: type(v)(settings.get(k, v)) for k, v in defaults.items()}
+
+
+def claim_cell(value: float, ci_low: float, ci_high: float, gates, **extra: float) -> dict:
+    """One cell of a claim judged per model (``over: cells``): its value, interval, gates
+    (:class:`moralkit.results.Gate`) and further numbers for the claims page."""
+    return {
+        "value": round(float(value), 4),
+        "ci_low": float(ci_low),
+        "ci_high": float(ci_high),
+        "gates": [g.as_dict() for g in gates],
+        **{k: float(v) for k, v in extra.items()},
+    }
+
+
+def merged_gates(cells: Mapping[str, dict]) -> list[Gate]:
+    """One gate per name over the cells: passed when every cell's passed."""
+    names = dict.fromkeys(g["name"] for c in cells.values() for g in c["gates"])
+    return [
+        Gate(
+            name,
+            all(g["passed"] for c in cells.values() for g in c["gates"] if g["name"] == name),
+            "; ".join(
+                f"{label}: {g['detail']}"
+                for label, c in cells.items()
+                for g in c["gates"]
+                if g["name"] == name
+            ),
+        )
+        for name in names
+    ]

@@ -18,11 +18,11 @@ from moralkit.data.valuebench import (
 )
 from moralkit.models import load_model
 from moralkit.neurons import (
-    BridgeConfig,
     ContrastConfig,
+    FoundationOverlapConfig,
     SweepConfig,
-    analyse_models,
     locate_value_neurons,
+    value_neurons,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -86,16 +86,18 @@ def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
         n_fluency_texts=2,
         answer_tokens=4,
         progress=False,
+        n_random=4,
+        n_bootstrap=50,
     )
     records = make_records(n_per_stratum=2, n_prototypes=2, n_neutral=2)
     loads = []
-    maps, sweep, bridge, gate_points = analyse_models(
+    maps, sweep, bridge, gate_points = value_neurons(
         ["tiny-llama"],
         items,
         records,
         contrast,
         sweep=config,
-        bridge=BridgeConfig(max_records=6),
+        bridge=FoundationOverlapConfig(max_records=6),
         load=lambda name: loads.append(name) or loaded,
     )
     assert loads == ["tiny-llama"] and list(gate_points.index) == ["tiny-llama"]
@@ -122,14 +124,37 @@ def test_value_neurons_sweep_and_bridge_on_a_tiny_model():
     assert (ratings.loc[ratings["gamma"] == 0, "shift"] == 0).all()
     assert (ratings.loc[ratings["gamma"] == 3, "shift"].abs() > 0).any()
     assert set(ratings["item_id"]) <= set(items.loc[items["split"] == "measure", "item_id"])
+    edited = ratings[ratings["gamma"] == 3]
+    assert edited.groupby("mode")["draw"].nunique().to_dict() == {
+        "random": 4,
+        "reverse": 1,
+        "value": 1,
+    }
     effect = sweep["effect"]
     assert set(effect["mode"]) == {"value", "reverse", "random"} and (effect["gamma"] == 3).all()
+    assert effect.set_index("mode")["n_draws"].to_dict() == {"value": 1, "reverse": 1, "random": 4}
     assert len(sweep["fluency"]) == 2 * 2 and (sweep["fluency"]["perplexity"] > 1).all()
     assert len(sweep["answers"]) == 3
+
+    # the random control: the value edit's separation among the four draws, by hand
+    draws = sweep["random_draws"]
+    top = draws[draws["gamma"] == 3]
+    value_sep = float(top.loc[top["mode"] == "value", "separation"].iloc[0])
+    random_seps = top.loc[top["mode"] == "random", "separation"].to_numpy()
+    assert len(random_seps) == 4 and len(set(np.round(random_seps, 12))) > 1
+    control = sweep["random_control"].set_index("gamma").loc[3.0]
+    by_hand = 100 * ((random_seps < value_sep).sum() + 0.5 * (random_seps == value_sep).sum()) / 4
+    assert control["percentile"] == pytest.approx(by_hand)
+    assert control["separation"] == pytest.approx(value_sep)
+    assert control["ci_low"] <= control["ci_high"]
     (steer,) = sweep.claim()
     assert steer.claim_id == "value_neurons_steer"
+    assert steer.value == pytest.approx(round(by_hand, 2))
+    assert (steer.ci_low, steer.ci_high) == (control["ci_low"], control["ci_high"])
+    gates = {g.name: g.passed for g in steer.gates}
+    assert gates == {"enough_items": False, "enough_random_draws": False}  # 2 items, 4 draws
     value_mode = effect[effect["mode"] == "value"]["separation"]
-    assert steer.value == round(float(value_mode.mean()), 4)
+    assert steer.extra["separation"] == round(float(value_mode.mean()), 4)
 
     overlap = bridge["overlap"]
     assert len(overlap) == 5 * 2 * 4

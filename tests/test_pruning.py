@@ -27,7 +27,7 @@ from moralkit.pruning import (
     wanda_scores,
 )
 from moralkit.pruning.importance import load_index, top_indices
-from moralkit.pruning.measures import unity_table
+from moralkit.pruning.unity import BENIGN, HARM, chance_jaccard, unity_table
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -287,11 +287,15 @@ def test_jaccard_and_unity_baselines():
     b = PruneMask({"a": np.array([3, 4, 5, 6])}, shapes, "g2")
     benign = PruneMask({"a": np.array([90, 91])}, shapes, "benign")
     assert jaccard(a, b) == pytest.approx(2 / 6)
-    table = unity_table({"g1": a, "g2": b}, [a, b], benign)
+    table = unity_table({"g1": a, "g2": b}, benign)
     got = table.groupby("comparison")["jaccard"].mean()
-    assert got["harm type vs benign"] == 0
-    assert got["harm type vs harm type"] == pytest.approx(1 / 3)
-    assert (table["chance"] > 0).all()
+    assert got[BENIGN] == 0
+    assert got[HARM] == pytest.approx(1 / 3)
+    # chance of two random 4-sets among 100 weights: (0.04 * 0.04) / (0.04 + 0.04 - 0.0016)
+    assert table.loc[table["comparison"] == HARM, "chance"].iloc[0] == pytest.approx(
+        0.0016 / 0.0784
+    )
+    assert chance_jaccard(4, 2, 100) == pytest.approx(0.0008 / (0.06 - 0.0008))
 
 
 def test_harm_groups_and_eval_prompts_refused():

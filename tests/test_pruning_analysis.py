@@ -11,7 +11,7 @@ from moralkit.evaluation.schema import load_benchmark
 from moralkit.layers import LayerSpec
 from moralkit.models import load_model
 from moralkit.pruning import ORGAD, WEI, CalibrationSet, HarmfulWeightsConfig
-from moralkit.pruning.analysis import PruningData, harmful_weights, moral_bridge
+from moralkit.pruning.recipe import PruningData, prune_and_measure, pruned_diagnostics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -46,7 +46,12 @@ def run(tmp_path_factory):
             groups=("cyber", "cyber", "violence_weapons", "violence_weapons"),
             refusals=CalibrationSet("refusals", ("steal a car",), ("I cannot help with that.",)),
             retain=CalibrationSet.from_texts("retain", ["Be kind to others.", "Share food."]),
-            benign=CalibrationSet.from_texts("benign", ["I helped my neighbour."]),
+            benign=CalibrationSet(
+                "benign",
+                ("bake bread", "plant a tree"),
+                ("Sure, here is how: mix flour and water.", "Sure, here is how: dig a hole."),
+            ),
+            benign_text=CalibrationSet.from_texts("benign-text", ["I helped my neighbour."]),
             perplexity_texts=("The train leaves at eight.",),
             completions=pd.DataFrame(),
             benchmarks=(load_benchmark(STORIES, "moral-stories"),),
@@ -61,8 +66,11 @@ def run(tmp_path_factory):
             num_threads=None,
             max_tokens=64,
             n_bootstrap=50,
+            n_random_masks=3,
+            n_unity_draws=40,
+            unity_ceiling_pairs=4,
         )
-        result, masks = harmful_weights(loaded, data, config)
+        result, masks = prune_and_measure(loaded, data, config)
         yield loaded, before, result, masks
 
 
@@ -85,22 +93,55 @@ def test_compactness_grows_with_q(run):
         assert (rows["fraction_pruned"] <= rows["q"] + 1e-12).all()
 
 
-def test_unity_has_both_baselines(run):
-    unity = run[2]["unity"]
-    assert set(unity["comparison"]) == {
-        "harm type vs harm type",
-        "random halves",
-        "harm type vs benign",
-    }
-    assert unity["jaccard"].between(0, 1).all()
-    claims = {c.claim_id: c for c in run[2].claim()}
-    assert {"harmful_weights_compact", "harmful_weights_unified"} <= set(claims)
-    means = unity.groupby(["model", "comparison"])["jaccard"].mean().unstack()
-    shared = bool((means["harm type vs harm type"] > means["harm type vs benign"]).all())
-    assert claims["harmful_weights_unified"].value is shared
-    drops = run[2].drops("orgad: prune harmful generation")
-    compact = claims["harmful_weights_compact"]
-    assert compact.value == pytest.approx(drops["margin_drop"].mean(), abs=1e-4)
+def test_unity_between_chance_and_ceiling(run):
+    from moralkit.pruning.unity import BENIGN, CEILING, HARM, PLAIN
+
+    result = run[2]
+    unity = result["unity"].set_index("comparison")
+    assert list(unity.index) == [HARM, CEILING, BENIGN, PLAIN]
+    assert unity["jaccard"].between(0, 1).all() and (unity["chance"] > 0).all()
+    assert unity.loc[CEILING, "position"] == pytest.approx(1.0)  # the ceiling is 1 by definition
+    resampled = unity.loc[[HARM, CEILING, BENIGN]]
+    assert (resampled["ci_low"] <= resampled["ci_high"]).all()
+    assert (resampled["n_draws"] == 40).all()
+    (summary,) = result["unity_summary"].to_dict("records")
+    assert summary["gap"] == pytest.approx(summary["position_harm"] - summary["position_benign"])
+    assert summary["position_harm"] == pytest.approx(unity.loc[HARM, "position"])
+    assert summary["fidelity"] == pytest.approx(1.0)  # observed sets are exact by construction
+    assert 0 <= summary["certified"] <= 1
+    claims = {c.claim_id: c for c in result.claim()}
+    unified = claims["harmful_weights_unified"]
+    assert unified.value == round(summary["gap"], 4)
+    assert (unified.ci_low, unified.ci_high) == (summary["gap_ci_low"], summary["gap_ci_high"])
+    assert unified.control.detected == (summary["ceiling_ci_low"] > 0)
+    assert [g.name for g in unified.gates] == ["resampling_exact", "ceiling_above_chance"]
+
+
+def test_random_masks_beside_the_headline_masks(run):
+    _, _, result, masks = run
+    randoms = result["random_masks"]
+    assert randoms.groupby("direction")["draw"].nunique().to_dict() == {ORGAD: 3, WEI: 3}
+    for direction, mask in masks.items():
+        assert (randoms.loc[randoms["direction"] == direction, "n_pruned"] == mask.n_pruned).all()
+    control = result["random_control"]
+    assert set(control["measure"]) == {"asr", "compliance_margin", "perplexity", "moral-stories"}
+    assert control["percentile"].between(0, 100).all() and (control["n_random"] == 3).all()
+    # the excess drop: the targeted drop minus the random masks' mean drop, from the margins
+    margins = result["margins"]
+    orgad = margins[margins["direction"] == ORGAD]
+    targeted = orgad[orgad["condition"] == "targeted"]["margin"].to_numpy()
+    random = orgad[orgad["condition"] == "random"].groupby("request")["margin"].mean().to_numpy()
+    row = control[(control["direction"] == ORGAD) & (control["measure"] == "compliance_margin")]
+    assert row["excess_drop"].iloc[0] == pytest.approx((random - targeted).mean())
+    compact = {c.claim_id: c for c in result.claim()}["harmful_weights_compact"]
+    assert compact.value == pytest.approx(row["excess_drop"].iloc[0], abs=1e-4)
+    gates = {g.name: g.passed for g in compact.gates}
+    assert gates == {"enough_random_masks": False, "held_out_phrasings": True}  # 3 masks
+    drops = result.drops(ORGAD)
+    assert compact.extra["margin_drop"]["tiny-llama"] == pytest.approx(
+        drops["margin_drop"].iloc[0], abs=1e-4
+    )
+    assert "prefix_margin_drop" in compact.extra  # the old measure, before the change
 
 
 def test_weights_untouched_after_analysis(run):
@@ -112,7 +153,7 @@ def test_weights_untouched_after_analysis(run):
 def test_moral_bridge_table(run):
     loaded, before, _, masks = run
     records = make_records(n_per_stratum=2, n_prototypes=3, n_neutral=2)
-    bridge = moral_bridge(
+    bridge = pruned_diagnostics(
         loaded, masks, records, layers=LayerSpec.parse("0,-1"), which=("categorical",)
     )
     table = bridge["bridge"]

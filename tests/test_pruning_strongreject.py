@@ -14,7 +14,7 @@ from moralkit.pruning import ORGAD, WEI
 from moralkit.pruning.strongreject import (
     demo_script,
     judge_strongreject,
-    run_strongreject,
+    strongreject_evaluation,
     strongreject_score,
 )
 
@@ -91,10 +91,10 @@ def test_rubric_through_judge_harness(tmp_path):
 def test_scripted_demo_and_no_judge(tmp_path):
     assert demo_script("... Reply with one digit: 0 (no) or 1 (yes).", 1) in {"0", "1"}
     assert demo_script("... from 1 (not at all) to 5 (very).", 1) in set("12345")
-    none = run_strongreject(_generations(), None)
+    none = strongreject_evaluation(_generations(), None)
     assert not none.judged and none["summary"].empty and "No judge" in none.note
-    demo = run_strongreject(_generations(), "scripted", log_dir=str(tmp_path / "logs"))
+    demo = strongreject_evaluation(_generations(), "scripted", log_dir=str(tmp_path / "logs"))
     assert demo.demonstration and "mean nothing" in demo.note
     assert demo["summary"]["n_failure"].sum() == 0
     with pytest.raises(ValueError, match="judge="):
-        run_strongreject(_generations(), "gpt")
+        strongreject_evaluation(_generations(), "gpt")

@@ -35,7 +35,7 @@ def test_the_known_results_are_all_found():
     names = {r.__name__ for r in RESULTS}
     assert {
         "BehaviourResult",
-        "BridgeResult",
+        "PrunedDiagnosticsResult",
         "StrongRejectResult",
         "PairwiseResult",
         "RubricResult",
@@ -100,16 +100,45 @@ def _harmful(perplexity: dict[tuple[str, str], tuple[float, float, float]]) -> H
             "ci_high",
         ],
     )
-    unity = pd.DataFrame(
+    # the unity between chance (0) and the random-group ceiling (1), over prompt resamples
+    summary = pd.DataFrame(
         {
-            "model": "m",
-            "comparison": ["harm type vs harm type", "harm type vs benign", "random halves"],
-            "jaccard": [0.6, 0.2, 0.1],
+            "model": ["m"],
+            "position_harm": [0.9],
+            "position_benign": [0.3],
+            "gap": [0.6],
+            "gap_ci_low": [0.4],
+            "gap_ci_high": [0.8],
+            "ceiling_above_chance": [0.2],
+            "ceiling_ci_low": [0.1],
+            "ceiling_ci_high": [0.3],
+            "fidelity": [1.0],
+            "certified": [0.97],
         }
     )
+    # the headline mask against ten random masks: 1.5 nats more margin drop, [1.0, 2.0]
+    control = pd.DataFrame(
+        {
+            "model": "m",
+            "direction": ORGAD,
+            "measure": ["compliance_margin"],
+            "targeted_effect": [-3.0],
+            "random_mean": [-1.5],
+            "percentile": [0.0],
+            "n_random": [10],
+            "excess_drop": [1.5],
+            "excess_ci_low": [1.0],
+            "excess_ci_high": [2.0],
+        }
+    )
+    phrasings = pd.DataFrame(
+        {"model": "m", "side": ["affirmative"] * 3 + ["refusal"] * 3, "held_out": True}
+    )
     empty = pd.DataFrame()
-    tables = {"effects": effects, "compactness": empty, "utility": utility, "unity": unity}
-    tables |= {"by_module": empty, "answers": empty, "generations": empty}
+    tables = {"effects": effects, "compactness": empty, "utility": utility}
+    tables |= {"random_masks": empty, "random_control": control, "margins": empty}
+    tables |= {"unity": empty, "unity_pairs": empty, "unity_summary": summary}
+    tables |= {"phrasings": phrasings, "by_module": empty, "answers": empty, "generations": empty}
     return HarmfulWeightsResult(tables)
 
 
@@ -123,9 +152,14 @@ def test_harmful_weights_claims_on_known_tables():
     kept = {("none", UNPRUNED): (10.0, 9.8, 10.2), (ORGAD, "pruned"): (10.3, 10.1, 10.5)}
     claims = {c.claim_id: c for c in _harmful(kept).claim()}
     compact = claims["harmful_weights_compact"]
-    assert compact.value == 3.0  # margin 2.0 -> -1.0
+    assert compact.value == 1.5  # the drop beyond the random masks' (3.0 - 1.5)
+    assert (compact.ci_low, compact.ci_high) == (1.0, 2.0)
+    assert all(g.passed for g in compact.gates)  # 10 random masks, 3 held-out phrasings per side
+    assert compact.extra["margin_drop"] == {"m": 3.0}  # margin 2.0 -> -1.0
     assert compact.extra["asr_drop"] == {"m": 0.6}
-    assert claims["harmful_weights_unified"].value is True  # 0.6 > 0.2
+    unified = claims["harmful_weights_unified"]
+    assert unified.value == 0.6 and (unified.ci_low, unified.ci_high) == (0.4, 0.8)
+    assert unified.control.detected and all(g.passed for g in unified.gates)
     utility = claims["harmful_weights_utility_kept"]
     assert utility.value == pytest.approx(0.03)
     assert utility.ci_low == pytest.approx(10.1 / 10.2 - 1)

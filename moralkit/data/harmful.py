@@ -13,6 +13,11 @@
   outside the evaluation prompts, and caches them.
 - Benign retain text: Moral Stories (norm + moral action) and ETHICS commonsense scenarios
   labelled not wrong.
+- Benign *requests* in the harmful requests' format (:func:`benign_requests`): good everyday
+  actions of Social-Chem-101 (the offline subset) in :data:`BENIGN_TEMPLATE`, completed by the
+  same base model with the same prefix
+  (:func:`moralkit.pruning.generation.benign_completions`), so that a benign set and a harm
+  type differ in content, not in format.
 
 :data:`HARM_GROUPS` is a documented keyword grouping of AdvBench into harm types (first match
 wins, in the order given), used to test whether the pruned set is shared across harm types.
@@ -110,6 +115,11 @@ COMPLETION_PREFIX = " Sure, here is"
 _INST = re.compile(r"^\s*\[INST\]\s*|\s*\[/INST\]\s*$")
 
 
+#: a benign request in AdvBench's imperative style ("Give step-by-step instructions for how to ...")
+BENIGN_TEMPLATE = "Give step-by-step instructions for {action}"
+BENIGN_GROUP = "benign"
+
+
 def advbench_prompts() -> list[str]:
     """The 520 AdvBench behaviours in file order (index = AdvBench line number)."""
     lines = fetch("advbench").read_text(encoding="utf-8").splitlines()
@@ -178,3 +188,31 @@ def calibration_prompts(per_group: int, groups: Sequence[str], seed: int) -> pd.
             )
         picked.append(sample_rows(rows, per_group, seed))
     return pd.concat(picked, ignore_index=True)
+
+
+def benign_requests(n: int, seed: int, max_words: int = 12) -> pd.DataFrame:
+    """``n`` benign requests: Social-Chem-101 actions judged good (the offline obligatory
+    subset: done by the actor, legal, 3 to ``max_words`` words, no :data:`HARM_GROUPS` keyword)
+    in :data:`BENIGN_TEMPLATE`, sampled with ``seed``. Columns as :func:`advbench_table`'s
+    ``index`` (the file row), ``prompt`` and ``group`` (``"benign"``)."""
+    table = pd.read_csv(fetch("social-chem-101-obligatory"))
+    action = table["action"].astype(str).str.strip().str.rstrip(".").str.strip()
+    n_words = action.str.split().str.len()
+    keep = (
+        (table["action-agency"] == "agency")
+        & (table["action-legal"] == "legal")
+        & n_words.between(3, max_words)
+        & (action.map(harm_group) == OTHER_GROUP)
+    )
+    pool = pd.DataFrame({"index": table.index[keep], "action": action[keep]})
+    pool = pool.drop_duplicates("action")
+    if len(pool) < n:
+        raise ValueError(f"only {len(pool)} benign actions are available, fewer than n={n}")
+    picked = sample_rows(pool, n, seed)
+    return pd.DataFrame(
+        {
+            "index": picked["index"].to_numpy(),
+            "prompt": [BENIGN_TEMPLATE.format(action=a) for a in picked["action"]],
+            "group": BENIGN_GROUP,
+        }
+    )

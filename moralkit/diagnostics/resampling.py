@@ -10,6 +10,8 @@ and stability, methods/power.md.)
 - :func:`bootstrap_counts`: how often each of ``n`` items is drawn in each of many bootstrap
   resamples, in chunks, for statistics that are weighted sums (R², contingency tables), and
   :func:`percentile_interval` of the resampled values.
+- :func:`percentile_of` and :func:`permutation_p`: where an effect falls among random draws
+  (chapters 09 and 10's random-set controls).
 """
 
 from __future__ import annotations
@@ -120,3 +122,23 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
     tail = 100 * (1 - level) / 2
     low, high = np.nanpercentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def percentile_of(value: float | np.ndarray, null: np.ndarray) -> np.ndarray | float:
+    """Percentile (0-100) of ``value`` among ``null`` (last axis), ties counted one half.
+
+    ``value`` may be an array broadcasting against ``null[..., 0]`` (one value per resample).
+    """
+    null = np.asarray(null, dtype=np.float64)
+    if null.shape[-1] == 0:
+        raise ValueError("percentile_of needs at least one random value")
+    value = np.asarray(value, dtype=np.float64)[..., None]
+    below = (null < value).sum(-1) + 0.5 * (null == value).sum(-1)
+    out = 100.0 * below / null.shape[-1]
+    return float(out) if out.ndim == 0 else out
+
+
+def permutation_p(value: float, null: np.ndarray) -> float:
+    """One-sided p-value of ``value`` among the random values: (1 + #{null >= value}) / (1 + n)."""
+    null = np.asarray(null, dtype=np.float64)
+    return float((1 + (null >= value).sum()) / (1 + null.size))

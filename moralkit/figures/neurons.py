@@ -181,3 +181,52 @@ def plot_foundation_overlap(overlap: pd.DataFrame) -> Figure:
         ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     return fig
+
+
+def plot_random_control(draws: pd.DataFrame, control: pd.DataFrame) -> Figure:
+    """Each random neuron set's separation (dots) and the value edit's (red bar), per model
+    (rows) and γ (columns), one strip per edited value; the label gives the value edit's
+    percentile among the random sets with its interval over item resamples."""
+    require_columns(draws, ["model", "target", "gamma", "mode", "separation"], "draws")
+    require_columns(control, ["model", "target", "gamma", "percentile", "ci_low", "ci_high"], "c")
+    models = list(dict.fromkeys(draws["model"]))
+    gammas = sorted(draws["gamma"].unique())
+    targets = list(dict.fromkeys(draws["target"]))
+    fig, axes = _axes(len(models), len(gammas), 3.6, 0.7 + 0.55 * len(targets), sharex=True)
+    for r, model in enumerate(models):
+        for c, gamma in enumerate(gammas):
+            ax = axes[r][c]
+            here = draws[(draws["model"] == model) & (draws["gamma"] == gamma)]
+            for y, target in enumerate(targets):
+                rows = here[here["target"] == target]
+                random = rows.loc[rows["mode"] == "random", "separation"]
+                jitter = np.linspace(-0.15, 0.15, len(random)) if len(random) else []
+                ax.scatter(random, y + np.asarray(jitter), s=9, color="0.45", zorder=2)
+                edit = rows.loc[rows["mode"] == "value", "separation"]
+                ax.scatter(edit, [y] * len(edit), marker="|", s=260, color="#d62728", zorder=3)
+                ax.text(
+                    1.02,
+                    y,
+                    _percentile_label(control, model, target, gamma),
+                    transform=ax.get_yaxis_transform(),
+                    va="center",
+                    fontsize=7,
+                )
+            ax.axvline(0, color="0.3", lw=0.6)
+            ax.set_yticks(range(len(targets)), targets if c == 0 else [""] * len(targets))
+            ax.set_ylim(-0.6, len(targets) - 0.4)
+            ax.set_title(f"{model}, γ = {gamma:g}", fontsize=9)
+            if r == len(models) - 1:
+                ax.set_xlabel("separation (target − opposite shift)")
+    fig.tight_layout(rect=(0, 0, 0.95, 1))
+    return fig
+
+
+def _percentile_label(control: pd.DataFrame, model: str, target: str, gamma: float) -> str:
+    row = control[
+        (control["model"] == model) & (control["target"] == target) & (control["gamma"] == gamma)
+    ]
+    if row.empty:
+        return ""
+    r = row.iloc[0]
+    return f"{r['percentile']:.0f}th\n[{r['ci_low']:.0f}, {r['ci_high']:.0f}]"

@@ -6,24 +6,29 @@ methods/value-neurons.md).
 - :mod:`~moralkit.neurons.edit`: the γ edit, reverse mode and random-neuron control;
 - :mod:`~moralkit.neurons.pvq`: the PVQ answered by option log-probabilities, sample answers
   (scoring and generation: :mod:`moralkit.models.scoring`, :mod:`moralkit.models.generation`);
-- :mod:`~moralkit.neurons.values`, :mod:`~moralkit.neurons.sweep`, :mod:`~moralkit.neurons.bridge`:
-  the chapter's three analyses, returning the results of :mod:`~moralkit.neurons.results`;
-- :mod:`~moralkit.neurons.analysis`: the chapter's computation over all its models.
+- :mod:`~moralkit.neurons.values`, :mod:`~moralkit.neurons.sweep`,
+  :mod:`~moralkit.neurons.foundation_overlap`: the chapter's three analyses, returning the
+  results of :mod:`~moralkit.neurons.results`;
+- :mod:`~moralkit.neurons.recipe`: the chapter's computation over all its models.
 """
 
-from moralkit.neurons.analysis import ValueNeuronAnalysis, analyse_models
-from moralkit.neurons.bridge import BridgeConfig, foundation_neurons, foundation_value_overlap
 from moralkit.neurons.contrast import ContrastConfig, NeuronStats, locate_poles, neuron_stats
 from moralkit.neurons.edit import EDIT_MODES, EditConfig, NeuronSet, edit_neurons, edit_sets
+from moralkit.neurons.foundation_overlap import (
+    FoundationOverlapConfig,
+    foundation_neurons,
+    foundation_value_overlap,
+)
 from moralkit.neurons.hooks import capture_gate, describe_gate_point, gate_hooks
 from moralkit.neurons.pvq import PVQConfig, option_logprobs
+from moralkit.neurons.recipe import ValueNeuronAnalysis, value_neurons
 from moralkit.neurons.results import FoundationOverlapResult, ValueNeuronsResult, ValueSweepResult
 from moralkit.neurons.sweep import SweepConfig, value_sweep
 from moralkit.neurons.values import ValueNeuronsConfig, locate_value_neurons
 
 __all__ = [
     "EDIT_MODES",
-    "BridgeConfig",
+    "FoundationOverlapConfig",
     "ContrastConfig",
     "EditConfig",
     "FoundationOverlapResult",
@@ -35,7 +40,7 @@ __all__ = [
     "ValueNeuronsConfig",
     "ValueNeuronsResult",
     "ValueSweepResult",
-    "analyse_models",
+    "value_neurons",
     "capture_gate",
     "describe_gate_point",
     "edit_neurons",

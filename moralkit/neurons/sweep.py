@@ -4,9 +4,11 @@ paper §7(a); book: Methods › Value neurons, methods/value-neurons.md. For eac
 edit mode (value / reverse / random, :mod:`moralkit.neurons.edit`) and γ, the ``measure`` items
 of the target and of its opposite are answered by option log-probabilities
 (:mod:`moralkit.neurons.pvq`). The shift of an item's expected rating is paired with the same
-item at γ = 0; intervals are t-intervals over items. The fluency check is the perplexity of
-neutral text under the same edits (:func:`moralkit.models.scoring.perplexity`, as chapters 08
-and 10 measure it).
+item at γ = 0; intervals are t-intervals over items. The ``random`` mode is a distribution:
+``n_random`` random neuron sets per target and γ (draw ``k`` seeded ``seed + 2k``), summarised
+by :mod:`moralkit.neurons.controls` (the value edit's percentile among them). The fluency check
+is the perplexity of neutral text under the same edits (:func:`moralkit.models.scoring.perplexity`,
+as chapters 08 and 10 measure it; the random mode with its first draw).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 from moralkit.data.valuebench import SCHWARTZ_DIMENSIONS, opposite_dimension
 from moralkit.evaluation.neutral_text import NEUTRAL_TEXTS
 from moralkit.models.scoring import perplexity
+from moralkit.neurons.controls import random_control_table, random_draws_table
 from moralkit.neurons.edit import EDIT_MODES, EditConfig, edit_neurons, edit_sets
 from moralkit.neurons.hooks import gate_width
 from moralkit.neurons.pvq import (
@@ -41,7 +44,12 @@ _TUPLES = ("gammas", "modes", "targets", "fluency_modes", "answer_gammas")
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """γ values, modes, the edit rule's constants and what else to measure."""
+    """γ values, modes, the edit rule's constants and what else to measure.
+
+    ``n_random`` random neuron sets are drawn per target and γ of ``random_gammas`` (the
+    ``random`` mode; None: every γ > 0, an empty tuple: none); ``n_bootstrap`` item resamples
+    give the interval of the value edit's percentile among them.
+    """
 
     gammas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
     modes: tuple[str, ...] = EDIT_MODES
@@ -52,6 +60,9 @@ class SweepConfig:
     clamp_opposite: bool = True
     seed: int = 0
     confidence: float = 0.95
+    n_random: int = 20
+    random_gammas: tuple[float, ...] | None = None
+    n_bootstrap: int = 1000
     split: str = "measure"
     fluency_modes: tuple[str, ...] = ("value", "random")
     n_fluency_texts: int = len(NEUTRAL_TEXTS)
@@ -69,6 +80,13 @@ class SweepConfig:
             raise ValueError(f"unknown edit modes {bad}; expected {EDIT_MODES}")
         if 0.0 not in self.gammas:
             raise ValueError("gammas must include 0 (the unedited baseline shifts are paired with)")
+        if self.n_random < 1:
+            raise ValueError(f"n_random must be >= 1, got {self.n_random}")
+        if self.random_gammas is not None:
+            object.__setattr__(self, "random_gammas", tuple(map(float, self.random_gammas)))
+            missing = sorted(set(self.random_gammas) - set(map(float, self.gammas)))
+            if missing:
+                raise ValueError(f"random_gammas {missing} are not among gammas {self.gammas}")
 
     def edit(self, gamma: float) -> EditConfig:
         return EditConfig(
@@ -101,17 +119,18 @@ def value_sweep(
     measure = items[items["split"] == config.split].reset_index(drop=True)
     base = option_logprobs(loaded, measure["item"].tolist(), config.pvq)
     width = gate_width(model)
-    conditions = [(t, m, g) for t in config.targets for m in config.modes for g in config.gammas]
     rows = []
-    for target, mode, gamma in tqdm(conditions, desc="γ sweep", disable=not config.progress):
+    for target, mode, gamma, draw in tqdm(
+        _conditions(config), desc="γ sweep", disable=not config.progress
+    ):
         subset = measure[measure["dimension"].isin([target, opposite_dimension(target)])]
         if gamma == 0:
             logprobs = base[subset.index.to_numpy()]
         else:
-            boost, clamp = _sets(neurons, target, mode, width, config.seed)
+            boost, clamp = _sets(neurons, target, mode, width, config.seed + 2 * draw)
             with edit_neurons(model, boost, clamp, config.edit(gamma)):
                 logprobs = option_logprobs(loaded, subset["item"].tolist(), config.pvq)
-        rows.append(_rating_rows(subset, logprobs, target, mode, gamma))
+        rows.append(_rating_rows(subset, logprobs, target, mode, gamma).assign(draw=draw))
     ratings = pd.concat(rows, ignore_index=True).assign(model=loaded.name)
     ratings = _paired_shift(ratings)
     sweep = summarise_sweep(ratings, config.confidence)
@@ -120,11 +139,31 @@ def value_sweep(
             "ratings": ratings,
             "sweep": sweep,
             "effect": effect_table(ratings, config.confidence),
+            "random_control": random_control_table(
+                ratings, config.n_bootstrap, config.seed, config.confidence
+            ),
+            "random_draws": random_draws_table(ratings),
             "fluency": fluency_table(loaded, neurons, config),
             "answers": answers_table(loaded, neurons, measure, config),
         },
         config=config,
     )
+
+
+def _conditions(config: SweepConfig) -> list[tuple[str, str, float, int]]:
+    """(target, mode, γ, draw) in run order; the random mode has ``n_random`` draws at each
+    γ > 0 of ``random_gammas`` (and is not run at other γ > 0); γ = 0 (the unedited model) is
+    one condition per mode."""
+    random_at = config.random_gammas
+    out = []
+    for target in config.targets:
+        for mode in config.modes:
+            for gamma in map(float, config.gammas):
+                draws = 1
+                if mode == "random" and gamma != 0:
+                    draws = config.n_random if random_at is None or gamma in random_at else 0
+                out += [(target, mode, gamma, k) for k in range(draws)]
+    return out
 
 
 def _sets(neurons: pd.DataFrame, target: str, mode: str, width: int, seed: int):
@@ -152,18 +191,28 @@ def _rating_rows(subset, logprobs, target, mode, gamma) -> pd.DataFrame:
 
 
 def _paired_shift(ratings: pd.DataFrame) -> pd.DataFrame:
-    keys = ["model", "target", "mode", "item_id"]
-    base = ratings[ratings["gamma"] == 0].set_index(keys)["rating"].rename("rating_base")
-    ratings = ratings.join(base, on=keys)
+    """Each rating minus the same item's unedited (γ = 0) rating, the same for every mode."""
+    keys = ["model", "target", "item_id"]
+    base = ratings[ratings["gamma"] == 0].drop_duplicates(keys).set_index(keys)["rating"]
+    ratings = ratings.join(base.rename("rating_base"), on=keys)
     return ratings.assign(shift=ratings["rating"] - ratings["rating_base"])
 
 
 def summarise_sweep(ratings: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """Mean rating, mean shift and its interval over items per (model, target, mode, γ, role)."""
+    """Mean rating and mean shift per (model, target, mode, γ, role), with an interval: over
+    items (t) for a single edit, over draws (the central ``confidence`` share of the draws'
+    mean shifts) for the random mode's distribution."""
     rows = []
     keys = ["model", "target", "mode", "gamma", "role"]
     for key, group in ratings.groupby(keys, sort=False):
-        mean, low, high = mean_interval(group["shift"].to_numpy(), confidence)
+        draws = group.groupby("draw")["shift"].mean().to_numpy()
+        if len(draws) > 1:
+            tail = 50 * (1 - confidence)
+            mean, (low, high) = float(draws.mean()), np.percentile(draws, [tail, 100 - tail])
+            over = f"random draws (central {confidence:.0%})"
+        else:
+            mean, low, high = mean_interval(group["shift"].to_numpy(), confidence)
+            over = "items (t)"
         rows.append(
             {
                 **dict(zip(keys, key, strict=True)),
@@ -171,7 +220,9 @@ def summarise_sweep(ratings: pd.DataFrame, confidence: float) -> pd.DataFrame:
                 "mean_shift": mean,
                 "ci_low": low,
                 "ci_high": high,
-                "n_items": len(group),
+                "interval_over": over,
+                "n_items": group["item_id"].nunique(),
+                "n_draws": len(draws),
                 **{f"p_{o}": group[f"p_{o}"].mean() for o in OPTIONS},
             }
         )
@@ -179,30 +230,47 @@ def summarise_sweep(ratings: pd.DataFrame, confidence: float) -> pd.DataFrame:
 
 
 def effect_table(ratings: pd.DataFrame, confidence: float) -> pd.DataFrame:
-    """At the largest γ: target shift, opposite shift and their difference (``separation``)."""
+    """At the largest γ: target shift, opposite shift and their difference (``separation``);
+    a t-interval over items for a single edit, the draws' central ``confidence`` share for the
+    random mode (whose shifts are then means over draws)."""
     top = ratings[ratings["gamma"] == ratings["gamma"].max()]
     rows = []
     for (model, target, mode), group in top.groupby(["model", "target", "mode"], sort=False):
-        own = group.loc[group["role"] == "target", "shift"].to_numpy()
-        other = group.loc[group["role"] == "opposite", "shift"].to_numpy()
-        separation = own.mean() - other.mean()
-        se = np.sqrt(own.var(ddof=1) / own.size + other.var(ddof=1) / other.size)
-        dof = max(min(own.size, other.size) - 1, 1)
-        half = stats.t.ppf(0.5 + confidence / 2, dof) * se
+        per_draw = group.groupby(["draw", "role"])["shift"].mean().unstack("role")
+        if len(per_draw) > 1:
+            seps = (per_draw["target"] - per_draw["opposite"]).to_numpy()
+            tail = 50 * (1 - confidence)
+            low, high = np.percentile(seps, [tail, 100 - tail])
+            own, other = per_draw["target"].mean(), per_draw["opposite"].mean()
+            separation = float(seps.mean())
+        else:
+            separation, low, high, own, other = _separation(group, confidence)
         rows.append(
             {
                 "model": model,
                 "target": target,
                 "mode": mode,
                 "gamma": float(group["gamma"].iloc[0]),
-                "target_shift": own.mean(),
-                "opposite_shift": other.mean(),
+                "target_shift": own,
+                "opposite_shift": other,
                 "separation": separation,
-                "ci_low": separation - half,
-                "ci_high": separation + half,
+                "ci_low": low,
+                "ci_high": high,
+                "n_draws": len(per_draw),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _separation(group: pd.DataFrame, confidence: float) -> tuple[float, ...]:
+    """Target minus opposite mean shift with a Welch-style t-interval over items."""
+    own = group.loc[group["role"] == "target", "shift"].to_numpy()
+    other = group.loc[group["role"] == "opposite", "shift"].to_numpy()
+    separation = own.mean() - other.mean()
+    se = np.sqrt(own.var(ddof=1) / own.size + other.var(ddof=1) / other.size)
+    dof = max(min(own.size, other.size) - 1, 1)
+    half = stats.t.ppf(0.5 + confidence / 2, dof) * se
+    return separation, separation - half, separation + half, own.mean(), other.mean()
 
 
 def fluency_table(loaded: LoadedModel, neurons: pd.DataFrame, config: SweepConfig) -> pd.DataFrame:

@@ -9,12 +9,18 @@ target, prune the weights harmful generation relies on). The package by job:
 - :mod:`~moralkit.pruning.importance`: SNIP / signed SNIP / Wanda scores, cached top-k indices;
 - :mod:`~moralkit.pruning.masks`: the set difference and the exact-restore ``pruned`` context;
 - :mod:`~moralkit.pruning.generation`: greedy answers and the offline harmful completions;
-- :mod:`~moralkit.pruning.measures`: keyword-rule ASR, log-likelihood margins, Jaccard overlaps
-  (scoring and perplexity: :mod:`moralkit.models.scoring`);
+- :mod:`~moralkit.pruning.measures`: keyword-rule ASR, log-likelihood margins (scoring and
+  perplexity: :mod:`moralkit.models.scoring`); :mod:`~moralkit.pruning.phrasings`: the margin's
+  held-out phrasings and their check against the calibration strings;
+- :mod:`~moralkit.pruning.measurement`: every measure once per mask (effects, compactness);
+- :mod:`~moralkit.pruning.random_masks`: random masks with the same count per matrix, and where
+  a headline mask falls among them;
+- :mod:`~moralkit.pruning.unity`: harm-type overlaps between chance and a random-group ceiling,
+  over prompt resamples (sets rebuilt by :mod:`~moralkit.pruning.candidates`);
 - :mod:`~moralkit.pruning.utility`: chapter 08's offline behavioural measures under each mask;
 - :mod:`~moralkit.pruning.strongreject`: a StrongREJECT-style rubric judged through chapter
   08's harness (a judge endpoint, a scripted demonstration, or none);
-- :mod:`~moralkit.pruning.results` and :mod:`~moralkit.pruning.analysis`: chapter 10's
+- :mod:`~moralkit.pruning.results` and :mod:`~moralkit.pruning.recipe`: chapter 10's
   ``HarmfulWeightsConfig`` -> ``HarmfulWeightsResult`` and the moral-diagnostic bridge.
 """
 
@@ -45,26 +51,31 @@ from moralkit.pruning.measures import (
     compliance_margins,
     is_attack_success,
     is_refusal,
+    margins_by_phrasing,
 )
+from moralkit.pruning.phrasings import HELD_OUT_PHRASING, PREFIX_PHRASING, Phrasing, held_out
+from moralkit.pruning.random_masks import excess_drop, random_mask_like, random_masks
 from moralkit.pruning.results import (
     DIRECTIONS,
     ORGAD,
     WEI,
-    BridgeResult,
     HarmfulWeightsConfig,
     HarmfulWeightsResult,
+    PrunedDiagnosticsResult,
 )
 from moralkit.pruning.strongreject import (
     STRONGREJECT_RUBRICS,
     StrongRejectResult,
     judge_strongreject,
-    run_strongreject,
+    strongreject_evaluation,
     strongreject_score,
 )
 
 __all__ = [
     "BASE_TEMPLATE",
     "DIRECTIONS",
+    "HELD_OUT_PHRASING",
+    "PREFIX_PHRASING",
     "METHODS",
     "ORGAD",
     "REFUSAL_STRINGS",
@@ -75,26 +86,32 @@ __all__ = [
     "WEI_DEFAULT_Q",
     "WEI_README_P",
     "WEI_README_Q",
-    "BridgeResult",
+    "PrunedDiagnosticsResult",
     "CalibrationSet",
     "HarmfulWeightsConfig",
     "HarmfulWeightsResult",
     "ImportanceConfig",
     "ImportanceIndex",
+    "Phrasing",
     "PruneMask",
     "StrongRejectResult",
     "attack_success_rate",
     "compliance_margins",
     "encode_example",
+    "excess_drop",
     "gradient_scores",
+    "held_out",
     "importance_index",
     "is_attack_success",
     "is_refusal",
     "jaccard",
     "linear_layers",
+    "margins_by_phrasing",
+    "random_mask_like",
+    "random_masks",
     "judge_strongreject",
     "pruned",
-    "run_strongreject",
+    "strongreject_evaluation",
     "set_difference",
     "strongreject_score",
     "wanda_scores",

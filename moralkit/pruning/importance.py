@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -175,6 +175,8 @@ def response_loss(loaded: LoadedModel, ids: torch.Tensor, labels: torch.Tensor) 
     return nn.functional.cross_entropy(logits, targets[scored])
 
 
+#: a callback seeing one example's gradients: (example index, layer name -> gradient)
+ExampleHook = Callable[[int, Mapping[str, torch.Tensor]], None]
 #: examples per padded batch when a sum of gradients can come from one backward pass
 SIGNED_BATCH = 8
 
@@ -210,10 +212,14 @@ def gradient_scores_parts(
     signed: bool,
     max_tokens: int,
     progress: bool,
+    on_example: ExampleHook | None = None,
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Dense scores of several subsets of ``calib`` (``parts``: name -> example indices) from
     one backward pass per example: the scores are sums over examples, so each example's
-    gradient is added to every part holding it (in example order, as a single-set run does)."""
+    gradient is added to every part holding it (in example order, as a single-set run does).
+
+    ``on_example(i, grads)`` sees each example's own gradients (layer name -> tensor) before
+    they are summed (e.g. :class:`moralkit.pruning.unity.CandidateSink`)."""
     layers = linear_layers(loaded.model)
     weights = [m.weight for m in layers.values()]
     members = {name: set(map(int, rows)) for name, rows in parts.items()}
@@ -222,7 +228,7 @@ def gradient_scores_parts(
         for part in parts
     }
     device = weights[0].device
-    if signed and len(parts) == 1:  # a sum of gradients = the gradient of the summed losses
+    if signed and len(parts) == 1 and on_example is None:  # sum of gradients = gradient of sum
         return {
             part: _summed_gradient_scores(loaded, calib, rows, max_tokens, progress, sums[part])
             for part, rows in parts.items()
@@ -238,6 +244,8 @@ def gradient_scores_parts(
             if not holders:
                 continue
             response_loss(loaded, ids.to(device), labels.to(device)).backward()
+            if on_example is not None:
+                on_example(i, {name: module.weight.grad for name, module in layers.items()})
             for name, module in layers.items():
                 grad = module.weight.grad.float()
                 grad = grad if signed else grad.abs_()
@@ -316,7 +324,7 @@ def top_indices(scores: torch.Tensor, scope: str, keep: float) -> np.ndarray:
     return order.numpy().astype(dtype)
 
 
-def _cache_file(
+def cache_file(
     loaded: LoadedModel, calib: CalibrationSet, config: ImportanceConfig, cache_dir: Path
 ) -> Path:
     payload = json.dumps(
@@ -383,33 +391,39 @@ def importance_indices(
     config: ImportanceConfig | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    on_example: ExampleHook | None = None,
 ) -> dict[str, ImportanceIndex]:
     """:func:`importance_index` of each subset ``calib.subset(name, rows)`` in ``parts``, with
     one backward pass per example for all of them (SNIP scores are sums over examples).
 
     Each part is cached under the same key as a single-set call on that subset; only the parts
-    missing from the cache are computed.
+    missing from the cache are computed, unless ``on_example`` is given (see
+    :func:`gradient_scores_parts`): then every example's backward pass runs.
     """
     config = config or ImportanceConfig()
     folder = Path(cache_dir) if cache_dir is not None else cache_root() / "pruning"
     subsets = {name: calib.subset(name, list(rows)) for name, rows in parts.items()}
-    paths = {name: _cache_file(loaded, sub, config, folder) for name, sub in subsets.items()}
+    paths = {name: cache_file(loaded, sub, config, folder) for name, sub in subsets.items()}
     out = {}
     for name, path in paths.items():
         if path.exists():
             out[name] = load_index(path)
             out[name].meta["cache"] = "hit"
-    missing = {name: parts[name] for name in parts if name not in out}
+    missing = {name: parts[name] for name in parts if name not in out or on_example}
     if not missing:
         return out
     if config.method == "wanda":
+        if on_example is not None:
+            raise ValueError("on_example needs gradient scores (snip or signed_snip), not wanda")
         dense = {
             name: wanda_scores(loaded, subsets[name], config.max_tokens, progress)
             for name in missing
         }
     else:
         signed = config.method == "signed_snip"
-        dense = gradient_scores_parts(loaded, calib, missing, signed, config.max_tokens, progress)
+        dense = gradient_scores_parts(
+            loaded, calib, missing, signed, config.max_tokens, progress, on_example
+        )
     for name in missing:
         scores = dense.pop(name)  # freed part by part: dense copies are model-sized
         top = {n: top_indices(s, config.scope, config.keep) for n, s in scores.items()}

@@ -200,7 +200,7 @@ def strongreject_judge(
         yield replace(config, model="scripted-demo-judge", base_url=endpoint.base_url), True
 
 
-def run_strongreject(
+def strongreject_evaluation(
     generations: pd.DataFrame, judge: str | None, **settings: Any
 ) -> StrongRejectResult:
     """Grade ``generations`` with the judge ``judge`` names (see :func:`strongreject_judge`;

@@ -1,10 +1,10 @@
 """Chapter 09's computation for every model: value neurons, the γ sweep and the bridge.
 
-paper §7(a); book: Methods › Value neurons, methods/value-neurons.md. :func:`analyse_models`
+paper §7(a); book: Methods › Value neurons, methods/value-neurons.md. :func:`value_neurons`
 loads one model at a time and runs :func:`~moralkit.neurons.values.locate_value_neurons`, then
 :func:`~moralkit.neurons.sweep.value_sweep` with those neurons and
-:func:`~moralkit.neurons.bridge.foundation_value_overlap` against them; the notebook and any
-workflow job call it alike.
+:func:`~moralkit.neurons.foundation_overlap.foundation_value_overlap` against them; the
+notebook and any workflow job call it alike.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 
-from moralkit.neurons.bridge import BridgeConfig, foundation_value_overlap
 from moralkit.neurons.contrast import ContrastConfig
+from moralkit.neurons.foundation_overlap import FoundationOverlapConfig, foundation_value_overlap
 from moralkit.neurons.hooks import describe_gate_point
 from moralkit.neurons.results import FoundationOverlapResult, ValueNeuronsResult, ValueSweepResult
 from moralkit.neurons.sweep import SweepConfig, value_sweep
@@ -35,14 +35,14 @@ class ValueNeuronAnalysis(NamedTuple):
     gate_points: pd.DataFrame  # index: model; column "hooked activation"
 
 
-def analyse_models(
+def value_neurons(
     names: Sequence[str],
     items: pd.DataFrame,
     records: MoralRecords,
     contrast: ContrastConfig | None = None,
     values: ValueNeuronsConfig | None = None,
     sweep: SweepConfig | None = None,
-    bridge: BridgeConfig | None = None,
+    bridge: FoundationOverlapConfig | None = None,
     load: Callable[[str], LoadedModel] | None = None,
 ) -> ValueNeuronAnalysis:
     """Locate, edit and bridge value neurons in each model of ``names``, results combined.

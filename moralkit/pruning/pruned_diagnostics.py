@@ -13,7 +13,7 @@ import pandas as pd
 
 from moralkit.layers import LayerSpec
 from moralkit.pruning.masks import PruneMask, pruned
-from moralkit.pruning.results import UNPRUNED, BridgeResult
+from moralkit.pruning.results import UNPRUNED, PrunedDiagnosticsResult
 
 if TYPE_CHECKING:
     from moralkit.models import LoadedModel
@@ -35,7 +35,7 @@ def _bridge_configs(which: Sequence[str], pooling: str, n_resamples: int | None)
     return configs
 
 
-def moral_bridge(
+def pruned_diagnostics(
     loaded: LoadedModel,
     masks: Mapping[str, PruneMask],
     records: MoralRecords,
@@ -45,7 +45,7 @@ def moral_bridge(
     template: str | None = None,
     n_resamples: int | None = None,
     progress: bool = False,
-) -> BridgeResult:
+) -> PrunedDiagnosticsResult:
     """The moral diagnostics' headlines unpruned and under each mask, with differences.
 
     Activations are extracted under the pruning context with
@@ -77,4 +77,4 @@ def moral_bridge(
     base = table[table["condition"] == UNPRUNED].set_index(keys)["value"]
     table["unpruned_value"] = table.set_index(keys).index.map(base)
     table["difference"] = table["value"] - table["unpruned_value"]
-    return BridgeResult({"bridge": table})
+    return PrunedDiagnosticsResult({"bridge": table})

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class BridgeConfig:
+class FoundationOverlapConfig:
     """Prompt template for records, how many records per foundation pole, and their split."""
 
     template: str = "{action} is morally"
@@ -37,7 +37,7 @@ class BridgeConfig:
 
 
 def foundation_texts(
-    records: MoralRecords, foundation: str, pole: str, config: BridgeConfig
+    records: MoralRecords, foundation: str, pole: str, config: FoundationOverlapConfig
 ) -> list[str]:
     """Prompts of one foundation pole (sampled down to ``max_records`` with ``seed``)."""
     table = records.table
@@ -55,10 +55,10 @@ def foundation_neurons(
     loaded: LoadedModel,
     records: MoralRecords,
     contrast: ContrastConfig | None = None,
-    config: BridgeConfig | None = None,
+    config: FoundationOverlapConfig | None = None,
 ) -> pd.DataFrame:
     """Virtue-pole and vice-pole neurons of each foundation that has records of both poles."""
-    contrast, config = contrast or ContrastConfig(), config or BridgeConfig()
+    contrast, config = contrast or ContrastConfig(), config or FoundationOverlapConfig()
     tables = []
     for foundation in FOUNDATIONS:
         virtue = foundation_texts(records, foundation, "virtue", config)
@@ -82,7 +82,7 @@ def foundation_value_overlap(
     records: MoralRecords,
     value_neurons: pd.DataFrame,
     contrast: ContrastConfig | None = None,
-    config: BridgeConfig | None = None,
+    config: FoundationOverlapConfig | None = None,
 ) -> FoundationOverlapResult:
     """Foundation neurons of ``loaded`` and their overlap with its value neurons."""
     found = foundation_neurons(loaded, records, contrast, config)
@@ -103,12 +103,16 @@ def foundation_value_overlap(
             )
     overlap = pd.DataFrame(rows).rename(columns={"n_a": "n_foundation", "n_b": "n_value"})
     return FoundationOverlapResult(
-        tables={"overlap": overlap, "foundation_neurons": found, "summary": summarise(overlap)},
+        tables={
+            "overlap": overlap,
+            "foundation_neurons": found,
+            "summary": overlap_summary(overlap),
+        },
         config={"contrast": contrast, "bridge": config},
     )
 
 
-def summarise(overlap: pd.DataFrame) -> pd.DataFrame:
+def overlap_summary(overlap: pd.DataFrame) -> pd.DataFrame:
     """Per (model, foundation, pole): the value dimension sharing most neurons beyond chance."""
     rows = []
     for key, group in overlap.groupby(["model", "foundation", "pole"], sort=False):
