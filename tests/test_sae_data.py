@@ -79,6 +79,9 @@ def test_the_pool_leaves_out_every_scored_ground_truth(offline_mirror):
     small = unlabelled_texts(500, seed=2, exclude_ground_truths=("moralstrength",))
     large = unlabelled_texts(2000, seed=2, exclude_ground_truths=("moralstrength",))
     assert len(small) == 500 and set(small["text"]) <= set(large["text"])  # samples nest
+    assert set(small["source"]) <= set(UNLABELLED_LEXICONS)  # the words come first
+    n_words = int(pool["source"].isin(UNLABELLED_LEXICONS).sum())
+    assert large["source"].isin(UNLABELLED_LEXICONS).sum() == min(2000, n_words)
     assert unlabelled_texts(0).empty
 
 

@@ -98,12 +98,21 @@ def unlabelled_texts(
     max_words: int = 40,
 ) -> pd.DataFrame:
     """A seeded sample of ``n`` texts of :func:`unlabelled_pool` (``n < 0``: all of them,
-    ``n = 0``: none), sorted by source and text. Samples of one seed nest: the first ``n`` of a
-    seeded permutation of the pool, so a larger ``n`` keeps every text of a smaller one."""
+    ``n = 0``: none), sorted by source and text.
+
+    The lexicons' words come first (in seeded order), then the other texts (in seeded order),
+    and the first ``n`` are kept: the words are the texts closest in form to labelled records
+    that are themselves words in the prompt template, which an SAE has to reconstruct. Samples
+    of one seed nest: a larger ``n`` keeps every text of a smaller one.
+    """
     if n == 0:
         return pd.DataFrame({"text": pd.Series(dtype=str), "source": pd.Series(dtype=str)})
     pool = unlabelled_pool(exclude_ground_truths, exclude, max_words)
     if 0 < n < len(pool):
-        keep = np.random.default_rng(seed).permutation(len(pool))[:n]
-        pool = pool.iloc[np.sort(keep)]
+        rng = np.random.default_rng(seed)
+        words = pool["source"].isin(UNLABELLED_LEXICONS).to_numpy()
+        order = np.concatenate(
+            [rng.permutation(np.flatnonzero(words)), rng.permutation(np.flatnonzero(~words))]
+        )
+        pool = pool.iloc[np.sort(order[:n])]
     return pool.reset_index(drop=True)
