@@ -93,7 +93,7 @@ def test_the_workflow_fetches_every_file_of_the_pool():
         f for g in UNLABELLED_LEXICONS for f in GROUND_TRUTH_FILES[g]
     }
     assert set(unlabelled_files()) == wanted
-    assert wanted <= set(data_files("quick", ["07"]))
+    assert wanted <= set(data_files("quick", ["07_sae_surgery"]))
 
 
 def test_folds_need_distinct_texts():
