@@ -4,23 +4,30 @@
 
 Usage::
 
-    python benchmarks/sae_training.py [--d-in 576] [--d-sae 2304] [--batch 256] [--n 8192]
+    python benchmarks/sae_training.py [--d-in 576] [--d-sae 2304] [--batch 256] [--n 16384]
+                                      [--epochs 4] [--runs 3]
 
 Prints the activations per second of :func:`moralkit.sae.train.train_sae` (the quick preset's
-shapes by default: SmolLM2-135M's width 576, 4x expansion, batch 256) and its fraction of the
-FLOP-bound ceiling. The ceiling is measured in the same run on the same five matmuls one training
-step needs per batch: encoder and decoder forward (x·W_e, z·W_d) and backward (the decoder's
-weight gradient zᵀ·g, the codes' gradient g·W_dᵀ, the encoder's weight gradient xᵀ·g_z), i.e.
-10·d_in·d_sae FLOPs per activation (the input gradient is not needed). The often-quoted
-"6·d·d_sae" counts multiply-adds of the three backward-free-of-input matmuls differently; the
-fraction does not depend on the convention because both sides time the same work. Element-wise
-work (ReLU, loss, AdamW, decoder renormalisation, clipping) is not in the ceiling, so it is an
-upper bound. No speed assertions.
+schedule and departures, at SmolLM2-135M's width 576 by default) and its fraction of the FLOP-bound
+ceiling, as the **median of ``--runs`` runs**, each long enough to be stable (several seconds of
+training; the default is ~250 steps), with every run's numbers and the machine's load average
+beside it: on a shared machine the fraction is only as good as the quiet it was measured in.
+
+The ceiling is measured around each run on the same five matmuls one training step needs per
+batch: encoder and decoder forward (x·W_e, z·W_d) and backward (the decoder's weight gradient
+zᵀ·g, the codes' gradient g·W_dᵀ, the encoder's weight gradient xᵀ·g_z), i.e. 10·d_in·d_sae FLOPs
+per activation (the input gradient is not needed). The often-quoted "6·d·d_sae" counts
+multiply-adds of the three backward-free-of-input matmuls differently; the fraction does not
+depend on the convention because both sides time the same work. Element-wise work (ReLU, loss,
+AdamW, decoder renormalisation, clipping, λ updates, resampling) is not in the ceiling, so it is
+an upper bound. No speed assertions.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import time
 
 import numpy as np
@@ -30,8 +37,9 @@ from moralkit.sae.config import preset
 from moralkit.sae.train import train_sae
 
 
-def matmul_ceiling(d_in: int, d_sae: int, batch: int, repeats: int = 20) -> float:
-    """Activations per second if a training step cost only its five matmuls."""
+def matmul_ceiling(d_in: int, d_sae: int, batch: int, seconds: float = 2.0) -> float:
+    """Activations per second if a training step cost only its five matmuls (timed for about
+    ``seconds``)."""
     x, g = torch.randn(batch, d_in), torch.randn(batch, d_in)
     w_enc, w_dec = torch.randn(d_in, d_sae), torch.randn(d_sae, d_in)
     z, gz = torch.randn(batch, d_sae), torch.randn(batch, d_sae)
@@ -45,10 +53,24 @@ def matmul_ceiling(d_in: int, d_sae: int, batch: int, repeats: int = 20) -> floa
 
     for _ in range(3):
         step()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
+    repeats, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
         step()
+        repeats += 1
     return batch * repeats / (time.perf_counter() - t0)
+
+
+def one_run(x: np.ndarray, args: argparse.Namespace) -> dict[str, float]:
+    """One timed training run between two ceiling measurements."""
+    config = preset("quick", width=args.d_sae, batch_size=args.batch, epochs=args.epochs,
+                    warmup_epochs=1)  # fmt: skip
+    before = matmul_ceiling(args.d_in, args.d_sae, args.batch)
+    result = train_sae(x[: args.n], x[args.n :], config, progress=False)
+    after = matmul_ceiling(args.d_in, args.d_sae, args.batch)
+    ceiling = max(before, after)
+    rate = result.samples_seen / result.train_seconds
+    return {"rate": rate, "ceiling": ceiling, "fraction": rate / ceiling,
+            "seconds": result.train_seconds, "load": os.getloadavg()[0]}  # fmt: skip
 
 
 def main() -> None:
@@ -56,31 +78,37 @@ def main() -> None:
     parser.add_argument("--d-in", type=int, default=576)
     parser.add_argument("--d-sae", type=int, default=2304)
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--n", type=int, default=8192, help="training activations per epoch")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--n", type=int, default=16384, help="training activations per epoch")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(args.n + 256, args.d_in)).astype(np.float32)
-    config = preset("quick", width=args.d_sae, batch_size=args.batch, epochs=args.epochs)
-    ceiling_before = matmul_ceiling(args.d_in, args.d_sae, args.batch)
-    result = train_sae(x[: args.n], x[args.n :], config, progress=False)
-    ceiling_after = matmul_ceiling(args.d_in, args.d_sae, args.batch)
-    ceiling = max(ceiling_before, ceiling_after)
-    rate = result.samples_seen / result.train_seconds
+    x = rng.normal(size=(args.n + 1024, args.d_in)).astype(np.float32)
     flops = 10 * args.d_in * args.d_sae
     print(
         f"shapes: d_in={args.d_in} d_sae={args.d_sae} batch={args.batch} "
-        f"threads={torch.get_num_threads()}"
+        f"threads={torch.get_num_threads()} cpus={os.cpu_count()}; "
+        f"{args.runs} runs of {args.epochs * args.n // args.batch} steps"
     )
-    print(f"matmul ceiling : {ceiling:10.0f} activations/s ({ceiling * flops / 1e9:.1f} GFLOP/s)")
+    runs = []
+    for k in range(args.runs):
+        r = one_run(x, args)
+        runs.append(r)
+        print(
+            f"run {k + 1}: {r['rate']:8.0f} activations/s in {r['seconds']:.1f} s, ceiling "
+            f"{r['ceiling']:8.0f} ({r['ceiling'] * flops / 1e9:.1f} GFLOP/s): "
+            f"{r['fraction']:.0%} (load average {r['load']:.2f})"
+        )
+    median = statistics.median(r["fraction"] for r in runs)
+    rate = statistics.median(r["rate"] for r in runs)
     print(
-        f"train_sae      : {rate:10.0f} activations/s ({rate * flops / 1e9:.1f} GFLOP/s; "
-        "includes one validation pass per epoch)"
+        f"median fraction of ceiling: {median:.0%} ({rate:.0f} activations/s, "
+        f"{rate * flops / 1e9:.1f} GFLOP/s; includes one validation pass per epoch); "
+        f"1-min load average now {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )
-    print(f"fraction of ceiling: {rate / ceiling:.0%}")
 
 
 if __name__ == "__main__":

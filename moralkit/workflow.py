@@ -22,7 +22,7 @@ import pandas as pd
 
 from moralkit.book.sources import ChapterSource, list_chapters
 from moralkit.data.ground_truth import GROUND_TRUTH_FILES, ground_truth_names
-from moralkit.data.unlabelled import UNLABELLED_SOURCES
+from moralkit.data.unlabelled import unlabelled_files
 from moralkit.layers import LayerSpec
 from moralkit.models.registry import find_model_spec
 from moralkit.notebooks import notebook_parameters
@@ -148,7 +148,7 @@ def data_files(profile: str, chapters: Iterable[str]) -> list[str]:
                 for truth in ground_truth_names(params[key]):
                     names.extend(GROUND_TRUTH_FILES[truth])
         if trains_saes(chapter, profile):
-            names.extend(UNLABELLED_SOURCES)  # the SAE chapter's unlabelled texts
+            names.extend(unlabelled_files())  # the SAE chapter's unlabelled texts
         if _steers(chapter, profile):
             names.extend(STEERING_FILES)
         if reads_control(chapter):

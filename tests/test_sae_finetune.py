@@ -156,3 +156,21 @@ def test_a_training_set_of_a_few_steps_still_schedules(toy):
     args = (sae, centre, x[tr], records.where(tr), x[va], records.where(va), ident, config)
     res = finetune_sae(*args, progress=False)
     assert len(res.history) == 11  # the evaluation before training, then one row per epoch
+
+
+@pytest.mark.parametrize("lr, improves", [(1e-2, True), (50.0, False)])
+def test_early_stopping_starts_from_infinity_and_says_whether_it_improved(toy, lr, improves):
+    """As in the official code the kept state is a fine-tuned epoch even when no epoch beats
+    the pretrained SAE (epoch 0) on validation; ``improved`` says whether one did."""
+    records, x, sae = toy
+    split = records.table["split"]
+    tr, va = (split == "train").to_numpy(), (split == "val").to_numpy()
+    centre = x.mean(axis=0)
+    ident = identify_features(encode(sae, centre, x[va]), records.where(va))
+    config = FinetuneConfig(epochs=3, batch_size=64, lr=lr, patience=5, grad_clip=1e6)
+    args = (sae, centre, x[tr], records.where(tr), x[va], records.where(va), ident, config)
+    res = finetune_sae(*args, progress=False)
+    hist = res.history.set_index("epoch")["val_total"]
+    assert res.best_epoch >= 1 and hist[res.best_epoch] == hist.loc[1:].min()
+    assert res.improved is improves
+    assert res.improved == (hist.loc[1:].min() < hist[0])

@@ -1,127 +1,129 @@
-"""Re-diagnosis: reconstructed activation sets, three conditions, paired verdicts."""
+"""Re-diagnosis: five conditions, the surgery's effect (fine-tuned minus pretrained) with paired
+intervals per seed and over seeds, and claims that can come out either way."""
+
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from synthetic import make_activations, make_records
 
-from moralkit.diagnostics import diagnose, headline_table
-from moralkit.sae.config import preset
-from moralkit.sae.rediagnose import (
-    RediagnosisConfig,
-    _differences,
-    reconstructed_set,
-    rediagnose,
-)
-from moralkit.sae.train import train_sae
+from moralkit.claims import AGREES, DISAGREES, INCONCLUSIVE, judge_claim, load_claims
+from moralkit.results import Gate
+from moralkit.sae.rediagnose import RediagnosisConfig, RediagnosisResult, rediagnose
+
+
+class PlantedSurgery:
+    """A stand-in for one seed's LayerSurgery: the "pretrained" stage returns one planted
+    layout, the "finetuned" stage another, codes are the two halves of a ReLU split."""
+
+    def __init__(self, seed: int, pre: np.ndarray, ft: np.ndarray, n: int) -> None:
+        self.layer, self.seed = 1, seed
+        self.folds = np.arange(n) % 2
+        self.finetuned = [None, None]
+        self.pretrained = SimpleNamespace(cfg=SimpleNamespace(d_sae=2 * pre.shape[1]))
+        self._out = {"pretrained": pre, "finetuned": ft}
+
+    def apply(self, x, stage, output, folds=None):
+        rec = self._out[stage][: len(x)]
+        if output == "reconstruction":
+            return rec
+        return np.maximum(np.concatenate([rec, -rec], axis=1), 0)
 
 
 @pytest.fixture(scope="module")
-def setup():
+def planted():
     records = make_records(n_per_stratum=4, n_prototypes=8, n_neutral=8, seed=0)
-    acts = make_activations(records, {1: "opposed", 2: "random"}, n_model_layers=3, width=24)
-    x = acts.get(1)
-    res = train_sae(x[:300], x[300:], preset("tiny", width=48, epochs=2), progress=False)
-    return records, acts, res
-
-
-def test_reconstructed_set_keeps_layout_and_applies_the_centre(setup):
-    records, acts, res = setup
-    rec = reconstructed_set(acts, {1: (res.sae, res.centre)})
-    assert rec.layers == (1,) and rec.n_model_layers == acts.n_model_layers
-    assert rec.get(1).shape == acts.get(1).shape
-    with torch.no_grad():
-        xc = torch.from_numpy(acts.get(1)[:4] - res.centre)
-        expected = res.sae.decode(res.sae.encode(xc)).numpy() + res.centre
-    assert np.allclose(rec.get(1)[:4], expected, atol=1e-5)
-
-
-class PerfectSAE:
-    """A lossless "SAE" with 2d latents: relu(x) and relu(-x), decoded as their difference."""
-
-    def encode(self, x):
-        return torch.relu(torch.cat([x, -x], dim=-1))
-
-    def decode(self, z):
-        d = z.shape[-1] // 2
-        return z[..., :d] - z[..., d:]
-
-
-@pytest.mark.slow  # 2 diagnostics x 3 conditions x 5 resamples
-def test_rediagnose_runs_three_conditions_with_paired_intervals(setup):
-    records, acts, res = setup
-    width = acts.get(1).shape[1]
-    saes = {
-        "pretrained": {1: (res.sae, res.centre)},
-        "finetuned": {1: (PerfectSAE(), np.zeros(width, dtype=np.float32))},
-    }
-    config = RediagnosisConfig(
-        which=("categorical", "gradient"),
-        configs={
-            "categorical": {"n_permutations": 10, "n_bootstrap": 10},
-            "gradient": {"n_bootstrap": 10},
-        },
-        n_bootstrap=4,
+    acts = make_activations(
+        records, {1: "opposed", 2: "shared", 0: "opposed"}, n_model_layers=3, width=24, seed=1
     )
-    result = rediagnose(acts, records, saes, config, ground_truth="synthetic")
-    heads = result["headlines"]
-    assert set(heads["condition"]) == {"original", "pretrained", "finetuned"}
-    direct = headline_table(
-        diagnose(
-            reconstructed_set(acts.select_layers([1]), saes["pretrained"]),
-            records,
-            which=("categorical",),
-            configs={"categorical": config.configs["categorical"]},
-        )
-    )
-    mine = heads[(heads["condition"] == "pretrained") & (heads["diagnostic"] == "categorical")]
-    assert np.allclose(mine["value"].to_numpy(), direct["value"].to_numpy(), equal_nan=True)
-    diffs = result["differences"].set_index("condition")
-    # a lossless reconstruction changes nothing: every difference and interval is exactly 0
-    lossless = diffs.loc[["finetuned"]]
-    assert (lossless["difference"].dropna() == 0).all() and len(lossless["difference"].dropna())
-    assert set(lossless["verdict"]) <= {"no change", "no interval"}
-    assert set(diffs["verdict"]) <= {"gain", "loss", "no change", "no interval"}
-    assert len(result.verdicts()) == 4  # 2 diagnostics x 2 conditions
-    assert result.best().equals(result.verdicts())
-    # how much variance each reconstruction keeps, checked by hand
-    rec = result["reconstruction"].set_index("condition")
-    assert rec.loc["finetuned", "explained_variance"] == pytest.approx(1.0)
-    h = acts.get(1)
-    alive = (h > 0).any(axis=0).sum() + (h < 0).any(axis=0).sum()  # relu(x), relu(-x) latents
-    assert rec.loc["finetuned", "dead_fraction"] == pytest.approx(1 - alive / (2 * width))
-    with torch.no_grad():
-        z = res.sae.encode(torch.from_numpy(h - res.centre))
-        back = res.sae.decode(z).numpy() + res.centre
-    kept = 1 - ((h - back) ** 2).sum() / ((h - h.mean(0)) ** 2).sum()
-    assert rec.loc["pretrained", "explained_variance"] == pytest.approx(kept, rel=1e-4)
-    # the claims: gated on the fine-tuned SAE's reconstruction and on the resamples
-    claims = {c.claim_id: c for c in result.claim()}
-    gates = {g.name: g for g in claims["sae_typicality_up"].gates}
-    # lossless, but latents that never fire on these uncentred activations count as dead
-    assert not gates["sae_reconstruction"].passed
-    assert "explained variance 1.00, dead 29%" in gates["sae_reconstruction"].detail
-    assert not gates["enough_resamples"].passed
-    assert "4 resamples" in gates["enough_resamples"].detail
-    relaxed = {"min_explained_variance": 0.99, "max_dead_fraction": 0.3, "min_resamples": 4}
-    assert all(g.passed for g in result.gates(relaxed))
-    strict = {**relaxed, "min_explained_variance": 1.01}
-    assert not result.gates(strict)[0].passed
-    assert claims["sae_opposing_similarity_down"].value == 0  # no change: no drop
+    return records, acts
 
 
-def test_verdicts_follow_the_metric_direction():
-    index = pd.MultiIndex.from_tuples(
-        [("m", "categorical", "virtue_vice_cosine"), ("m", "gradient", "spearman_heldout")],
-        names=["model", "diagnostic", "metric"],
-    )
-    wide = pd.DataFrame(
-        {"original": [0.5, 0.2], "pretrained": [0.5, 0.2], "finetuned": [0.2, 0.1]}, index=index
-    )
+@pytest.mark.slow  # 2 seeds x 5 conditions x 2 diagnostics x 1,000 paired draws (~10 s)
+def test_a_planted_separation_is_the_surgerys_effect_and_agrees(planted):
+    records, acts = planted
+    x = acts.get(0)
     rng = np.random.default_rng(0)
-    boot = pd.concat([wide + rng.normal(scale=0.01, size=wide.shape) for _ in range(50)])
-    d = _differences(wide, boot, 0.95).set_index(["diagnostic", "condition"])
-    assert d.loc[("categorical", "finetuned"), "verdict"] == "gain"  # cosine went down
-    assert d.loc[("gradient", "finetuned"), "verdict"] == "loss"  # spearman went down
-    assert d.loc[("gradient", "pretrained"), "verdict"] == "no change"
+    seeds = [
+        PlantedSurgery(s, acts.get(2) + 0.01 * rng.normal(size=x.shape), acts.get(1), len(x))
+        for s in (0, 1)
+    ]
+    config = RediagnosisConfig(which=("categorical", "gradient"), n_bootstrap=1000)
+    result = rediagnose(x, records, seeds, config, ground_truth="syn")
+    values = result["values"]
+    assert set(values["condition"]) == {"original", "pretrained", "finetuned",
+                                        "pretrained codes", "finetuned codes"}  # fmt: skip
+    v = result.verdicts()
+    cat = v[v["diagnostic"] == "categorical"].iloc[0]
+    assert cat["comparison"] == "finetuned − pretrained" and cat["verdict"] == "gain"
+    d = result["differences"]
+    per_seed = d[(d["seed"].astype(str) != "all") & (d["diagnostic"] == "categorical")
+                 & (d["comparison"] == "finetuned − pretrained")]  # fmt: skip
+    assert cat["ci_low"] == per_seed["ci_low"].min() and cat["ci_high"] == per_seed["ci_high"].max()
+    assert cat["difference"] == pytest.approx(per_seed["difference"].mean())
+    result.claim_gates = [Gate("sae_reconstruction", True, "planted")]
+    claims = {c.claim_id: c for c in result.claim()}
+    down = claims["sae_opposing_similarity_down"]
+    assert down.value > 0.1 and down.ci_low > 0.1  # the drop of the cosine, oriented
+    assert set(down.extra["per_seed"]) == {"0", "1"}
+    claim = load_claims()["sae_opposing_similarity_down"]
+    entry = {"value": down.value, "ci_low": down.ci_low, "ci_high": down.ci_high,
+             "gates": [g.as_dict() for g in down.gates]}  # fmt: skip
+    assert judge_claim(claim, entry).verdict == AGREES
+    # the same SAEs judged through a failed gate: inconclusive whatever the effect
+    result.claim_gates = [Gate("sae_reconstruction", False, "layer 1: explained variance 0.5")]
+    gated = {c.claim_id: c for c in result.claim()}["sae_opposing_similarity_down"]
+    entry["gates"] = [g.as_dict() for g in gated.gates]
+    assert judge_claim(claim, entry).verdict == INCONCLUSIVE
+
+
+def _result(diff: float, lo: float, hi: float, better: str = "higher") -> RediagnosisResult:
+    row = {"ground_truth": "g", "layer": 8, "seed": "all", "comparison": "finetuned − pretrained",
+           "baseline": "pretrained", "condition": "finetuned", "diagnostic": "gradient",
+           "metric": "spearman_heldout", "baseline_value": 0.2, "value": 0.2 + diff,
+           "difference": diff, "ci_low": lo, "ci_high": hi, "better": better, "verdict": "",
+           "n_seeds": 3, "seed_min": diff, "seed_max": diff}  # fmt: skip
+    tables = {
+        "values": pd.DataFrame([{"n_records": 100}]),
+        "differences": pd.DataFrame([row]),
+        "reconstruction": pd.DataFrame(),
+    }
+    out = RediagnosisResult(tables, RediagnosisConfig(n_bootstrap=1000))
+    out.claim_gates = [Gate("sae_reconstruction", True, "ok")]
+    return out
+
+
+@pytest.mark.parametrize(
+    "diff, lo, hi, verdict",
+    [(0.3, 0.2, 0.4, AGREES), (0.02, -0.03, 0.07, DISAGREES), (0.1, 0.05, 0.2, INCONCLUSIVE)],
+)
+def test_sae_typicality_up_can_agree_disagree_or_be_inconclusive(diff, lo, hi, verdict):
+    (value,) = [c for c in _result(diff, lo, hi).claim() if c.claim_id == "sae_typicality_up"]
+    entry = {"value": value.value, "ci_low": value.ci_low, "ci_high": value.ci_high,
+             "gates": [g.as_dict() for g in value.gates]}  # fmt: skip
+    assert judge_claim(load_claims()["sae_typicality_up"], entry).verdict == verdict
+
+
+def test_too_few_resamples_and_no_gated_layer_are_inconclusive():
+    few = _result(0.3, 0.2, 0.4)
+    few.config = RediagnosisConfig(n_bootstrap=20)
+    (value,) = [c for c in few.claim() if c.claim_id == "sae_typicality_up"]
+    assert [g.name for g in value.gates if not g.passed] == ["enough_resamples"]
+    empty = RediagnosisResult(
+        {"values": pd.DataFrame(), "differences": pd.DataFrame(), "reconstruction": pd.DataFrame()},
+        RediagnosisConfig(n_bootstrap=1000),
+    )
+    empty.claim_gates = [Gate("sae_reconstruction", False, "layer 8: explained variance 0.4")]
+    claims = empty.claim()
+    assert {c.claim_id for c in claims} == {"sae_typicality_up", "sae_opposing_similarity_down"}
+    claim = load_claims()["sae_typicality_up"]
+    entry = {"value": claims[0].value, "gates": [g.as_dict() for g in claims[0].gates]}
+    assert judge_claim(claim, entry).verdict == INCONCLUSIVE
+
+
+def test_config_checks_its_settings():
+    with pytest.raises(ValueError, match="unknown"):
+        RediagnosisConfig(which=("nope",))
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        RediagnosisConfig(n_bootstrap=1)

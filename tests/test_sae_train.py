@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from moralkit.sae.config import PRESETS, preset
+from moralkit.sae.resample import resample_dead
 from moralkit.sae.train import (
     adapt_l1,
     lr_factor,
     new_training_sae,
     paper_formula_loss,
     paper_loss,
+    steps_per_epoch,
     train_sae,
 )
 
@@ -125,3 +127,66 @@ def test_presets_follow_the_paper():
     assert PRESETS["paper-code"].d_sae(4096) == 16_384
     assert PRESETS["paper-run"].target_l0 == 100 and PRESETS["paper-run"].epochs == 200
     assert PRESETS["paper-code"].lr == 1e-4 and PRESETS["paper-code"].batch_size == 4096
+    for name in ("paper-run", "paper-code"):  # the official loop (methods/sae.md, departures)
+        assert PRESETS[name].drop_last and PRESETS[name].batch_mean
+        assert PRESETS[name].autocast == "float16"
+        assert PRESETS[name].resample_every == 0 and PRESETS[name].l1_adapt_every == 0
+
+
+def test_drop_last_counts_full_batches_and_batch_mean_weights_batches_equally():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(330, 8)).astype(np.float32)
+    config = preset("tiny", width=16, epochs=2, batch_size=100, warmup_epochs=1)
+    pooled = train_sae(x[:250], x[250:], config, progress=False)
+    official = preset("tiny", width=16, epochs=2, batch_size=100, warmup_epochs=1,
+                      drop_last=True, batch_mean=True)  # fmt: skip
+    dropped = train_sae(x[:250], x[250:], official, progress=False)
+    assert steps_per_epoch(250, config) == 3 and steps_per_epoch(250, official) == 2
+    assert pooled.history["step"].tolist() == [3, 6] and dropped.history["step"].tolist() == [2, 4]
+    assert pooled.samples_seen == 500 and dropped.samples_seen == 400
+
+
+def test_fp16_autocast_with_a_scaler_trains_to_float32_weights():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    config = preset("tiny", width=16, epochs=2, autocast="float16")
+    result = train_sae(x[:250], x[250:], config, progress=False)
+    assert result.sae.W_enc.dtype == torch.float32 and np.isfinite(result.history["loss"]).all()
+    with pytest.raises(ValueError, match="autocast"):
+        preset("tiny", autocast="int8")
+
+
+def test_per_step_lambda_applies_the_paper_rule_every_few_steps():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(1100, 16)).astype(np.float32)
+    config = preset("tiny", width=64, epochs=2, batch_size=100, target_l0=1.0, l1_init=1e-3,
+                    l1_adapt_every=5)  # fmt: skip
+    result = train_sae(x[:1000], x[1000:], config, progress=False)
+    hist = result.history  # L0 stays far above 1: λ x 1.2 every 5 steps, 2 per epoch of 10
+    assert hist["lambda"].tolist() == pytest.approx([1e-3, 1e-3 * 1.2**2])
+    assert hist["lambda_end"].tolist() == pytest.approx([1e-3 * 1.2**2, 1e-3 * 1.2**4])
+
+
+def test_resampling_gives_dead_latents_new_unit_directions_and_fresh_optimiser_state():
+    torch.manual_seed(0)
+    sae = new_training_sae(8, 12, seed=0)
+    opt = torch.optim.AdamW(sae.parameters(), lr=1e-2)
+    x = torch.randn(64, 8)
+    loss, _ = paper_loss(sae, x, 1e-3)
+    loss.backward()
+    opt.step()
+    before = {k: v.detach().clone() for k, v in sae.state_dict().items()}
+    fired = torch.ones(12, dtype=torch.bool)
+    fired[[2, 7]] = False
+    n = resample_dead(sae, opt, fired, x, torch.Generator().manual_seed(0))
+    assert n == 2
+    alive = fired.nonzero().flatten()
+    assert torch.equal(sae.W_dec[alive], before["W_dec"][alive])
+    assert torch.equal(sae.W_enc[:, alive], before["W_enc"][:, alive])
+    assert not torch.equal(sae.W_dec[[2, 7]], before["W_dec"][[2, 7]])
+    assert torch.allclose(sae.W_dec[[2, 7]].norm(dim=1), torch.ones(2))
+    assert torch.equal(sae.b_enc[[2, 7]], torch.zeros(2))
+    state = opt.state[sae.W_dec]
+    assert torch.equal(state["exp_avg"][[2, 7]], torch.zeros(2, 8))
+    assert state["exp_avg"][alive].abs().sum() > 0
+    assert resample_dead(sae, opt, torch.ones(12, dtype=torch.bool), x, torch.Generator()) == 0

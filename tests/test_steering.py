@@ -112,6 +112,42 @@ def test_selected_features_zero_the_others(loaded, sae_and_centre):
     torch.testing.assert_close(steered_h, expected, rtol=1e-5, atol=1e-5)
 
 
+def _finetuned_copy(sae, features):
+    """A copy of ``sae`` whose ``features`` changed, as fine-tuning changes them."""
+    ft = sae_lens.StandardSAE(sae_lens.StandardSAEConfig(d_in=32, d_sae=64))
+    ft.load_state_dict(sae.state_dict())
+    with torch.no_grad():
+        ft.W_enc[:, features] += 0.3 * torch.randn(32, len(features))
+        ft.W_dec[features] += 0.3 * torch.randn(len(features), 32)
+    return ft
+
+
+def test_the_error_preserving_arm_adds_only_what_fine_tuning_changed(loaded, sae_and_centre):
+    """mode "delta": h + s·(SAE_ft(h − c) − SAE_pre(h − c)); identical SAEs change nothing."""
+    pre, centre = sae_and_centre
+    torch.manual_seed(4)
+    ft = _finetuned_copy(pre, [3, 9])
+    inputs = _inputs(loaded)
+    h, base_logits = _hidden(loaded, inputs)
+    bundle = {"delta": SteeringSAE(ft, centre, (3, 9), base=pre)}
+    with steering(loaded.model, SteeringConfig("delta", LAYER, 0.7), bundle):
+        steered_h, _ = _hidden(loaded, inputs)
+    with torch.no_grad():
+        x = h - centre
+        expected = h + 0.7 * (ft.decode(ft.encode(x)) - pre.decode(pre.encode(x)))
+    torch.testing.assert_close(steered_h, expected, rtol=1e-5, atol=1e-5)
+    same = {"delta": SteeringSAE(pre, centre, None, base=pre)}
+    with steering(loaded.model, SteeringConfig("delta", LAYER, 1.0), same):
+        _, unchanged = _hidden(loaded, inputs)
+    assert torch.equal(unchanged, base_logits)  # no fine-tuning, no change: errors never enter
+    with pytest.raises(ValueError, match="base"):
+        with steering(
+            loaded.model, SteeringConfig("delta", LAYER), {"delta": SteeringSAE(ft, centre)}
+        ):
+            pass
+    assert active_hook_count(loaded.model) == 0
+
+
 def test_strength_zero_and_none_mode_leave_outputs_unchanged(loaded, sae_and_centre):
     sae, centre = sae_and_centre
     inputs = _inputs(loaded)

@@ -17,7 +17,6 @@ from shared_data import SHARED_DATA, needs_mirror
 
 from moralkit.chapter import Chapter
 from moralkit.evaluation.flames import FlamesConfig, flames_arms, flames_responses
-from moralkit.sae import STAGES
 from moralkit.sae import surgery as surgery_module
 from moralkit.sae.recipe import SAE_CHAPTER, sae_surgery
 from moralkit.sae.surgery import SurgeryConfig
@@ -87,15 +86,20 @@ def test_the_jobs_store_what_the_chapters_calls_find(jobs, tmp_path, monkeypatch
     sae_chapter = Chapter.start(SAE_CHAPTER, profile="jobtest")
     config = SurgeryConfig.from_parameters(sae_chapter.params)
     surgery = sae_surgery("tiny-llama", sae_chapter.records(), sae_chapter.activations, [1], config)
-    paths = {stage: str(path) for stage, path in surgery.surgeries[0].paths.items()}
-    assert paths == {stage: stored[stage] for stage in STAGES}
+    found = [
+        {"seed": s.seed, "pretrained": str(s.paths["pretrained"]),
+         "finetuned": [str(p) for p in s.paths["finetuned"]]}
+        for s in surgery.surgeries
+    ]  # fmt: skip
+    assert found == stored["saes"] and len(found) == config.n_seeds
     # ... and so does chapter 08's, with chapter 07's settings (the unlabelled texts included)
     steering = Chapter.start(STEERING_CHAPTER, profile="jobtest")
     saes = load_steering_saes(
         "tiny-llama", steering.records(), steering.activations, [1], steering.params
     )
-    assert torch.equal(saes[("finetuned", 1)].sae.W_dec, surgery.surgeries[0].finetuned.W_dec)
-    assert json.loads((Path(stored["pretrained"]) / "meta.json").read_text())["unlabelled"]
+    assert torch.equal(saes[("finetuned", 1)].sae.W_dec, surgery.surgeries[0].finetuned[0].W_dec)
+    pretrained = Path(stored["saes"][0]["pretrained"])
+    assert json.loads((pretrained / "meta.json").read_text())["unlabelled"]
 
     # the generation jobs answer with the chapter's prompt sample, decoding and SAE: the
     # chapter's own Flames call then finds every response in the generation cache

@@ -19,7 +19,12 @@ BENCHMARK_TITLES = {
     "ethics": "ETHICS commonsense: zero-shot accuracy",
     "ethics-hard": "ETHICS commonsense (hard): zero-shot accuracy",
 }
-STAGE_NAMES = {"pretrained": "pretrained SAE (control)", "finetuned": "fine-tuned SAE"}
+STAGE_NAMES = {
+    "pretrained": "pretrained SAE (control)",
+    "finetuned": "fine-tuned SAE",
+    "delta": "error-preserving (ft − pre)",
+}
+_OFFSET = (len(STAGE_NAMES) - 1) / 2
 
 
 def _arm_positions(summary: pd.DataFrame) -> list[tuple[str, float]]:
@@ -40,7 +45,7 @@ def plot_behaviour(summary: pd.DataFrame, fluency: pd.DataFrame) -> Figure:
     benchmarks = list(dict.fromkeys(summary["benchmark"]))
     positions = _arm_positions(summary)
     labels = [f"layer {layer}\ns={s:g}" for layer, s in positions]
-    colours = dict(zip(STAGE_NAMES, sns.color_palette("colorblind", 2), strict=True))
+    colours = dict(zip(STAGE_NAMES, sns.color_palette("colorblind", len(STAGE_NAMES)), strict=True))
     fig, axes = plt.subplots(1, len(benchmarks) + 1, figsize=(3.6 * (len(benchmarks) + 1), 3.6))
     for ax, bench in zip(axes, benchmarks, strict=False):
         part = summary[summary["benchmark"] == bench]
@@ -50,7 +55,7 @@ def plot_behaviour(summary: pd.DataFrame, fluency: pd.DataFrame) -> Figure:
         for k, (stage, name) in enumerate(STAGE_NAMES.items()):
             rows = part[part["stage"] == stage]
             x = [
-                positions.index((int(r.layer), float(r.strength))) + (k - 0.5) * 0.2
+                positions.index((int(r.layer), float(r.strength))) + (k - _OFFSET) * 0.2
                 for r in rows.itertuples()
             ]
             err = [rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]]
@@ -67,7 +72,7 @@ def plot_behaviour(summary: pd.DataFrame, fluency: pd.DataFrame) -> Figure:
     for k, (stage, name) in enumerate(STAGE_NAMES.items()):
         rows = fluency[fluency["stage"] == stage]
         x = [
-            positions.index((int(r.layer), float(r.strength))) + (k - 0.5) * 0.2
+            positions.index((int(r.layer), float(r.strength))) + (k - _OFFSET) * 0.2
             for r in rows.itertuples()
         ]
         ax.scatter(x, rows["ratio_to_unsteered"], color=colours[stage], label=name)

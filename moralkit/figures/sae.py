@@ -1,7 +1,7 @@
 """Figures for the SAE surgery (paper §4.2-4.4, §5.4; book: Methods › SAE surgery,
 methods/sae.md).
 
-Inputs are the tables of :class:`moralkit.sae.surgery.SurgeryResult` and
+Inputs are the tables of :class:`moralkit.sae.tables.SurgeryResult` and
 :class:`moralkit.sae.rediagnose.RediagnosisResult`.
 """
 
@@ -25,42 +25,77 @@ TERM_LABELS = {
     "off_dimension": "off-dimension",
     "total": "weighted total",
 }
-CONDITION_LABELS = {
-    "original": "original activations",
-    "pretrained": "pretrained SAE reconstruction",
-    "finetuned": "fine-tuned SAE reconstruction",
+EFFECT_METRIC = {
+    "categorical": "virtue_vice_cosine",
+    "gradient": "spearman_heldout",
+    "structural": "ari_mft15",
+    "dimensional": "r2_ridge_cv",
 }
 METRIC_LABELS = {
-    "virtue_vice_cosine": "virtue–vice centre cosine (lower = better separated)",
-    "spearman_heldout": "typicality Spearman ρ, held-out (higher = finer)",
-    "ari_mft15": "clustering ARI vs foundations (higher = better)",
-    "r2_ridge_cv": "ridge probe R² (higher = more decodable)",
+    "virtue_vice_cosine": "virtue–vice centre cosine, drop (more = better separated)",
+    "spearman_heldout": "typicality Spearman ρ, held-out (more = finer)",
+    "ari_mft15": "clustering ARI vs foundations (more = better)",
+    "r2_ridge_cv": "ridge probe R² (more = more decodable)",
 }
+#: the comparisons the effects figure shows, top to bottom
+COMPARISON_ORDER = (
+    "finetuned − pretrained",
+    "finetuned codes − pretrained codes",
+    "pretrained − original",
+    "finetuned − original",
+)
+
+
+def _first_seed(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["seed"] == table["seed"].min()] if "seed" in table.columns else table
 
 
 def plot_pretraining(history: pd.DataFrame) -> Figure:
-    """Per-layer pretraining curves: validation MSE, L0 and λ over epochs."""
-    require_columns(history, ("layer", "epoch", "val_mse", "l0", "lambda"), "pretraining history")
-    panels = [("val_mse", "validation MSE"), ("l0", "L0 (active features)"), ("lambda", "λ")]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
-    for ax, (col, title) in zip(axes, panels, strict=True):
-        for layer, g in history.groupby("layer"):
-            ax.plot(g["epoch"], g[col], marker=".", label=f"layer {layer}")
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
+    """Per layer and seed: validation explained variance (dashed: without the top direction),
+    L0, λ and resampled latents over training steps."""
+    require_columns(
+        history,
+        ("layer", "seed", "step", "val_explained_variance", "val_l0", "lambda_end", "resampled"),
+        "pretraining history",
+    )
+    panels = [
+        ("val_explained_variance", "explained variance (held-out texts)"),
+        ("val_l0", "L0 (active latents)"),
+        ("lambda_end", "λ"),
+        ("resampled", "latents resampled (cumulative)"),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(12.5, 3.2))
+    groups = list(history.groupby(["layer", "seed"]))
+    colours = sns.color_palette("colorblind", max(len(groups), 1))
+    for colour, ((layer, seed), g) in zip(colours, groups, strict=False):
+        for ax, (col, _) in zip(axes, panels, strict=True):
+            ax.plot(g["step"], g[col], color=colour, lw=1.2, label=f"layer {layer} seed {seed}")
+        if "val_explained_variance_rest" in g:
+            axes[0].plot(g["step"], g["val_explained_variance_rest"], color=colour, lw=1, ls="--")
+    for ax, (_, title) in zip(axes, panels, strict=True):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+    low = float(np.nanmin(history["val_explained_variance"])) if len(history) else 0.0
+    axes[0].set_ylim(max(-0.05, min(low, 0.5)), 1.0)
     axes[2].set_yscale("log")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def plot_feature_types(layers: pd.DataFrame) -> Figure:
-    """Share of monosemantic, polysemantic and weak features per layer."""
-    require_columns(layers, ("layer", "mono_ratio", "poly_ratio", "weak_ratio"), "layers")
-    shares = layers.set_index("layer")[["mono_ratio", "poly_ratio", "weak_ratio"]]
-    shares.columns = ["monosemantic", "polysemantic", "weak"]
+    """Share of monosemantic, polysemantic and weak features per layer (mean over seeds),
+    with the monosemantic share expected by chance (dotted)."""
+    cols = ("layer", "mono_ratio", "poly_ratio", "weak_ratio", "mono_ratio_chance")
+    require_columns(layers, cols, "layers")
+    shares = layers.groupby("layer")[list(cols[1:])].mean()
+    bars = shares[["mono_ratio", "poly_ratio", "weak_ratio"]]
+    bars.columns = ["monosemantic", "polysemantic", "weak"]
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
-    shares.plot.bar(stacked=True, ax=ax, color=sns.color_palette("colorblind", 3), rot=0)
+    bars.plot.bar(stacked=True, ax=ax, color=sns.color_palette("colorblind", 3), rot=0)
+    for k, chance in enumerate(shares["mono_ratio_chance"]):
+        ax.plot([k - 0.3, k + 0.3], [chance, chance], color="black", ls=":", lw=1.5)
+    ax.plot([], [], color="black", ls=":", label="monosemantic by chance")
     ax.set_ylabel("share of SAE features")
     ax.set_xlabel("layer")
     ax.legend(fontsize=8, loc="upper right")
@@ -69,10 +104,10 @@ def plot_feature_types(layers: pd.DataFrame) -> Figure:
 
 
 def plot_top_features_heatmap(features: pd.DataFrame, layer: int, n: int = 25) -> Figure:
-    """Pearson r with the ten moral dimensions for the ``n`` features of ``layer`` with the
-    largest |r| (validation split)."""
+    """Pearson r with the ten moral dimensions for the ``n`` features of ``layer`` (first seed)
+    with the largest |r|."""
     require_columns(features, ("layer", "feature", "abs_r_max", "type", *DIMENSIONS), "features")
-    f = features[features["layer"] == layer].nlargest(n, "abs_r_max")
+    f = _first_seed(features[features["layer"] == layer]).nlargest(n, "abs_r_max")
     matrix = f.set_index("feature")[list(DIMENSIONS)]
     matrix.index = [f"{i} ({t[:4]})" for i, t in zip(f["feature"], f["type"], strict=True)]
     fig, ax = plt.subplots(figsize=(6.5, 0.22 * len(f) + 1.5))
@@ -87,91 +122,88 @@ def plot_top_features_heatmap(features: pd.DataFrame, layer: int, n: int = 25) -
 
 
 def plot_finetune_terms(history: pd.DataFrame) -> Figure:
-    """Validation value of each objective term over fine-tuning epochs (one line per layer)."""
+    """Validation value of each objective term over fine-tuning epochs: one line per layer and
+    fold of the first seed, coloured by layer."""
     terms = [t for t in TERM_LABELS if f"val_{t}" in history.columns]
     require_columns(history, ("layer", "epoch"), "fine-tuning history")
+    history = _first_seed(history)
+    keys = [k for k in ("layer", "fold") if k in history.columns]
+    layers = list(dict.fromkeys(history["layer"]))
+    colours = dict(zip(layers, sns.color_palette("colorblind", len(layers)), strict=True))
     cols = 4
     rows = int(np.ceil(len(terms) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(11, 2.6 * rows), squeeze=False)
     for ax, term in zip(axes.flat, terms, strict=False):
-        for layer, g in history.groupby("layer"):
-            ax.plot(g["epoch"], g[f"val_{term}"], marker=".", label=f"layer {layer}")
+        for _, g in history.groupby(keys):
+            colour = colours[g["layer"].iloc[0]]
+            ax.plot(g["epoch"], g[f"val_{term}"], marker=".", lw=1, color=colour)
         ax.set_title(TERM_LABELS[term], fontsize=9)
         ax.set_xlabel("epoch")
     for ax in axes.flat[len(terms) :]:
         ax.axis("off")
+    for layer, colour in colours.items():
+        axes.flat[0].plot([], [], color=colour, label=f"layer {layer}")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def plot_rediagnosis(differences: pd.DataFrame, verdicts_only: bool = True) -> Figure:
-    """Primary metric of each diagnostic under the three conditions, per ground truth.
+def _effect_cell(ax, cell: pd.DataFrame, ypos: dict) -> None:
+    for r in cell.itertuples():
+        sign = 1 if r.better == "higher" else -1
+        lo, hi = sorted((sign * r.ci_low, sign * r.ci_high))
+        y = ypos[r.comparison]
+        if str(r.seed) == "all":
+            ax.plot([lo, hi], [y, y], color="black", lw=6, alpha=0.2, solid_capstyle="butt")
+            continue
+        x = sign * r.difference
+        y += 0.15 * (int(r.seed) % 3 - 1)
+        ax.errorbar(x, y, xerr=[[x - lo], [hi - x]], fmt="o", ms=3, lw=1, capsize=2, color="C0")
 
-    Bars for the reconstructions carry the paired-bootstrap 95% interval of their difference
-    from the original, placed around their value.
-    """
-    require_columns(
-        differences,
-        (
-            "ground_truth",
-            "diagnostic",
-            "metric",
-            "condition",
-            "original",
-            "value",
-            "ci_low",
-            "ci_high",
-        ),
-        "differences",
-    )
-    d = differences[differences["metric"].isin(METRIC_LABELS)] if verdicts_only else differences
-    metrics = list(dict.fromkeys(d["metric"]))
+
+def plot_effects(differences: pd.DataFrame, margin: float | None = None) -> Figure:
+    """Effects per diagnostic (columns) and ground truth (rows), oriented so that right means
+    less indifferent: each seed's difference with its paired-bootstrap interval (dots) and the
+    envelope over seeds (grey bar); ``margin``: dotted lines at ±margin."""
+    cols = ("ground_truth", "seed", "comparison", "diagnostic", "difference", "ci_low",
+            "ci_high", "better")  # fmt: skip
+    require_columns(differences, cols, "differences")
+    d = differences[differences["comparison"].isin(COMPARISON_ORDER)]
+    if d.empty:  # every layer below the reconstruction gate: nothing was re-diagnosed
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.text(0.5, 0.5, "no SAE layer passed the reconstruction gate: no effects",
+                ha="center", va="center")  # fmt: skip
+        ax.axis("off")
+        return fig
     gts = list(dict.fromkeys(d["ground_truth"]))
+    diags = [m for m in EFFECT_METRIC if m in set(d["diagnostic"])]
+    n_rows, n_cols = max(len(gts), 1), max(len(diags), 1)
     fig, axes = plt.subplots(
-        1, max(len(metrics), 1), figsize=(3.4 * max(len(metrics), 1), 3.4), squeeze=False
-    )
-    colours = dict(zip(CONDITION_LABELS, sns.color_palette("colorblind", 3), strict=True))
-    width = 0.8 / 3
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        m = d[d["metric"] == metric]
-        for k, cond in enumerate(CONDITION_LABELS):
-            vals, lo, hi = [], [], []
-            for gt in gts:
-                rows = m[m["ground_truth"] == gt]
-                if cond == "original":
-                    vals.append(rows["original"].iloc[0] if len(rows) else np.nan)
-                    lo.append(0.0)
-                    hi.append(0.0)
-                    continue
-                r = rows[rows["condition"] == cond]
-                v = r["value"].iloc[0] if len(r) else np.nan
-                orig = r["original"].iloc[0] if len(r) else np.nan
-                vals.append(v)
-                lo.append(v - (orig + r["ci_low"].iloc[0]) if len(r) else np.nan)
-                hi.append((orig + r["ci_high"].iloc[0]) - v if len(r) else np.nan)
-            err = np.abs(np.nan_to_num(np.array([lo, hi]), nan=0.0))
-            ax.bar(
-                np.arange(len(gts)) + (k - 1) * width,
-                vals,
-                width,
-                yerr=err,
-                capsize=3,
-                color=colours[cond],
-                label=CONDITION_LABELS[cond],
-            )
-        ax.set_xticks(np.arange(len(gts)), gts, fontsize=8)
-        ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=8, wrap=True)
-        ax.axhline(0, color="grey", lw=0.5)
-    axes[0][0].legend(fontsize=7, loc="best")
+        n_rows, n_cols, figsize=(3.2 * n_cols + 1.5, 1.9 * n_rows + 0.7), squeeze=False,
+        sharey=True,
+    )  # fmt: skip
+    ypos = {c: -k for k, c in enumerate(COMPARISON_ORDER)}
+    for i, gt in enumerate(gts):
+        for j, diag in enumerate(diags):
+            ax = axes[i][j]
+            _effect_cell(ax, d[(d["ground_truth"] == gt) & (d["diagnostic"] == diag)], ypos)
+            ax.axvline(0, color="grey", lw=0.8)
+            for m in (-margin, margin) if margin else ():
+                ax.axvline(m, color="grey", lw=0.8, ls=":")
+            if i == 0:
+                ax.set_title(METRIC_LABELS[EFFECT_METRIC[diag]], fontsize=7.5, wrap=True)
+            ax.set_yticks(list(ypos.values()), list(ypos) if j == 0 else [], fontsize=7)
+            if j == 0:
+                ax.set_ylabel(gt, fontsize=8)
+    fig.supxlabel("effect (right = less indifferent)", fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def plot_top_records(top: pd.DataFrame, layer: int) -> Figure:
-    """For a few features of ``layer``: the test records they fire on most, as bars."""
+    """For a few features of ``layer`` (first seed): the records they fire on most, as bars."""
     require_columns(top, ("layer", "feature", "rank", "activation", "text", "category"), "top")
-    t = top[top["layer"] == layer]
+    t = _first_seed(top[top["layer"] == layer])
     feats = list(dict.fromkeys(t["feature"]))
     fig, axes = plt.subplots(
         1, max(len(feats), 1), figsize=(3.6 * max(len(feats), 1), 2.8), squeeze=False
@@ -183,6 +215,6 @@ def plot_top_records(top: pd.DataFrame, layer: int) -> Figure:
         ax.set_title(f"feature {f}", fontsize=9)
         ax.set_xlabel("activation")
         ax.tick_params(axis="y", labelsize=7)
-    fig.suptitle(f"Layer {layer}: what the most moral features fire on (test records)", fontsize=10)
+    fig.suptitle(f"Layer {layer}: what the most moral features fire on", fontsize=10)
     fig.tight_layout()
     return fig

@@ -1,10 +1,13 @@
-"""Training data for the SAEs: labelled records plus unlabelled moral texts, and splits
-(paper §4.1-4.2; book: Methods › SAE surgery, methods/sae.md).
+"""Training data for the SAEs: an unlabelled pool of moral and everyday texts, and the
+cross-fitting folds of the labelled records (paper §4.1-4.2; book: Methods › SAE surgery,
+methods/sae.md).
 
-SAE pretraining needs no labels, so it reads the labelled records' *train* split plus
-unlabelled moral texts (:func:`moralkit.data.unlabelled.unlabelled_texts`), all through the
-same cached extraction. Identification and fine-tuning read the labelled train/validation
-splits only; the test split is kept for the final numbers.
+SAE pretraining needs no labels, so it reads only unlabelled texts
+(:func:`moralkit.data.unlabelled.unlabelled_pool`: every offline moral and everyday text minus
+every text of the ground truths the chapter scores). One pretrained SAE
+therefore serves every fold of the cross-fitting: the labelled records are cut into folds
+(:func:`crossfit_folds`), each fold's SAE is fine-tuned on the other folds, and every labelled
+record is scored by an SAE that never saw it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from moralkit.records import MoralRecords
 __all__ = [
     "TextBatch",
     "array_hash",
-    "pretraining_split",
+    "crossfit_folds",
+    "fold_records",
+    "holdout_split",
     "records_hash",
     "split_index",
     "split_records",
@@ -49,16 +54,69 @@ def split_index(records: MoralRecords, split: str) -> np.ndarray:
     return idx
 
 
-def pretraining_split(
-    labelled: np.ndarray, records: MoralRecords, unlabelled: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) matrices for SAE pretraining: labelled train + unlabelled, labelled val."""
-    if len(labelled) != len(records):
-        raise ValueError(f"labelled has {len(labelled)} rows but records has {len(records)}")
-    train = labelled[split_index(records, "train")]
-    if unlabelled is not None and len(unlabelled):
-        train = np.concatenate([train, np.asarray(unlabelled, dtype=np.float32)])
-    return train.astype(np.float32), labelled[split_index(records, "val")].astype(np.float32)
+def _deal(groups: np.ndarray, strata: np.ndarray, n_parts: int, rng) -> np.ndarray:
+    """Part id per group: within each stratum, groups shuffled and dealt round-robin from a
+    random part."""
+    part = np.empty(len(groups), dtype=np.int64)
+    for stratum in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == stratum))
+        part[members] = (np.arange(members.size) + rng.integers(n_parts)) % n_parts
+    return part
+
+
+def _text_groups(records: MoralRecords, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(group of each row, stratum of each group): records sharing a text form one group (a
+    word of two foundations is two records), whose stratum is its first record's category and
+    prototype flag."""
+    table = records.table.iloc[rows]
+    _, first, groups = np.unique(
+        table["text"].to_numpy(dtype=str), return_index=True, return_inverse=True
+    )
+    strata = (table["category"].astype(str) + "|" + table["is_prototype"].astype(str)).to_numpy()
+    return groups, strata[first]
+
+
+def crossfit_folds(records: MoralRecords, n_folds: int, seed: int = 0) -> np.ndarray:
+    """Fold id (0 .. ``n_folds - 1``) of every record, stratified by category and prototype
+    flag, with all records of one text in one fold (so no fold's SAE is fine-tuned on a text it
+    is then scored on). Each stratum's texts are shuffled by ``seed`` and dealt round-robin, so
+    every fold holds about 1 / ``n_folds`` of each category's prototypes."""
+    if n_folds < 2:
+        raise ValueError(f"n_folds={n_folds}; cross-fitting needs at least 2 folds")
+    if records.table["text"].nunique() < n_folds:
+        raise ValueError(f"{len(records)} records cannot fill n_folds={n_folds} folds")
+    groups, strata = _text_groups(records, np.arange(len(records)))
+    return _deal(groups, strata, n_folds, np.random.default_rng(seed))[groups]
+
+
+def fold_records(
+    records: MoralRecords, folds: np.ndarray, fold: int, val_fraction: float, seed: int = 0
+) -> MoralRecords:
+    """``records`` with their ``split`` column set for one fold of the cross-fitting: ``test``
+    for the records of ``fold``; of the others' texts, a stratified ``val_fraction`` is ``val``
+    (identification and early stopping) and the rest ``train`` (fine-tuning)."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction={val_fraction}; expected a fraction in (0, 1)")
+    folds = np.asarray(folds)
+    if folds.shape != (len(records),):
+        raise ValueError(f"folds has shape {folds.shape}; expected ({len(records)},)")
+    split = np.where(folds == fold, "test", "train").astype(object)
+    rest = np.flatnonzero(folds != fold)
+    groups, strata = _text_groups(records, rest)
+    n_parts = max(2, int(round(1 / val_fraction)))
+    part = _deal(groups, strata, n_parts, np.random.default_rng([seed, fold]))
+    split[rest[part[groups] == 0]] = "val"
+    return MoralRecords(records.table.assign(split=split), dict(records.provenance))
+
+
+def holdout_split(n: int, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) row indices of ``n`` unlabelled vectors: a seeded ``fraction`` held out
+    (at least one row each side)."""
+    if n < 2:
+        raise ValueError(f"{n} unlabelled vectors cannot be split into train and validation")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, int(round(fraction * n))), n - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def array_hash(*arrays: np.ndarray) -> str:

@@ -207,11 +207,13 @@ def sampler_weights(vectors: np.ndarray, bug: bool = False) -> np.ndarray:
 
 @dataclass
 class FinetuneResult:
-    """The fine-tuned SAE (sae-lens module), per-epoch term curves and the best epoch."""
+    """The fine-tuned SAE (sae-lens module), per-epoch term curves, the kept (best) epoch
+    and whether it beat the pretrained SAE (epoch 0) on the validation total."""
 
     sae: object
     history: pd.DataFrame
     best_epoch: int
+    improved: bool = True
 
 
 def _epoch(model, opt, sched, data: Batch, ident, config, gen) -> dict[str, float]:
@@ -280,10 +282,11 @@ def finetune_sae(
         final_div_factor=config.final_div_factor,
     )
     gen = torch.Generator().manual_seed(config.seed)
+    # epoch 0 (the pretrained SAE) is reported, not a candidate: as in the official code the
+    # best validation total starts at +inf, so the kept state is always a fine-tuned epoch
     start = _evaluate(model, val, ident, config)
     rows = [{"epoch": 0, **{f"val_{k}": v for k, v in start.items()}}]
-    best, best_state, waited = rows[0]["val_total"], [p.detach().clone() for p in params], 0
-    best_epoch = 0
+    best, best_state, waited, best_epoch = math.inf, None, 0, 0
     for epoch in tqdm(range(1, config.epochs + 1), desc="fine-tune", disable=not progress):
         tr = _epoch(model, opt, sched, train, ident, config, gen)
         va = _evaluate(model, val, ident, config)
@@ -296,9 +299,10 @@ def finetune_sae(
             if waited >= config.patience:
                 break
     with torch.no_grad():
-        for p, saved in zip(params, best_state, strict=True):
+        for p, saved in zip(params, best_state or [], strict=False):
             p.copy_(saved)
     model.write_back()
     for p in sae.parameters():
         p.requires_grad_(True)
-    return FinetuneResult(sae, pd.DataFrame(rows), best_epoch)
+    improved = best < start["total"]
+    return FinetuneResult(sae, pd.DataFrame(rows), best_epoch, improved)

@@ -25,16 +25,26 @@ import pandas as pd
 from moralkit.activation_set import ActivationSet
 from moralkit.data.unlabelled import unlabelled_texts
 from moralkit.records import MoralRecords
-from moralkit.sae.data import TextBatch, split_index, split_records
-from moralkit.sae.rediagnose import RediagnosisConfig, RediagnosisResult, rediagnose
-from moralkit.sae.surgery import SurgeryConfig, SurgeryResult, surgery_from_activations
+from moralkit.results import Gate, claim_settings
+from moralkit.sae.data import TextBatch
+from moralkit.sae.metrics import reconstruction_gate
+from moralkit.sae.rediagnose import (
+    DIFFERENCE_COLUMNS,
+    RediagnosisConfig,
+    RediagnosisResult,
+    rediagnose,
+)
+from moralkit.sae.surgery import SurgeryConfig, surgery_from_activations
+from moralkit.sae.tables import GATE_CLAIM, SurgeryResult
 
 __all__ = [
     "SAE_CHAPTER",
     "Extract",
     "SurgeryInputs",
-    "sae_chapter_config",
+    "claim_layer",
+    "layer_gate",
     "sae_rediagnosis",
+    "sae_chapter_config",
     "sae_surgery",
     "surgery_inputs",
 ]
@@ -51,7 +61,7 @@ Extract = Callable[..., ActivationSet]
 @dataclass
 class SurgeryInputs:
     """What one model's surgery reads: the labelled records and their activations at the SAE
-    layers, the unlabelled texts (``text``, ``source``) and theirs (None when there are none)."""
+    layers, the unlabelled texts (``text``, ``source``) and their activations."""
 
     records: MoralRecords
     acts: ActivationSet
@@ -67,10 +77,15 @@ def surgery_inputs(
     config: SurgeryConfig,
 ) -> SurgeryInputs:
     """The labelled ``records``, ``config.n_unlabelled`` unlabelled texts (seeded by
-    ``config.seed``, none of them a labelled text) and both sets' activations at ``layers``."""
+    ``config.seed``; none of them a text of ``records`` or of ``config.exclude_ground_truths``)
+    and both sets' activations at ``layers`` (the unlabelled ones extracted once and cached,
+    like every activation, so other chapters reuse them)."""
     layers = [int(x) for x in layers]
     acts = extract(model, records, layers=layers)
-    texts = unlabelled_texts(config.n_unlabelled, seed=config.seed, exclude=records.texts)
+    texts = unlabelled_texts(
+        config.n_unlabelled, seed=config.seed,
+        exclude_ground_truths=config.exclude_ground_truths, exclude=records.texts,
+    )  # fmt: skip
     unlabelled = None
     if len(texts):
         batch = TextBatch(texts["text"].tolist())
@@ -103,6 +118,38 @@ def sae_surgery(
     return result
 
 
+def layer_gate(surgery: SurgeryResult, layer: int, settings: Mapping[str, Any]) -> Gate:
+    """``sae_reconstruction`` of one layer: both stages of every seed on the labelled records
+    (cross-fitted), dead latents on those and the held-out unlabelled texts."""
+    t = surgery["layers"]
+    rows = []
+    for r in t[t["layer"] == int(layer)].itertuples(index=False):
+        for stage, p in (("pretrained", ""), ("fine-tuned", "finetuned_")):
+            rows.append({
+                "label": f"seed {r.seed} {stage}",
+                "explained_variance": getattr(r, f"{p}explained_variance"),
+                "explained_variance_rest": getattr(r, f"{p}explained_variance_rest"),
+                "dead_fraction": getattr(r, f"{p}dead_fraction"),
+            })  # fmt: skip
+    return reconstruction_gate(rows, settings, f"layer {int(layer)}: ")
+
+
+def claim_layer(surgery: SurgeryResult) -> int:
+    """The layer the SAE claims are judged at: of the layers that pass the gate (all layers
+    when none does), the one with the highest mean layer score of the paper's identification
+    (§4.3), which reads no re-diagnosis result."""
+    t = surgery["layers"]
+    gated = surgery.gated_layers() or sorted(t["layer"].unique())
+    scores = t[t["layer"].isin(gated)].groupby("layer")["layer_score"].mean()
+    return int(scores.idxmax())
+
+
+def _below_gate(layer: int, gate: Gate, ground_truth: str) -> dict:
+    return {"ground_truth": ground_truth, "layer": layer, "seed": "all",
+            "comparison": "below the gate", "verdict": "below the gate",
+            "detail": gate.detail}  # fmt: skip
+
+
 def sae_rediagnosis(
     model: str,
     surgery: SurgeryResult,
@@ -112,22 +159,40 @@ def sae_rediagnosis(
     ground_truth: str,
     control_ground_truth: str,
 ) -> RediagnosisResult:
-    """Chapter 07's re-diagnosis: the four diagnostics on the test records of the fine-tuning
-    ground truth and of the ``control`` records (``control_ground_truth``, never fine-tuned on),
-    for the original activations and both SAEs' reconstructions
-    (:func:`~moralkit.sae.rediagnose.rediagnose`)."""
-    records, layers = surgery.inputs.records, sorted(s.layer for s in surgery.surgeries)
-    test = split_records(records, "test")
-    main = rediagnose(
-        surgery.inputs.acts.take(split_index(records, "test")), test, surgery.saes(), config,
-        ground_truth=ground_truth,
-    )  # fmt: skip
-    control = split_records(control, "test")
+    """Chapter 07's re-diagnosis (:func:`~moralkit.sae.rediagnose.rediagnose`) at every layer
+    whose SAEs pass the reconstruction gate: all labelled records of the fine-tuning ground
+    truth (cross-fitted) and the ``control`` records (``control_ground_truth``, never
+    fine-tuned on). Layers below the gate get one row saying so, and no numbers."""
+    settings = claim_settings(GATE_CLAIM)
+    records, acts = surgery.inputs.records, surgery.inputs.acts
+    layers = sorted(surgery["layers"]["layer"].unique())
     control_acts = extract(model, control, layers=layers, poolings=[config.pooling])
-    held_out = rediagnose(
-        control_acts, control, surgery.saes(), config, ground_truth=control_ground_truth
-    )
-    return RediagnosisResult.stack([main, held_out])
+    results, below = [], []
+    for layer in layers:
+        gate = layer_gate(surgery, layer, settings)
+        if not gate.passed:
+            below.append(_below_gate(int(layer), gate, ground_truth))
+            continue
+        seeds = [s for s in surgery.surgeries if s.layer == layer]
+        x = acts.get(layer, config.pooling)
+        results.append(rediagnose(x, records, seeds, config, ground_truth))
+        x = control_acts.get(layer, config.pooling)
+        results.append(rediagnose(x, control, seeds, config, control_ground_truth, False))
+    out = _stack(results, below, config)
+    out.claim_gates = [layer_gate(surgery, claim_layer(surgery), settings)]
+    out.claim_layer = claim_layer(surgery)
+    return out
+
+
+def _stack(results, below, config) -> RediagnosisResult:
+    if results:
+        out = RediagnosisResult.stack(results)
+    else:
+        names = RediagnosisResult.TABLES
+        out = RediagnosisResult({n: pd.DataFrame() for n in names}, config)
+    d = pd.concat([out.tables["differences"], pd.DataFrame(below)], ignore_index=True)
+    out.tables["differences"] = d.reindex(columns=list(DIFFERENCE_COLUMNS))
+    return out
 
 
 def sae_chapter_config(params: Mapping[str, Any]) -> SurgeryConfig:

@@ -1,161 +1,106 @@
-"""Re-diagnosis: the four diagnostics on test-split activations before and after the surgery
-(paper §5.4; book: Methods › SAE surgery, methods/sae.md).
+"""Re-diagnosis: the four diagnostics before and after the surgery, and the surgery's effect
+with paired bootstrap intervals (paper §5.4; book: Methods › SAE surgery, methods/sae.md).
 
-Three conditions, the same test records, the SAE layers only:
+Five conditions of the same records at one SAE layer, per training seed:
 
 - ``original``: the model's activations;
-- ``pretrained``: their reconstruction by the pretrained SAE (control: is a change just
-  reconstruction?);
-- ``finetuned``: their reconstruction by the fine-tuned SAE.
+- ``pretrained`` / ``finetuned``: their reconstruction by the pretrained SAE and by the
+  fine-tuned SAE of each record's fold (cross-fitted: never fine-tuned on that record);
+- ``pretrained codes`` / ``finetuned codes``: the SAE latent codes themselves.
 
-Each condition goes through :func:`moralkit.diagnostics.diagnose`; the headline of each
-diagnostic (best layer among the SAE layers) is compared. Intervals on the differences come
-from a paired bootstrap over test records (every condition sees the same resample; basic
-interval, centred on the estimate), and each diagnostic gets a verdict on its primary metric:
-``gain`` when the interval of the improvement excludes 0 on the good side, ``loss`` when on the
-bad side, ``no change`` otherwise (``no interval`` when the diagnostic is not bootstrapped).
-How well each SAE reconstructs the test activations (explained variance, dead latents) is
-recorded beside them: the claims are gated on it (``sae_reconstruction`` in claims.yaml).
+The surgery's effect is **fine-tuned minus pretrained** on each diagnostic's primary metric,
+reconstructions and codes alike: both conditions pay the same reconstruction loss, so the
+difference is what fine-tuning changed. The comparison with the original activations is given
+beside it. Every condition is evaluated on the same record draws
+(:func:`moralkit.sae.effects.record_draws`), so each difference's interval is a paired bootstrap
+(basic interval, centred on the estimate). Over seeds, the effect is the mean of the seeds'
+effects and its interval the envelope of the seeds' intervals (lowest lower bound, highest upper
+bound): a verdict then holds only if it holds for every seed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 
-from moralkit.activation_set import ActivationSet
-from moralkit.diagnostics import DIAGNOSTICS, diagnose, headline_table
+from moralkit.diagnostics import DIAGNOSTICS
 from moralkit.records import MoralRecords
 from moralkit.results import AnalysisResult, ClaimValue, Gate, claim_settings
-from moralkit.sae.store import centred_reconstruction
+from moralkit.sae.data import crossfit_folds
+from moralkit.sae.effects import EFFECT_METRICS, metric_draws, record_draws
+from moralkit.sae.metrics import reconstruction_gate, reconstruction_report
 
 __all__ = [
+    "COMPARISONS",
     "CONDITIONS",
-    "PRIMARY_METRICS",
+    "DIFFERENCE_COLUMNS",
     "RediagnosisConfig",
     "RediagnosisResult",
-    "reconstructed_set",
     "rediagnose",
 ]
 
-CONDITIONS: tuple[str, ...] = ("original", "pretrained", "finetuned")
-#: The metric each verdict reads, and which direction is better (+1 higher, -1 lower).
-PRIMARY_METRICS: dict[str, tuple[str, int]] = {
-    "categorical": ("virtue_vice_cosine", -1),
-    "gradient": ("spearman_heldout", +1),
-    "structural": ("ari_mft15", +1),
-    "dimensional": ("r2_ridge_cv", +1),
-}
-_DIRECTION_BY_PREFIX = {"virtue_vice": -1, "mean_offdiag": -1, "noise_ratio": -1}
-
-
-def _direction(metric: str) -> int:
-    return next((d for p, d in _DIRECTION_BY_PREFIX.items() if metric.startswith(p)), +1)
-
-
-def _light_configs() -> dict[str, dict]:
-    # fewer inner resamples than the chapters 02-05 defaults: the test split is small and the
-    # paired bootstrap below gives the intervals the verdicts read
-    return {
-        "categorical": {"n_permutations": 50, "n_bootstrap": 50},
-        "gradient": {"n_bootstrap": 50},
-        "structural": {"n_permutations": 1},
-        "dimensional": {"probes": ("ridge_cv",), "controls": ()},
-    }
-
-
-def _bootstrap_configs() -> dict[str, dict]:
-    return {
-        "categorical": {"n_permutations": 1, "n_bootstrap": 1},
-        "gradient": {"n_bootstrap": 0},
-        "structural": {"n_permutations": 1},
-        "dimensional": {"probes": ("ridge_cv",), "controls": ()},
-    }
+CONDITIONS: tuple[str, ...] = (
+    "original",
+    "pretrained",
+    "finetuned",
+    "pretrained codes",
+    "finetuned codes",
+)
+#: (baseline, condition): each effect is condition minus baseline; the first is the headline
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("pretrained", "finetuned"),
+    ("pretrained codes", "finetuned codes"),
+    ("original", "pretrained"),
+    ("original", "finetuned"),
+)
+SURGERY_EFFECT = COMPARISONS[0]
+#: columns of the ``differences`` table (rows of layers below the gate fill fewer)
+DIFFERENCE_COLUMNS: tuple[str, ...] = (
+    "ground_truth", "layer", "n_records", "seed", "comparison", "baseline", "condition",
+    "diagnostic", "metric", "baseline_value", "value", "difference", "ci_low", "ci_high",
+    "better", "verdict", "n_seeds", "seed_min", "seed_max", "detail",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class RediagnosisConfig:
-    """Which diagnostics, their configs (name -> XConfig or its fields), and the bootstrap.
-
-    ``configs`` set each diagnostic (default: fewer inner resamples than chapters 02-05 and
-    the ridge probe only); ``n_bootstrap`` paired resamples of the test records, run for the
-    diagnostics in ``bootstrap_which`` with ``bootstrap_configs`` (no inner resampling), give
-    the intervals of the differences. Diagnostics outside ``bootstrap_which`` get a difference
-    but no interval, and the verdict "no interval".
-    """
+    """Which diagnostics (``which``), how many paired resamples of the records
+    (``n_bootstrap``), the interval level, the pooling and the seed of the draws and of the
+    gradient's prototype halves."""
 
     which: tuple[str, ...] = DIAGNOSTICS
-    configs: Mapping[str, Any] = field(default_factory=_light_configs)
-    bootstrap_which: tuple[str, ...] = ("categorical", "gradient")
-    bootstrap_configs: Mapping[str, Any] = field(default_factory=_bootstrap_configs)
-    n_bootstrap: int = 20
+    n_bootstrap: int = 1000
     level: float = 0.95
     pooling: str = "mean"
     seed: int = 0
 
-
-def reconstructed_set(
-    acts: ActivationSet, saes: Mapping[int, tuple[Any, np.ndarray]], pooling: str = "mean"
-) -> ActivationSet:
-    """An ActivationSet of SAE reconstructions ``sae(h - c) + c`` for each layer of ``saes``."""
-    layers = sorted(saes)
-    stacked = []
-    for layer in layers:
-        sae, centre = saes[layer]
-        c = torch.as_tensor(np.asarray(centre, dtype=np.float32))
-        stacked.append(centred_reconstruction(sae, c, acts.get(layer, pooling)).numpy())
-    meta = {**acts.meta, "reconstructed_by": "sae"}
-    return ActivationSet(
-        {pooling: np.stack(stacked)}, tuple(layers), acts.n_model_layers, acts.model_id, meta
-    )
+    def __post_init__(self) -> None:
+        unknown = [w for w in self.which if w not in EFFECT_METRICS]
+        if unknown:
+            raise ValueError(f"which={self.which}: unknown {unknown}; expected {DIAGNOSTICS}")
+        if self.n_bootstrap < 2:
+            raise ValueError(f"n_bootstrap={self.n_bootstrap}; need at least 2 resamples")
 
 
-def _diagnose_each(acts, records, which, configs) -> dict:
-    """Each diagnostic alone; one that cannot run on these records (e.g. the categorical one
-    on a ground truth without vice records) is left out."""
+def _conditions(x: np.ndarray, surgery, folds: np.ndarray) -> dict[str, np.ndarray]:
     out = {}
-    for name in which:
-        cfg = {name: configs[name]} if name in configs else None
-        try:
-            out |= diagnose(acts, records, which=(name,), configs=cfg)
-        except (ValueError, KeyError, np.linalg.LinAlgError):
-            continue
+    for stage in ("pretrained", "finetuned"):
+        out[stage] = surgery.apply(x, stage, "reconstruction", folds)
+        out[f"{stage} codes"] = surgery.apply(x, stage, "codes", folds)
     return out
 
 
-def _headlines(sets: Mapping[str, ActivationSet], records, which, configs) -> pd.DataFrame:
-    frames = [
-        headline_table(_diagnose_each(acts, records, which, configs), condition=name)
-        for name, acts in sets.items()
-    ]
-    return pd.concat(frames, ignore_index=True)
-
-
-def _wide(headlines: pd.DataFrame) -> pd.DataFrame:
-    keys = ["model", "diagnostic", "metric", "condition"]
-    return headlines.set_index(keys)["value"].unstack("condition")
-
-
-def _bootstrap(sets, records: MoralRecords, config: RediagnosisConfig, progress: bool):
-    rng = np.random.default_rng(config.seed)
-    draws = []
-    for b in tqdm(range(config.n_bootstrap), desc="bootstrap", disable=not progress):
-        idx = np.sort(rng.integers(0, len(records), len(records)))
-        sub = {k: v.take(idx) for k, v in sets.items()}
-        rec = MoralRecords(records.table.iloc[idx].reset_index(drop=True), records.provenance)
-        configs = dict(config.configs) | dict(config.bootstrap_configs)
-        which = [w for w in config.which if w in config.bootstrap_which]
-        heads = _headlines(sub, rec, which, configs)
-        if len(heads):
-            draws.append(_wide(heads).assign(draw=b))
-    return pd.concat(draws) if draws else None
+def _basic(estimate: float, draws: np.ndarray, level: float) -> tuple[float, float]:
+    draws = draws[np.isfinite(draws)]
+    if len(draws) < 2 or not np.isfinite(estimate):
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    q_lo, q_hi = np.quantile(draws, [alpha, 1 - alpha])
+    return float(2 * estimate - q_hi), float(2 * estimate - q_lo)
 
 
 def _verdict(lo: float, hi: float, sign: int) -> str:
@@ -168,189 +113,184 @@ def _verdict(lo: float, hi: float, sign: int) -> str:
     return "no change"
 
 
-def _differences(wide: pd.DataFrame, boot: pd.DataFrame | None, level: float) -> pd.DataFrame:
+def _seed_tables(label: dict, seed: int, measured: dict, level: float):
+    values, diffs = [], []
+    for condition, metrics in measured.items():
+        for name, m in metrics.items():
+            lo, hi = _basic(m.estimate, m.draws, level)
+            values.append({**label, "seed": seed, "condition": condition, "diagnostic": name,
+                           "metric": m.metric, "value": m.estimate, "ci_low": lo,
+                           "ci_high": hi, **m.detail})  # fmt: skip
+    for base, cond in COMPARISONS:
+        for name in measured.get(cond, {}):
+            a, b = measured[base][name], measured[cond][name]
+            estimate, draws = b.estimate - a.estimate, b.draws - a.draws
+            lo, hi = _basic(estimate, draws, level)
+            sign = EFFECT_METRICS[name][1]
+            diffs.append({**label, "seed": seed, "comparison": f"{cond} − {base}",
+                          "baseline": base, "condition": cond, "diagnostic": name,
+                          "metric": b.metric, "baseline_value": a.estimate, "value": b.estimate,
+                          "difference": estimate, "ci_low": lo, "ci_high": hi,
+                          "better": "higher" if sign > 0 else "lower",
+                          "verdict": _verdict(lo, hi, sign)})  # fmt: skip
+    return values, diffs
+
+
+def _over_seeds(diffs: pd.DataFrame) -> pd.DataFrame:
+    """One row per comparison and diagnostic over seeds: the mean effect, the envelope of the
+    seeds' intervals, the seeds' smallest and largest effect, and the verdict of the envelope."""
+    keys = ["ground_truth", "layer", "comparison", "baseline", "condition", "diagnostic",
+            "metric", "better"]  # fmt: skip
     rows = []
-    alpha = (1 - level) / 2
-    for key, row in wide.iterrows():
-        for cond in ("pretrained", "finetuned"):
-            diff = row.get(cond, np.nan) - row.get("original", np.nan)
-            lo = hi = np.nan
-            if boot is not None and key in boot.index:
-                d = (boot.loc[[key], cond] - boot.loc[[key], "original"]).dropna().to_numpy()
-                if len(d) >= 2 and np.isfinite(diff):
-                    # basic (pivotal) interval: centred on the estimate even when the
-                    # resamples are biased (few prototypes per category in a small test split)
-                    q_lo, q_hi = np.quantile(d, [alpha, 1 - alpha])
-                    lo, hi = 2 * diff - q_hi, 2 * diff - q_lo
-            sign = _direction(key[2])
-            verdict = _verdict(lo, hi, sign)
-            rows.append(
-                {
-                    "model": key[0],
-                    "diagnostic": key[1],
-                    "metric": key[2],
-                    "condition": cond,
-                    "original": row.get("original", np.nan),
-                    "value": row.get(cond, np.nan),
-                    "difference": diff,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "better": "higher" if sign > 0 else "lower",
-                    "verdict": verdict,
-                }
-            )
+    for key, g in diffs.groupby(keys, sort=False):
+        sign = 1 if key[-1] == "higher" else -1
+        lo, hi = float(g["ci_low"].min()), float(g["ci_high"].max())
+        rows.append({**dict(zip(keys, key, strict=True)), "seed": "all",
+                     "n_seeds": len(g), "baseline_value": g["baseline_value"].mean(),
+                     "value": g["value"].mean(), "difference": g["difference"].mean(),
+                     "seed_min": g["difference"].min(), "seed_max": g["difference"].max(),
+                     "ci_low": lo, "ci_high": hi, "verdict": _verdict(lo, hi, sign)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def rediagnose(
-    acts: ActivationSet,
+    x: np.ndarray,
     records: MoralRecords,
-    saes: Mapping[str, Mapping[int, tuple[Any, np.ndarray]]],
+    surgeries: Sequence[Any],
     config: RediagnosisConfig | None = None,
     ground_truth: str = "",
-    progress: bool = False,
+    crossfitted: bool = True,
 ) -> RediagnosisResult:
-    """Diagnose ``acts`` (rows = ``records``) and their reconstructions by ``saes``.
-
-    ``saes`` maps a condition (``"pretrained"``, ``"finetuned"``) to ``{layer: (sae,
-    centre)}``; only those layers are diagnosed. Pass test-split records only.
-    """
+    """The five conditions of ``x`` (raw activations at one layer, rows = ``records``) under the
+    seeds' SAEs ``surgeries`` (:class:`~moralkit.sae.surgery.LayerSurgery` of one layer):
+    each diagnostic's metric with paired bootstrap draws, the effects, and how each stage
+    reconstructs these records. ``crossfitted``: the records are the labelled records the
+    surgery was cross-fitted on (each scored by its own fold's SAE); otherwise (a control
+    ground truth, never fine-tuned on) the records are dealt to the folds' SAEs by the same
+    stratified rule."""
     config = config or RediagnosisConfig()
-    layers = sorted(next(iter(saes.values())))
-    original = acts.select_layers(layers)
-    if config.pooling not in original.arrays:
-        raise ValueError(f"pooling={config.pooling!r} not stored in acts ({acts.poolings})")
-    original = dataclasses.replace(
-        original, arrays={config.pooling: original.arrays[config.pooling]}
-    )
-    sets = {"original": original}
-    sets |= {k: reconstructed_set(original, v, config.pooling) for k, v in saes.items()}
-    headlines = _headlines(sets, records, config.which, dict(config.configs))
-    boot = _bootstrap(sets, records, config, progress) if config.n_bootstrap else None
-    diffs = _differences(_wide(headlines), boot, config.level)
-    label = {"ground_truth": ground_truth, "n_records": len(records)}
+    draws = record_draws(records, config.n_bootstrap, config.seed)
+    layer = surgeries[0].layer
+    label = {"ground_truth": ground_truth, "layer": layer, "n_records": len(records)}
+    measure = lambda v: metric_draws(v, records, draws, config.which, config.seed)  # noqa: E731
+    original = measure(x)
+    values, diffs, recon = [], [], []
+    for s in surgeries:
+        folds = s.folds if crossfitted else crossfit_folds(records, len(s.finetuned), s.seed)
+        conditions = _conditions(x, s, folds)
+        measured = {"original": original} | {k: measure(v) for k, v in conditions.items()}
+        v, d = _seed_tables(label, s.seed, measured, config.level)
+        values += v
+        diffs += d
+        for stage in ("pretrained", "finetuned"):
+            rep = reconstruction_report(x, conditions[stage], conditions[f"{stage} codes"])
+            recon.append({**label, "seed": s.seed, "stage": stage, **rep,
+                          "dead_fraction": rep["dead"] / s.pretrained.cfg.d_sae})  # fmt: skip
+    diffs = pd.DataFrame(diffs)
+    both = pd.concat([diffs, _over_seeds(diffs)], ignore_index=True)
     tables = {
-        "headlines": headlines.assign(**label),
-        "differences": diffs.assign(**label),
-        "reconstruction": reconstruction_table(original, saes, config.pooling).assign(**label),
+        "values": pd.DataFrame(values),
+        "differences": both.reindex(columns=list(DIFFERENCE_COLUMNS)),
+        "reconstruction": pd.DataFrame(recon),
     }
     return RediagnosisResult(tables, config)
 
 
-def reconstruction_table(
-    acts: ActivationSet, saes: Mapping[str, Mapping[int, tuple[Any, np.ndarray]]], pooling: str
-) -> pd.DataFrame:
-    """Per condition and layer: the share of the activations' variance the SAE reconstruction
-    keeps (1 - SSE / SST about the mean) and the fraction of latents that never fire on them."""
-    rows = []
-    for condition, by_layer in saes.items():
-        for layer, (sae, centre) in sorted(by_layer.items()):
-            h = np.asarray(acts.get(layer, pooling), dtype=np.float32)
-            c = torch.as_tensor(np.asarray(centre, dtype=np.float32))
-            with torch.no_grad():
-                z = sae.encode(torch.as_tensor(h) - c)
-                rec = (sae.decode(z) + c).numpy()
-            sst = float(((h - h.mean(axis=0)) ** 2).sum())
-            fires = (z > 0).any(dim=0).numpy()
-            rows.append(
-                {
-                    "condition": condition,
-                    "layer": layer,
-                    "explained_variance": 1 - float(((h - rec) ** 2).sum()) / sst
-                    if sst
-                    else np.nan,
-                    "dead_fraction": float(1 - fires.mean()),
-                }
-            )
-    return pd.DataFrame(rows, columns=["condition", "layer", "explained_variance", "dead_fraction"])
-
-
 class RediagnosisResult(AnalysisResult):
-    """``headlines`` (one row per condition x diagnostic x metric), ``differences``
-    (pretrained / finetuned minus original, bootstrap interval, verdict) and ``reconstruction``
-    (each SAE's explained variance and dead latents on the test activations). ``best()`` is
-    :meth:`verdicts`."""
+    """``values`` (one row per ground truth x layer x seed x condition x diagnostic: the
+    metric and its bootstrap interval), ``differences`` (the effects per seed and over seeds,
+    ``seed = "all"``) and ``reconstruction`` (each stage's reconstruction of these records).
+    ``best()`` is :meth:`verdicts`."""
 
-    TABLES: ClassVar[tuple[str, ...]] = ("headlines", "differences", "reconstruction")
+    TABLES: ClassVar[tuple[str, ...]] = ("values", "differences", "reconstruction")
+    #: the claim layer and its gates, set by the recipe from the surgery (not tables)
+    claim_gates: Sequence[Gate] = ()
+    claim_layer: int | None = None
 
     def best(self) -> pd.DataFrame:
         return self.verdicts()
 
-    def verdicts(self) -> pd.DataFrame:
-        """One row per ground truth x diagnostic x condition on the primary metric."""
-        d = self.tables["differences"]
-        keep = [
-            d["metric"].eq(PRIMARY_METRICS.get(g, ("",))[0]) & d["diagnostic"].eq(g)
-            for g in PRIMARY_METRICS
-        ]
-        return d[np.logical_or.reduce(keep)].reset_index(drop=True)
+    def verdicts(self, comparison: tuple[str, str] = SURGERY_EFFECT) -> pd.DataFrame:
+        """The over-seeds rows of one comparison (default: fine-tuned minus pretrained)."""
+        d = self.tables["differences"].reindex(columns=list(DIFFERENCE_COLUMNS))
+        keep = (d["seed"].astype(str) == "all") & (d["condition"] == comparison[1])
+        return d[keep & (d["baseline"] == comparison[0])].reset_index(drop=True)
 
     def claim(self) -> list[ClaimValue]:
-        """``sae_typicality_up`` and ``sae_opposing_similarity_down`` on the fine-tuning
-        ground truth (the first one in the table): the fine-tuned reconstruction's improvement
-        on the primary metric (oriented so that larger is better) with its interval, gated on
-        the SAEs' reconstruction and on the number of resamples (claims.yaml ``measure:``)."""
+        """``sae_typicality_up`` and ``sae_opposing_similarity_down`` on the fine-tuning ground
+        truth (the first in the table): fine-tuned minus pretrained reconstruction, oriented so
+        that larger is better, mean over seeds with the envelope of the seeds' paired intervals,
+        gated on the SAEs' reconstruction and the number of resamples."""
         v = self.verdicts()
-        v = v[(v["condition"] == "finetuned") & (v["ground_truth"] == v["ground_truth"].iloc[0])]
+        if len(v):
+            v = v[v["ground_truth"] == v["ground_truth"].iloc[0]]
+            if self.claim_layer is not None:
+                v = v[v["layer"] == self.claim_layer]
         out = []
         for claim_id, diagnostic in (
             ("sae_typicality_up", "gradient"),
             ("sae_opposing_similarity_down", "categorical"),
         ):
-            row = v[v["diagnostic"] == diagnostic]
-            if row.empty:
-                continue
-            out.append(self._improvement(claim_id, row.iloc[0]))
+            row = v[v["diagnostic"] == diagnostic] if len(v) else v
+            if not row.empty:
+                out.append(self._effect(claim_id, row.iloc[0]))
+            elif self.claim_gates and not all(g.passed for g in self.claim_gates):
+                note = "below the gate: no SAE layer reconstructs well enough to re-diagnose"
+                gates = self.gates(claim_settings(claim_id))
+                out.append(ClaimValue(claim_id, None, note, {}, gates=gates))
         return out
 
-    def _improvement(self, claim_id: str, r: pd.Series) -> ClaimValue:
+    def _per_seed(self, r: pd.Series) -> dict[str, float]:
+        d = self.tables["differences"]
+        mine = d[(d["seed"].astype(str) != "all") & (d["ground_truth"] == r["ground_truth"])
+                 & (d["layer"] == r["layer"]) & (d["comparison"] == r["comparison"])
+                 & (d["diagnostic"] == r["diagnostic"])]  # fmt: skip
+        return {str(x.seed): round(float(x.difference), 4) for x in mine.itertuples()}
+
+    def _effect(self, claim_id: str, r: pd.Series) -> ClaimValue:
         sign = 1 if r["better"] == "higher" else -1
         low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
         interval = {"ci_low": low, "ci_high": high} if np.isfinite([low, high]).all() else {}
+        per_seed = self._per_seed(r)
         note = (
-            f"{r['metric']}: {r['original']:.3f} → {r['value']:.3f} (difference "
-            f"{r['difference']:+.3f}, 95% CI [{r['ci_low']:.3f}, {r['ci_high']:.3f}]; verdict "
-            f"{r['verdict']}; test split, {r['ground_truth']})"
+            f"{r['metric']} at layer {int(r['layer'])}, fine-tuned minus pretrained "
+            f"reconstruction: {r['baseline_value']:.3f} → {r['value']:.3f} (difference "
+            f"{r['difference']:+.3f}, mean of {int(r['n_seeds'])} seeds {per_seed}; envelope "
+            f"of the seeds' paired 95% intervals [{r['ci_low']:.3f}, {r['ci_high']:.3f}]; "
+            f"{r['ground_truth']}, {int(self.tables['values']['n_records'].iloc[0])} records, "
+            "each scored by an SAE never fine-tuned on it)"
         )
-        extra = {
-            "difference": float(r["difference"]),
-            "metric": r["metric"],
-            "verdict": r["verdict"],
-        }
+        extra = {"difference": float(r["difference"]), "metric": r["metric"],
+                 "layer": int(r["layer"]), "per_seed": per_seed,
+                 "seed_min": float(min(sign * r["seed_min"], sign * r["seed_max"])),
+                 "seed_max": float(max(sign * r["seed_min"], sign * r["seed_max"])),
+                 "verdict": r["verdict"]}  # fmt: skip
         return ClaimValue(
-            claim_id,
-            round(float(sign * r["difference"]), 4),
-            note,
-            extra,
-            gates=self.gates(claim_settings(claim_id)),
-            **interval,
-        )
+            claim_id, round(float(sign * r["difference"]), 4), note, extra,
+            gates=self.gates(claim_settings(claim_id)), **interval,
+        )  # fmt: skip
 
     def gates(self, settings: Mapping[str, Any]) -> list[Gate]:
-        """``sae_reconstruction`` (every fine-tuned SAE keeps at least ``min_explained_variance``
-        of the test variance with fewer than ``max_dead_fraction`` dead latents) and
-        ``enough_resamples`` (the intervals' bootstrap has at least ``min_resamples``)."""
-        rec = self.tables["reconstruction"]
-        rec = rec[rec["condition"] == "finetuned"]
-        ev, dead = settings["min_explained_variance"], settings["max_dead_fraction"]
-        ok = (rec["explained_variance"] >= ev) & (rec["dead_fraction"] < dead)
-        shown = "; ".join(
-            f"layer {int(x.layer)}: explained variance {x.explained_variance:.2f}, "
-            f"dead {x.dead_fraction:.0%}"
-            for x in rec.itertuples()
-        )
+        """The reconstruction gate of the claim layer (set by the recipe; when absent, every
+        recorded stage and seed on the fine-tuning ground truth) and ``enough_resamples``."""
+        gates = list(self.claim_gates)
+        if not any(g.name == "sae_reconstruction" for g in gates) and len(
+            self.tables["reconstruction"]
+        ):
+            rec = self.tables["reconstruction"]
+            rec = rec[rec["ground_truth"] == rec["ground_truth"].iloc[0]]
+            rows = [{**r._asdict(), "label": f"layer {r.layer} seed {r.seed} {r.stage}"}
+                    for r in rec.itertuples(index=False)]  # fmt: skip
+            gates.append(reconstruction_gate(rows, settings))
         n_boot = self.config.n_bootstrap if self.config else 0
         need = int(settings["min_resamples"])
-        return [
-            Gate(
-                "sae_reconstruction",
-                bool(len(rec)) and bool(ok.all()),
-                f"{shown or 'not recorded'} (need explained variance ≥ {ev:g}, dead < {dead:.0%})",
-            ),
-            Gate("enough_resamples", n_boot >= need, f"{n_boot} resamples (need {need})"),
-        ]
+        gates.append(Gate("enough_resamples", n_boot >= need, f"{n_boot} resamples (need {need})"))
+        return gates
 
     @classmethod
     def stack(cls, results: Sequence[RediagnosisResult]) -> RediagnosisResult:
-        """Results on several ground truths in one (the first is the fine-tuning one)."""
-        return cls.concat(results)
+        """Results on several ground truths or layers in one (the first: the claim's)."""
+        out = cls.concat(results)
+        out.claim_gates = results[0].claim_gates if results else ()
+        out.claim_layer = results[0].claim_layer if results else None
+        return out

@@ -1,5 +1,13 @@
-"""The SAE surgery for one model, layer by layer: pretrain (cached), identify, fine-tune
-(cached), with tidy tables (paper §4.2-4.4; book: Methods › SAE surgery, methods/sae.md).
+"""The SAE surgery for one model, layer by layer and seed by seed: pretrain on unlabelled text
+(cached), then identify and fine-tune once per cross-fitting fold (cached) (paper §4.2-4.4;
+book: Methods › SAE surgery, methods/sae.md).
+
+Pretraining reads unlabelled texts only, so one pretrained SAE per seed serves every fold. The
+labelled records are cut into ``n_folds`` folds (:func:`moralkit.sae.data.crossfit_folds`); the
+SAE of fold k is identified and fine-tuned on the other folds, and scores fold k. Every
+labelled record is thus scored by a fine-tuned SAE that never saw it, and every record counts as
+a test record (at least 20 prototypes per category on MoralStrength, where the fixed test split
+had 2-3).
 """
 
 from __future__ import annotations
@@ -9,16 +17,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from moralkit.activation_set import POOLINGS, ActivationSet
-from moralkit.foundations import DIMENSIONS
 from moralkit.records import MoralRecords
-from moralkit.results import AnalysisResult, ClaimValue
 from moralkit.sae import store
 from moralkit.sae.config import (
     OBJECTIVES,
@@ -28,15 +33,24 @@ from moralkit.sae.config import (
     finetune_preset,
     preset,
 )
-from moralkit.sae.data import array_hash, pretraining_split, records_hash, split_index
+from moralkit.sae.data import (
+    array_hash,
+    crossfit_folds,
+    fold_records,
+    holdout_split,
+    records_hash,
+    split_index,
+    split_records,
+)
 from moralkit.sae.finetune import finetune_sae
-from moralkit.sae.identify import Identification, identify_features, top_records
-from moralkit.sae.train import reconstruction_metrics, to_training_sae, train_sae
+from moralkit.sae.identify import identify_features
+from moralkit.sae.metrics import reconstruction_report
+from moralkit.sae.train import to_training_sae, train_sae
+from moralkit.threads import torch_threads
 
 __all__ = [
     "LayerSurgery",
     "SurgeryConfig",
-    "SurgeryResult",
     "encode",
     "find_layer",
     "layer_payloads",
@@ -49,17 +63,24 @@ __all__ = [
 class SurgeryConfig:
     """Every setting of chapter 07's recipe: what changes the SAEs, and what the tables show.
 
-    ``train`` and ``finetune`` are the preset's *resolved* settings (with ``seed``, the
-    objective's weights and ``sampler_bug`` applied by :func:`surgery_config`); the store key of
-    each SAE holds them, not the preset's name alone. ``n_unlabelled`` texts join pretraining
-    (:func:`moralkit.data.unlabelled.unlabelled_texts`, seeded by ``seed``); ``pooling`` is the
+    ``train`` and ``finetune`` are the preset's *resolved* settings (the objective's weights and
+    ``sampler_bug`` applied by :func:`surgery_config`); each of the ``n_seeds`` training seeds
+    (``seed``, ``seed + 1``, ...) replaces their ``seed``. The store key of each SAE holds them,
+    not the preset's name alone. ``n_unlabelled`` texts (seeded by ``seed``; -1: all) are the
+    pretraining data, with every text of ``exclude_ground_truths`` left out; ``n_folds`` folds
+    of the labelled records are cross-fitted, each fine-tuned on the others with
+    ``val_fraction`` of them held out for identification and early stopping. ``pooling`` is the
     pooled activation the SAEs read.
     """
 
     preset: str = "quick"
     objective: str = "code"
     seed: int = 0
-    n_unlabelled: int = 0
+    n_seeds: int = 1
+    n_folds: int = 5
+    val_fraction: float = 0.125
+    n_unlabelled: int = -1
+    exclude_ground_truths: tuple[str, ...] = ()
     pooling: str = "mean"
     train: SAETrainConfig = field(default_factory=lambda: preset("quick"))
     identify: IdentifyConfig = IdentifyConfig()
@@ -73,24 +94,52 @@ class SurgeryConfig:
             raise ValueError(f"pooling={self.pooling!r}; expected one of {list(POOLINGS)}")
         if self.n_unlabelled < -1:
             raise ValueError(f"n_unlabelled={self.n_unlabelled}; expected -1 (all) or >= 0")
+        if self.n_seeds < 1:
+            raise ValueError(f"n_seeds={self.n_seeds}; expected at least 1")
+        if self.n_folds < 2:
+            raise ValueError(f"n_folds={self.n_folds}; cross-fitting needs at least 2 folds")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction={self.val_fraction}; expected a fraction in (0, 1)")
 
     @property
     def sampler_bug(self) -> bool:
         """Whether fine-tuning reproduces the released code's sampler weights."""
         return self.finetune.sampler_bug
 
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The training seeds: ``seed``, ``seed + 1``, ... (``n_seeds`` of them)."""
+        return tuple(self.seed + i for i in range(self.n_seeds))
+
+    def train_for(self, seed: int) -> SAETrainConfig:
+        """Pretraining settings of one training seed."""
+        return dataclasses.replace(self.train, seed=int(seed))
+
+    def finetune_for(self, seed: int) -> FinetuneConfig:
+        """Fine-tuning settings of one training seed."""
+        return dataclasses.replace(self.finetune, seed=int(seed))
+
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> SurgeryConfig:
         """The recipe's settings from a chapter's parameters: ``sae_preset``, ``objective``,
-        ``sampler_bug``, ``seed``, ``n_unlabelled`` and ``pooling`` (None: the default)."""
+        ``sampler_bug``, ``seed``, ``n_seeds``, ``n_folds``, ``n_unlabelled``, ``pooling``
+        and the ground truths whose texts pretraining leaves out (``ground_truth``,
+        ``control_ground_truth``); None: the default."""
+        from moralkit.data.ground_truth import ground_truth_names
+
         given = {
             "preset_name": params.get("sae_preset"),
             "objective": params.get("objective"),
             "sampler_bug": params.get("sampler_bug"),
             "seed": params.get("seed"),
+            "n_seeds": params.get("n_seeds"),
+            "n_folds": params.get("n_folds"),
             "n_unlabelled": params.get("n_unlabelled"),
             "pooling": params.get("pooling"),
         }
+        truths = [params.get(k) for k in ("ground_truth", "control_ground_truth")]
+        names = [n for t in truths if t for n in ground_truth_names(t)]
+        given["exclude_ground_truths"] = tuple(dict.fromkeys(names))
         return surgery_config(**{k: v for k, v in given.items() if v is not None})
 
 
@@ -99,8 +148,11 @@ def surgery_config(
     objective: str = "code",
     sampler_bug: bool = False,
     seed: int = 0,
-    n_unlabelled: int = 0,
+    n_unlabelled: int = -1,
     pooling: str = "mean",
+    n_seeds: int = 1,
+    n_folds: int = 5,
+    exclude_ground_truths: Sequence[str] = (),
 ) -> SurgeryConfig:
     """The settings of one preset; ``objective`` is ``code`` (six terms) or ``page`` (three
     named losses plus reconstruction); ``sampler_bug`` reproduces the code's sampler."""
@@ -111,7 +163,10 @@ def surgery_config(
         preset=name,
         objective=objective,
         seed=int(seed),
+        n_seeds=int(n_seeds),
+        n_folds=int(n_folds),
         n_unlabelled=int(n_unlabelled),
+        exclude_ground_truths=tuple(str(g) for g in exclude_ground_truths),
         pooling=str(pooling),
         train=preset(name, seed=int(seed)),
         finetune=finetune_preset(
@@ -120,26 +175,54 @@ def surgery_config(
     )
 
 
-@dataclass
-class LayerSurgery:
-    """Everything one layer's surgery produced (the SAEs are sae-lens modules).
-
-    ``features`` are the fine-tuned feature ids stored with the fine-tuned SAE.
-    """
-
-    layer: int
-    pretrained: object
-    finetuned: object
-    centre: np.ndarray
-    ident: Identification
-    paths: dict
-    features: np.ndarray
-
-
 @torch.no_grad()
 def encode(sae, centre: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Codes z of raw activations ``x`` (n, d) under ``sae`` reading ``x - centre``."""
     return sae.encode(torch.as_tensor(np.asarray(x) - centre, dtype=torch.float32)).numpy()
+
+
+@dataclass
+class LayerSurgery:
+    """One layer and training seed: the pretrained SAE, one fine-tuned SAE per fold (sae-lens
+    modules), the centre they read around, the fold of every labelled record, each fold's
+    identification and fine-tuned feature ids, where they are stored and how they did."""
+
+    layer: int
+    seed: int
+    pretrained: object
+    centre: np.ndarray
+    folds: np.ndarray
+    finetuned: list
+    features: list
+    idents: list
+    paths: dict
+    meta: dict = field(default_factory=dict)
+    fold_meta: list = field(default_factory=list)
+
+    def saes_for(self, stage: str, folds: np.ndarray | None = None) -> list[tuple[object, int]]:
+        """``[(sae, fold)]``: the pretrained SAE (fold -1), or each fold's fine-tuned SAE."""
+        if stage == "pretrained":
+            return [(self.pretrained, -1)]
+        return list(zip(self.finetuned, range(len(self.finetuned)), strict=True))
+
+    @torch.no_grad()
+    def apply(
+        self, x: np.ndarray, stage: str, output: str, folds: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Reconstructions ``sae(x - c) + c`` (``output="reconstruction"``) or codes
+        (``"codes"``) of raw activations ``x``: by the pretrained SAE, or for
+        ``stage="finetuned"`` by the SAE of each row's fold (``folds``, default the labelled
+        records' own folds: cross-fitted)."""
+        folds = self.folds if folds is None else np.asarray(folds)
+        xc = torch.as_tensor(np.asarray(x, dtype=np.float32) - self.centre)
+        width = self.pretrained.cfg.d_sae if output == "codes" else xc.shape[1]
+        out = np.zeros((len(xc), width), dtype=np.float32)
+        for sae, fold in self.saes_for(stage):
+            rows = np.arange(len(xc)) if fold < 0 else np.flatnonzero(folds == fold)
+            z = sae.encode(xc[rows])
+            y = z if output == "codes" else sae.decode(z) + torch.as_tensor(self.centre)
+            out[rows] = y.numpy()
+        return out
 
 
 def layer_payloads(
@@ -147,41 +230,51 @@ def layer_payloads(
     layer: int,
     labelled: np.ndarray,
     records: MoralRecords,
-    unlabelled: np.ndarray | None,
+    unlabelled: np.ndarray,
     config: SurgeryConfig,
-) -> dict[str, dict]:
-    """What identifies one layer's pretrained and fine-tuned SAE in the store (its key is
-    :func:`~moralkit.sae.store.sae_key` of this), per stage.
+    seed: int,
+) -> dict[str, Any]:
+    """What identifies one layer's and seed's SAEs in the store (each key is
+    :func:`~moralkit.sae.store.sae_key` of one payload): ``{"pretrained": payload,
+    "finetuned": [payload of each fold]}``.
 
     Every setting that changes an SAE is in it: the preset's name and resolved settings (seed
-    included), the pooling, the labelled records' train/validation activations, the unlabelled
-    texts' activations; for the fine-tuned SAE also its pretrained SAE, the objective and its
-    resolved weights, ``sampler_bug``, the identification settings and the labelled records'
-    fingerprint (typicality, poles and splits drive fine-tuning). Two settings that differ
-    anywhere here give two keys, so a lookup never returns another variant's SAE.
+    included), the pooling, the unlabelled texts' activations (train and validation part); for
+    each fine-tuned SAE also its pretrained SAE, the objective and its resolved weights,
+    ``sampler_bug``, the identification settings, the fold and the fold's record table (texts,
+    labels, typicality and splits drive fine-tuning) with its train/validation activations.
+    Two settings that differ anywhere here give two keys, so a lookup never returns another
+    variant's SAE.
     """
-    tr, va = split_index(records, "train"), split_index(records, "val")
-    labelled_hash = array_hash(labelled[tr], labelled[va])
-    unlabelled_hash = None if unlabelled is None or not len(unlabelled) else array_hash(unlabelled)
+    tr, va = holdout_split(len(unlabelled), config.train.val_fraction, config.seed)
     where = {"model": model, "layer": int(layer), "pooling": config.pooling}
     pretrained = {
         "stage": "pretrained",
         **where,
         "preset": config.preset,
-        "train": config.train.key(),
-        "labelled": labelled_hash,
-        "unlabelled": unlabelled_hash,
+        "train": config.train_for(seed).key(),
+        "unlabelled": array_hash(unlabelled[tr]),
+        "unlabelled_val": array_hash(unlabelled[va]),
     }
-    finetuned = {
-        "stage": "finetuned",
-        **where,
-        "pretrained": store.sae_key(pretrained),
-        "objective": config.objective,
-        "records": records_hash(records),
-        "labelled": labelled_hash,
-        "identify": dataclasses.asdict(config.identify),
-        "finetune": dataclasses.asdict(config.finetune),
-    }
+    folds = crossfit_folds(records, config.n_folds, seed)
+    finetuned = []
+    for k in range(config.n_folds):
+        fold = fold_records(records, folds, k, config.val_fraction, seed)
+        rows = [split_index(fold, s) for s in ("train", "val")]
+        finetuned.append(
+            {
+                "stage": "finetuned",
+                **where,
+                "pretrained": store.sae_key(pretrained),
+                "objective": config.objective,
+                "fold": k,
+                "n_folds": config.n_folds,
+                "records": records_hash(fold),
+                "labelled": array_hash(*(labelled[r] for r in rows)),
+                "identify": dataclasses.asdict(config.identify),
+                "finetune": dataclasses.asdict(config.finetune_for(seed)),
+            }
+        )
     return {"pretrained": pretrained, "finetuned": finetuned}
 
 
@@ -190,195 +283,149 @@ def find_layer(
     layer: int,
     labelled: np.ndarray,
     records: MoralRecords,
-    unlabelled: np.ndarray | None,
+    unlabelled: np.ndarray,
     config: SurgeryConfig,
     cache_dir: str | Path | None = None,
-) -> dict[str, Path]:
-    """``{stage: folder}`` of the SAEs stored for exactly these inputs and settings.
+) -> dict[int, dict[str, Any]]:
+    """``{seed: {"pretrained": folder, "finetuned": [folder of each fold]}}`` of the SAEs
+    stored for exactly these inputs and settings.
 
-    Raises ``FileNotFoundError`` naming the missing stage when either was never trained so.
+    Raises ``FileNotFoundError`` naming the stage when one was never trained so.
     """
     root = store.sae_cache_dir(cache_dir)
-    payloads = layer_payloads(model, layer, labelled, records, unlabelled, config)
-    return {stage: store.stored_folder(root, payload) for stage, payload in payloads.items()}
+    found = {}
+    for seed in config.seeds:
+        p = layer_payloads(model, layer, labelled, records, unlabelled, config, seed)
+        found[seed] = {
+            "pretrained": store.stored_folder(root, p["pretrained"]),
+            "finetuned": [store.stored_folder(root, f) for f in p["finetuned"]],
+        }
+    return found
 
 
-def _pretrained(payload: dict, train_x, val_x, config: SurgeryConfig, root: Path) -> Path:
+def _pretrained(payload: dict, unlabelled: np.ndarray, config: SurgeryConfig, seed, root):
     folder = root / store.sae_key(payload)
     if not store.is_stored(folder):
-        res = train_sae(train_x, val_x, config.train, progress=False)
+        tr, va = holdout_split(len(unlabelled), config.train.val_fraction, config.seed)
+        res = train_sae(unlabelled[tr], unlabelled[va], config.train_for(seed), progress=False)
         meta = {
             **payload,
             "metrics": res.metrics,
             "train_seconds": res.train_seconds,
             "samples_seen": res.samples_seen,
-            "n_train": len(train_x),
-            "n_val": len(val_x),
+            "resampled": res.resampled,
+            "n_train": len(tr),
+            "n_val": len(va),
         }
         store.save_sae_dir(folder, res.sae, res.centre, meta, res.history)
     return folder
 
 
-def _finetuned(payload, pre_folder, acts, records, ident, config, root) -> Path:
+def _finetuned(payload, pre_folder, labelled, fold: MoralRecords, ident, config, root) -> Path:
     folder = root / store.sae_key(payload)
     if not store.is_stored(folder):
-        tr, va = split_index(records, "train"), split_index(records, "val")
         loaded = store.load_sae_dir(pre_folder)
-        centre = loaded.centre.numpy()
-        res = finetune_sae(
-            to_training_sae(loaded.sae),
-            centre,
-            acts[tr],
-            records.where(records.table["split"] == "train"),
-            acts[va],
-            records.where(records.table["split"] == "val"),
-            ident,
-            config.finetune,
-            progress=False,
+        tr, va = split_index(fold, "train"), split_index(fold, "val")
+        # small matrices: one thread avoids OpenMP spin-waiting on a shared CPU (10x faster)
+        with torch_threads(1):
+            res = finetune_sae(
+                to_training_sae(loaded.sae), loaded.centre.numpy(),
+                labelled[tr], split_records(fold, "train"), labelled[va],
+                split_records(fold, "val"), ident, config, progress=False,
+            )  # fmt: skip
+        meta = {**payload, "best_epoch": res.best_epoch, "improved": bool(res.improved)}
+        store.save_sae_dir(
+            folder, res.sae, loaded.centre.numpy(), meta, res.history, ident.selected
         )
-        meta = {**payload, "best_epoch": res.best_epoch}
-        store.save_sae_dir(folder, res.sae, centre, meta, res.history, ident.selected)
     return folder
 
 
-def _layer(model, layer, labelled, records, unlabelled, config, root, train) -> LayerSurgery:
-    payloads = layer_payloads(model, layer, labelled, records, unlabelled, config)
+def _seed_surgery(model, layer, labelled, records, unlabelled, config, seed, root, train):
+    payloads = layer_payloads(model, layer, labelled, records, unlabelled, config, seed)
     if not train:  # raise before any work when an SAE is missing
-        for payload in payloads.values():
+        for payload in [payloads["pretrained"], *payloads["finetuned"]]:
             store.stored_folder(root, payload)
-    train_x, val_x = pretraining_split(labelled, records, unlabelled)
-    pre_folder = _pretrained(payloads["pretrained"], train_x, val_x, config, root)
+    pre_folder = _pretrained(payloads["pretrained"], unlabelled, config, seed, root)
     pre = store.load_sae_dir(pre_folder)
     centre = pre.centre.numpy()
-    va = split_index(records, "val")
-    val_records = records.where(records.table["split"] == "val")
-    ident = identify_features(encode(pre.sae, centre, labelled[va]), val_records, config.identify)
-    ft_payload = payloads["finetuned"]
-    ft_folder = _finetuned(ft_payload, pre_folder, labelled, records, ident, config, root)
-    ft = store.load_sae_dir(ft_folder)
-    paths = {"pretrained": pre_folder, "finetuned": ft_folder}
-    return LayerSurgery(layer, pre.sae, ft.sae, centre, ident, paths, ft.features)
+    folds = crossfit_folds(records, config.n_folds, seed)
+    finetuned, features, idents, ft_paths, fold_meta = [], [], [], [], []
+    for k, payload in enumerate(payloads["finetuned"]):
+        fold = fold_records(records, folds, k, config.val_fraction, seed)
+        va = split_index(fold, "val")
+        z = encode(pre.sae, centre, labelled[va])
+        ident = identify_features(z, split_records(fold, "val"), config.identify)
+        ft_cfg = config.finetune_for(seed)
+        folder = _finetuned(payload, pre_folder, labelled, fold, ident, ft_cfg, root)
+        ft = store.load_sae_dir(folder)
+        finetuned.append(ft.sae)
+        features.append(ft.features)
+        idents.append(ident)
+        ft_paths.append(folder)
+        fold_meta.append(json.loads((folder / store.META_FILE).read_text()))
+    meta = json.loads((pre_folder / store.META_FILE).read_text())
+    paths = {"pretrained": pre_folder, "finetuned": ft_paths}
+    return LayerSurgery(
+        int(layer), int(seed), pre.sae, centre, folds, finetuned, features, idents, paths,
+        meta, fold_meta,
+    )  # fmt: skip
+
+
+def held_out_report(s: LayerSurgery, labelled: np.ndarray, unlabelled_val: np.ndarray) -> dict:
+    """How both stages reconstruct what they never trained on
+    (:func:`~moralkit.sae.metrics.reconstruction_report`): on the labelled records (cross-fitted
+    for the fine-tuned SAEs), with dead latents counted on the labelled records and the
+    held-out unlabelled texts together."""
+    x = np.asarray(labelled, dtype=np.float32)
+    both = np.concatenate([x, unlabelled_val])
+    folds = np.concatenate([s.folds, np.zeros(len(unlabelled_val), dtype=int)])
+    out = {}
+    for stage in ("pretrained", "finetuned"):
+        codes = s.apply(both, stage, "codes", folds)
+        report = reconstruction_report(x, s.apply(x, stage, "reconstruction"), codes[: len(x)])
+        fires = (codes > 0).mean(axis=0)
+        report["dead_fraction"] = float((fires == 0).mean())
+        report["dense"] = int((fires > 0.5).sum())
+        prefix = "" if stage == "pretrained" else "finetuned_"
+        out |= {f"{prefix}{k}": v for k, v in report.items() if k != "dead"}
+    return out
 
 
 def surgery_from_activations(
     model: str,
     acts: ActivationSet,
     records: MoralRecords,
-    unlabelled: ActivationSet | None = None,
+    unlabelled: ActivationSet | None,
     layers: Sequence[int] | None = None,
     config: SurgeryConfig | None = None,
     cache_dir: str | Path | None = None,
     train: bool = True,
-) -> SurgeryResult:
-    """Pretrain, identify and fine-tune one SAE per layer of ``model``; cached on disk.
+):
+    """Pretrain each seed's SAE on the unlabelled activations, then identify and fine-tune it
+    once per fold of the labelled records; cached on disk (see the module docstring).
 
     An SAE already stored for the same inputs and settings (:func:`layer_payloads`) is loaded,
     not trained; ``train=False`` raises ``FileNotFoundError`` instead of training a missing one.
     Chapters call this through :func:`moralkit.sae.recipe.sae_surgery`, which builds the inputs.
     """
+    from moralkit.sae.tables import SurgeryResult
+
     config = config or SurgeryConfig()
+    n_texts = 0 if unlabelled is None else unlabelled.n_texts
+    if n_texts < 2:
+        raise ValueError(
+            "SAE pretraining reads unlabelled texts only: n_unlabelled must give at least 2 "
+            f"texts (got {n_texts})"
+        )
     root = store.sae_cache_dir(cache_dir)
     layers = list(layers if layers is not None else acts.layers)
     out = []
     for layer in layers:
-        labelled_x = acts.get(layer, config.pooling)
-        unlabelled_x = unlabelled.get(layer, config.pooling) if unlabelled is not None else None
-        out.append(_layer(model, layer, labelled_x, records, unlabelled_x, config, root, train))
+        labelled = acts.get(layer, config.pooling)
+        extra = np.asarray(unlabelled.get(layer, config.pooling), dtype=np.float32)
+        _, va = holdout_split(len(extra), config.train.val_fraction, config.seed)
+        for seed in config.seeds:
+            s = _seed_surgery(model, layer, labelled, records, extra, config, seed, root, train)
+            s.meta["held_out"] = held_out_report(s, labelled, extra[va])
+            out.append(s)
     return SurgeryResult.build(model, out, acts, records, config)
-
-
-class SurgeryResult(AnalysisResult):
-    """Tables of the surgery: pretraining metrics and curves, feature typing, fine-tuning."""
-
-    TABLES: ClassVar[tuple[str, ...]] = (
-        "layers",
-        "pretrain_history",
-        "features",
-        "finetune_history",
-        "top_records",
-    )
-    BEST_TABLE: ClassVar[str] = "layers"
-    BEST_COLUMN: ClassVar[str] = "layer_score"
-    #: the per-layer SAEs behind the tables (set by :meth:`build`; not saved as a table)
-    surgeries: list
-    #: what the surgery read (set by :func:`moralkit.sae.recipe.sae_surgery`)
-    inputs: Any = None
-
-    @classmethod
-    def build(cls, model, surgeries, acts, records, config) -> SurgeryResult:
-        rows, hist, feats, ft_hist, tops = [], [], [], [], []
-        te = split_index(records, "test")
-        test_records = records.where(records.table["split"] == "test")
-        for s in surgeries:
-            meta = json.loads((s.paths["pretrained"] / "meta.json").read_text())
-            x_test = torch.as_tensor(acts.get(s.layer, config.pooling)[te] - s.centre)
-            test_m = reconstruction_metrics(s.pretrained, x_test)
-            ft_m = reconstruction_metrics(s.finetuned, x_test)
-            rows.append(
-                {
-                    "model": model,
-                    "layer": s.layer,
-                    "d_sae": s.pretrained.cfg.d_sae,
-                    "n_train": meta["n_train"],
-                    "n_val": meta["n_val"],
-                    **{f"test_{k}": v for k, v in test_m.items()},
-                    "variance_lost": 1 - test_m["explained_variance"],
-                    "finetuned_test_mse": ft_m["mse"],
-                    "finetuned_variance_lost": 1 - ft_m["explained_variance"],
-                    "lambda": meta["metrics"]["lambda"],
-                    "epochs": meta["metrics"]["epochs"],
-                    "train_seconds": meta["train_seconds"],
-                    **s.ident.scores,
-                }
-            )
-            hist.append(
-                pd.read_csv(s.paths["pretrained"] / "history.csv").assign(
-                    model=model, layer=s.layer
-                )
-            )
-            ft_hist.append(
-                pd.read_csv(s.paths["finetuned"] / "history.csv").assign(model=model, layer=s.layer)
-            )
-            ftab = s.ident.feature_table().assign(model=model, layer=s.layer)
-            r = pd.DataFrame(s.ident.r, columns=list(DIMENSIONS))
-            feats.append(pd.concat([ftab, r], axis=1))
-            z = encode(s.pretrained, s.centre, acts.get(s.layer, config.pooling)[te])
-            best = np.argsort(-np.abs(s.ident.r).max(axis=1))[: config.top_features]
-            tops.append(top_records(z, test_records, best).assign(model=model, layer=s.layer))
-        tables = {
-            "layers": pd.DataFrame(rows),
-            "pretrain_history": pd.concat(hist),
-            "features": pd.concat(feats),
-            "finetune_history": pd.concat(ft_hist),
-            "top_records": pd.concat(tops),
-        }
-        result = cls({k: v.reset_index(drop=True) for k, v in tables.items()}, config)
-        result.surgeries = surgeries
-        return result
-
-    def saes(self) -> dict[str, dict[int, tuple[object, np.ndarray]]]:
-        """``{"pretrained"|"finetuned": {layer: (sae, centre)}}`` for :func:`rediagnose`."""
-        return {
-            "pretrained": {s.layer: (s.pretrained, s.centre) for s in self.surgeries},
-            "finetuned": {s.layer: (s.finetuned, s.centre) for s in self.surgeries},
-        }
-
-    def claim(self) -> list[ClaimValue]:
-        """``sae_monosemantic_scarce``: the largest monosemantic share over the layers, with
-        the share expected by chance on as many validation records."""
-        layers = self.tables["layers"]
-        best = layers.loc[layers["mono_ratio"].idxmax()]
-        return [
-            ClaimValue(
-                "sae_monosemantic_scarce",
-                round(float(best["mono_ratio"]), 4),
-                note=(
-                    f"largest monosemantic share over layers: {best['model']} layer "
-                    f"{int(best['layer'])} ({int(best['d_sae'])} features); share expected by "
-                    f"chance on {int(best['n_val'])} validation records: "
-                    f"{float(best['mono_ratio_chance']):.3f}; variance the SAE loses on test: "
-                    f"{float(best['variance_lost']):.3f}"
-                ),
-                extra={"chance": round(float(best["mono_ratio_chance"]), 4)},
-            )
-        ]

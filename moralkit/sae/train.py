@@ -23,6 +23,16 @@ to unit norm. Once per epoch λ moves toward ``target_l0`` from the epoch's trai
 above 2x target, x1.05 above 1.1x, x0.95 below 0.9x, clipped to [l1_min, l1_max]). Training
 stops early when validation MSE < ``stop_mse`` and validation L0 is within
 ``stop_l0_tolerance`` of the target for ``stop_patience`` consecutive epochs.
+
+**The official loop** (``drop_last``, ``batch_mean``, ``autocast``; the paper presets set all
+three): the last partial batch of an epoch is dropped (so an epoch, the warm-up and the cosine
+are counted in full batches), the reported and early-stopping numbers are unweighted means of
+batch means, and the forward pass runs under fp16 autocast with a gradient scaler.
+
+**Departures toward reconstruction** (the quick preset; :mod:`moralkit.sae.resample`):
+``l1_adapt_every = n`` applies the same λ rule every n steps to those steps' mean L0 (a few
+thousand steps cannot wait for epochs), and ``resample_every = n`` re-initialises latents that
+did not fire for n steps on inputs the SAE reconstructs worst.
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ import torch
 from tqdm.auto import tqdm
 
 from moralkit.sae.config import SAETrainConfig
+from moralkit.sae.metrics import reconstruction_metrics
+from moralkit.sae.resample import resample_dead
 
 __all__ = [
     "PretrainResult",
@@ -47,7 +59,7 @@ __all__ = [
     "paper_formula_loss",
     "paper_loss",
     "renormalise_decoder",
-    "reconstruction_metrics",
+    "steps_per_epoch",
     "train_sae",
     "to_training_sae",
 ]
@@ -172,30 +184,6 @@ def lr_factor(step: int, steps_per_epoch: int, config: SAETrainConfig) -> float:
     return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-@torch.no_grad()
-def reconstruction_metrics(sae, x: torch.Tensor, batch: int = 8192) -> dict[str, float]:
-    """MSE, explained variance, L0, dead and dense feature counts of ``sae`` on centred ``x``."""
-    sse = l0 = 0.0
-    fires = torch.zeros(sae.cfg.d_sae, device=x.device)
-    for i in range(0, len(x), batch):
-        xb = x[i : i + batch]
-        z = sae.encode(xb)
-        sse += float(((sae.decode(z) - xb) ** 2).sum())
-        active = z > 0
-        l0 += float(active.sum())
-        fires += active.sum(dim=0)
-    n = max(len(x), 1)
-    sst = float(((x - x.mean(dim=0)) ** 2).sum())
-    frac = fires / n
-    return {
-        "mse": sse / (n * x.shape[1]),
-        "explained_variance": 1 - sse / sst if sst > 0 else float("nan"),
-        "l0": l0 / n,
-        "dead": int((frac == 0).sum()),
-        "dense": int((frac > 0.5).sum()),
-    }
-
-
 @dataclass
 class PretrainResult:
     """A pretrained SAE, its centre, per-epoch history and final validation metrics."""
@@ -206,11 +194,97 @@ class PretrainResult:
     metrics: dict = field(default_factory=dict)
     train_seconds: float = 0.0
     samples_seen: int = 0
+    resampled: int = 0
 
 
 def _stopping(metrics: dict, config: SAETrainConfig) -> bool:
     near = abs(metrics["l0"] - config.target_l0) <= config.stop_l0_tolerance * config.target_l0
     return metrics["mse"] < config.stop_mse and near
+
+
+def steps_per_epoch(n: int, config: SAETrainConfig) -> int:
+    """Optimiser steps in one epoch of ``n`` vectors (full batches only with ``drop_last``)."""
+    if config.drop_last:
+        return max(n // config.batch_size, 1)
+    return math.ceil(n / config.batch_size)
+
+
+@dataclass
+class _Loop:
+    """What changes from step to step: λ, the per-step L0 window and which latents fired."""
+
+    l1: float
+    fired: torch.Tensor
+    window_l0: list = field(default_factory=list)
+    step: int = 0
+    seen: int = 0
+    resampled: int = 0
+
+
+def _autocast(config: SAETrainConfig, device: str):
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(config.autocast or "")
+    kind = torch.device(device).type
+    return torch.autocast(kind, dtype=dtype, enabled=dtype is not None)
+
+
+def _step(sae, opt, sched, scaler, xb, loop: _Loop, config: SAETrainConfig, device: str):
+    with _autocast(config, device):
+        loss, parts = paper_loss(sae, xb, loop.l1)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss.float()).backward()
+    scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(sae.parameters(), config.grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    sched.step()
+    renormalise_decoder(sae)
+    active = parts["z"].detach() > 0
+    loop.fired |= active.any(dim=0)
+    l0 = float(active.sum(dim=1).float().mean())
+    return [float(loss.detach()), float(parts["mse"]), float(parts["l1"]), l0]
+
+
+def _after_step(sae, opt, loop: _Loop, l0: float, xt, config: SAETrainConfig, gen) -> None:
+    loop.step += 1
+    if config.l1_adapt_every:
+        loop.window_l0.append(l0)
+        if len(loop.window_l0) >= config.l1_adapt_every:
+            loop.l1 = adapt_l1(loop.l1, float(np.mean(loop.window_l0)), config)
+            loop.window_l0 = []
+    if config.resample_every and loop.step % config.resample_every == 0:
+        loop.resampled += resample_dead(sae, opt, loop.fired, xt, gen)
+        loop.fired = torch.zeros_like(loop.fired)
+
+
+def _epoch(sae, opt, sched, scaler, xt, loop: _Loop, config, gen, device) -> np.ndarray:
+    """One pass over ``xt``; the epoch's loss, MSE, L1 term and L0 (pooled, or the unweighted
+    mean of batch means with ``batch_mean``)."""
+    order = torch.randperm(len(xt), generator=gen).to(device)
+    end = len(xt) - len(xt) % config.batch_size if config.drop_last else len(xt)
+    end = end or len(xt)  # fewer vectors than one batch: keep the one partial batch
+    sums, weight = np.zeros(4), 0.0
+    for i in range(0, end, config.batch_size):
+        xb = xt[order[i : i + config.batch_size]]
+        values = _step(sae, opt, sched, scaler, xb, loop, config, device)
+        w = 1.0 if config.batch_mean else len(xb)
+        sums += np.array(values) * w
+        weight += w
+        loop.seen += len(xb)
+        _after_step(sae, opt, loop, values[3], xt, config, gen)
+    return sums / weight
+
+
+@torch.no_grad()
+def _validate(sae, xv: torch.Tensor, config: SAETrainConfig) -> dict[str, float]:
+    if not config.batch_mean:
+        return reconstruction_metrics(sae, xv)
+    parts = [
+        reconstruction_metrics(sae, xv[i : i + config.batch_size])
+        for i in range(0, len(xv), config.batch_size)
+    ]
+    return {k: float(np.mean([p[k] for p in parts])) for k in ("mse", "l0")} | {
+        k: v for k, v in reconstruction_metrics(sae, xv).items() if k not in ("mse", "l0")
+    }
 
 
 def train_sae(
@@ -233,45 +307,30 @@ def train_sae(
     opt = torch.optim.AdamW(
         sae.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
     )
-    per_epoch = math.ceil(len(xt) / config.batch_size)
+    per_epoch = steps_per_epoch(len(xt), config)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, per_epoch, config))
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=config.autocast == "float16")
     gen = torch.Generator().manual_seed(config.seed)
-    l1, streak, rows, seen = config.l1_init, 0, [], 0
+    loop = _Loop(config.l1_init, torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=device))
+    streak, rows = 0, []
     t0 = time.perf_counter()
     for epoch in tqdm(range(config.epochs), desc="SAE epochs", disable=not progress):
-        order = torch.randperm(len(xt), generator=gen).to(device)
-        sums = np.zeros(4)
-        for i in range(0, len(xt), config.batch_size):
-            xb = xt[order[i : i + config.batch_size]]
-            loss, parts = paper_loss(sae, xb, l1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(sae.parameters(), config.grad_clip)
-            opt.step()
-            sched.step()
-            renormalise_decoder(sae)
-            l0 = float((parts["z"] > 0).sum(dim=1).float().mean())
-            values = [float(loss.detach()), float(parts["mse"]), float(parts["l1"]), l0]
-            sums += np.array(values) * len(xb)
-            seen += len(xb)
-        train = sums / len(xt)
-        val = reconstruction_metrics(sae, xv)
+        lam = loop.l1
+        train = _epoch(sae, opt, sched, scaler, xt, loop, config, gen, device)
+        val = _validate(sae, xv, config)
         rows.append(
-            {
-                "epoch": epoch + 1,
-                "loss": train[0],
-                "mse": train[1],
-                "l1_term": train[2],
-                "l0": train[3],
-                "lambda": l1,
-                "lr": opt.param_groups[0]["lr"],
-                **{f"val_{k}": v for k, v in val.items()},
-            }
-        )
-        l1 = adapt_l1(l1, train[3], config)
+            {"epoch": epoch + 1, "step": loop.step, "loss": train[0], "mse": train[1],
+             "l1_term": train[2], "l0": train[3], "lambda": lam, "lambda_end": loop.l1,
+             "lr": opt.param_groups[0]["lr"], "resampled": loop.resampled,
+             **{f"val_{k}": v for k, v in val.items()}}
+        )  # fmt: skip
+        if not config.l1_adapt_every:
+            loop.l1 = adapt_l1(loop.l1, train[3], config)
         streak = streak + 1 if _stopping(val, config) else 0
         if streak >= config.stop_patience:
             break
     elapsed = time.perf_counter() - t0
-    metrics = {**reconstruction_metrics(sae, xv), "lambda": l1, "epochs": len(rows)}
-    return PretrainResult(sae, centre, pd.DataFrame(rows), metrics, elapsed, seen)
+    metrics = {**reconstruction_metrics(sae, xv), "lambda": loop.l1, "epochs": len(rows)}
+    return PretrainResult(
+        sae, centre, pd.DataFrame(rows), metrics, elapsed, loop.seen, loop.resampled
+    )

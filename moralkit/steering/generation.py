@@ -58,13 +58,14 @@ def decoding_for(config: SteeringConfig, setting: str, base: DecodingConfig) -> 
 
 
 def sae_fingerprint(bundle: SteeringSAE | None) -> str:
-    """A hash of an SAE's weights, centre and selection (part of the cache key)."""
+    """A hash of an SAE's weights, centre, selection and base SAE (part of the cache key)."""
     if bundle is None:
         return ""
     digest = hashlib.sha256()
-    for name, tensor in sorted(bundle.sae.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    for prefix, sae in (("", bundle.sae), ("base.", bundle.base)):
+        for name, tensor in sorted(sae.state_dict().items()) if sae is not None else ():
+            digest.update((prefix + name).encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
     digest.update(torch.as_tensor(bundle.centre).float().cpu().numpy().tobytes())
     digest.update(json.dumps(list(bundle.selected or [])).encode())
     return digest.hexdigest()[:16]

@@ -10,6 +10,15 @@ the residual stream by the reconstruction, ``s = 0`` leaves it unchanged. The SA
 sae-lens SAE (``encode``/``decode``); the model's weights are never touched, and
 :func:`steer` removes its hook when the block ends, also on exceptions.
 
+The **error-preserving** arm (stage ``"delta"``, an addition to the paper) keeps the residual
+stream and adds only what fine-tuning changed:
+
+    h ← h + s · (SAE_ft(h − c) − SAE_pre(h − c))
+
+(``base`` is the pretrained SAE). The reconstruction error of either SAE never enters, so the
+arm cannot damage the model by reconstruction loss; the two SAEs differ only in the fine-tuned
+features, so the added vector lies in their decoder rows.
+
 ``features`` restricts the reconstruction to a set of latents (the others are zeroed before
 decoding, the decoder bias kept): the paper's code steers with all latents by default
 (``use_all_features=True``); restricting to the fine-tuned moral features is our reading of its
@@ -31,8 +40,9 @@ if TYPE_CHECKING:
     from sae_lens import SAE
     from transformers import PreTrainedModel
 
-#: steering arms: no hook, the pretrained SAE (control) and the fine-tuned SAE (paper §4.5, §9.7)
-STEERING_STAGES = ("none", "pretrained", "finetuned")
+#: steering arms: no hook, the pretrained SAE (control), the fine-tuned SAE (paper §4.5, §9.7)
+#: and the error-preserving arm, fine-tuned minus pretrained added to h (an addition)
+STEERING_STAGES = ("none", "pretrained", "finetuned", "delta")
 #: which latents take part in the reconstruction
 FEATURE_SETS = ("all", "selected")
 
@@ -73,7 +83,7 @@ class SteeringConfig:
 def steering_arms(
     layers: Sequence[int],
     strengths: Sequence[float],
-    stages: Sequence[str] = ("pretrained", "finetuned"),
+    stages: Sequence[str] = ("pretrained", "finetuned", "delta"),
     features: str = "all",
 ) -> list[SteeringConfig]:
     """The unsteered arm plus every (stage, layer, strength) combination."""
@@ -86,11 +96,13 @@ def steering_arms(
 
 @dataclass(frozen=True)
 class SteeringSAE:
-    """An SAE ready for steering: the sae-lens object, its centre and its selected latents."""
+    """An SAE ready for steering: the sae-lens object, its centre, its selected latents and,
+    for the error-preserving arm, the pretrained SAE whose reconstruction it subtracts."""
 
     sae: SAE
     centre: torch.Tensor
     selected: tuple[int, ...] | None = None
+    base: SAE | None = None
 
 
 class SteeringHook:
@@ -106,8 +118,12 @@ class SteeringHook:
         centre: torch.Tensor,
         strength: float,
         features: Sequence[int] | None = None,
+        base: SAE | None = None,
     ) -> None:
         self.sae = sae
+        self.base = base
+        if base is not None and (base.cfg.d_in, base.cfg.d_sae) != (sae.cfg.d_in, sae.cfg.d_sae):
+            raise ValueError("the base SAE must have the steered SAE's d_in and d_sae")
         self.strength = float(strength)
         param = next(sae.parameters())
         self._dtype, self._device = param.dtype, param.device
@@ -119,17 +135,26 @@ class SteeringHook:
         self.calls = 0
         self.positions = 0
 
+    def _decoded(self, sae: SAE, x: torch.Tensor) -> torch.Tensor:
+        codes = sae.encode(x)
+        if self.mask is not None:
+            codes = codes * self.mask
+        return sae.decode(codes)
+
     def rewrite(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``h + s·(SAE(h − c) + c − h)`` computed in the SAE's dtype, returned in ``hidden``'s."""
+        """``h + s·(SAE(h − c) + c − h)``, or with a ``base`` SAE
+        ``h + s·(SAE(h − c) − base(h − c))``, computed in the SAE's dtype, returned in
+        ``hidden``'s."""
         if self.strength == 0.0:
             return hidden  # exactly unchanged, not merely close
         h = hidden.to(device=self._device, dtype=self._dtype)
         with torch.no_grad():
-            codes = self.sae.encode(h - self.centre)
-            if self.mask is not None:
-                codes = codes * self.mask
-            reconstruction = self.sae.decode(codes) + self.centre
-        steered = h + self.strength * (reconstruction - h)
+            x = h - self.centre
+            if self.base is None:
+                change = self._decoded(self.sae, x) + self.centre - h
+            else:
+                change = self._decoded(self.sae, x) - self._decoded(self.base, x)
+        steered = h + self.strength * change
         return steered.to(device=hidden.device, dtype=hidden.dtype)
 
     def __call__(self, module: torch.nn.Module, args: Any, output: Any) -> Any:
@@ -172,19 +197,21 @@ def steer(
     centre: torch.Tensor | None = None,
     strength: float = 1.0,
     features: Sequence[int] | None = None,
+    base: SAE | None = None,
 ) -> Iterator[SteeringHook | None]:
     """Steer ``model`` at decoder ``layer`` with ``sae`` inside the ``with`` block.
 
     ``sae=None`` is the unsteered arm (nothing is hooked; yields None). ``features`` restricts
-    the reconstruction to those latents. The hook is removed when the block exits, whether it
-    finishes or raises. Works for plain forward passes and for ``generate`` (every step).
+    the reconstruction to those latents; ``base`` makes the arm error-preserving (module doc).
+    The hook is removed when the block exits, whether it finishes or raises. Works for plain
+    forward passes and for ``generate`` (every step).
     """
     if sae is None:
         yield None
         return
     if centre is None:
         raise ValueError("steer(): centre is required when an SAE is given")
-    hook = SteeringHook(sae, centre, strength, features)
+    hook = SteeringHook(sae, centre, strength, features, base)
     # prepend: transformers 5 records output_hidden_states with a hook of its own on each
     # layer; running first makes the recorded hidden state the steered one.
     handle = decoder_layer(model, layer).register_forward_hook(hook, prepend=True)
@@ -213,7 +240,11 @@ def steering(
         if bundle.selected is None:
             raise ValueError(f"features='selected' but the {config.stage} SAE has no selection")
         features = bundle.selected
-    with steer(model, config.layer, bundle.sae, bundle.centre, config.strength, features) as hook:
+    if config.stage == "delta" and bundle.base is None:
+        raise ValueError("steering stage 'delta' needs the pretrained SAE as the bundle's base")
+    with steer(
+        model, config.layer, bundle.sae, bundle.centre, config.strength, features, bundle.base
+    ) as hook:
         yield hook
 
 

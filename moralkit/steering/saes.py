@@ -6,7 +6,8 @@ chapter 07's own recipe, :func:`moralkit.sae.recipe.sae_surgery`, with chapter 0
 (:func:`moralkit.sae.recipe.sae_chapter_config`): the SAEs chapter 07 (or the workflow's ``sae``
 job) stored are loaded, a layer never trained with those settings is trained the same way,
 unlabelled texts included. No other lookup exists, so the steered SAE is always the one chapter
-07 would train with these settings.
+07 would train with these settings. Steering uses the first training seed and, of its
+cross-fitted fine-tuned SAEs, the first fold's.
 """
 
 from __future__ import annotations
@@ -18,27 +19,43 @@ import torch
 
 from moralkit.steering.hook import SteeringSAE
 
+__all__ = ["STEERING_KINDS", "SteeringSAEs", "load_steering_saes", "steering_saes"]
+
 if TYPE_CHECKING:
     from moralkit.records import MoralRecords
     from moralkit.sae.recipe import Extract
-    from moralkit.sae.surgery import SurgeryResult
+    from moralkit.sae.tables import SurgeryResult
 
-STEERING_KINDS = ("pretrained", "finetuned")
+STEERING_KINDS = ("pretrained", "finetuned", "delta")
 
 
-def steering_saes(
-    surgery: SurgeryResult, device: str = "cpu"
-) -> dict[tuple[str, int], SteeringSAE]:
-    """``{(stage, layer): SteeringSAE}`` for both stages and every layer of ``surgery``, on
-    ``device``; the fine-tuned SAE carries its fine-tuned feature ids."""
-    found = {}
+class SteeringSAEs(dict):
+    """``{(stage, layer): SteeringSAE}``, with ``layers``: chapter 07's layer table of the
+    steered layers (reconstruction, dead latents, ``passes_gate``), so a steering chapter shows
+    whether each steered SAE reconstructs well enough for its arm to mean anything."""
+
+    layers: Any = None
+
+
+def steering_saes(surgery: SurgeryResult, device: str = "cpu") -> SteeringSAEs:
+    """``{(stage, layer): SteeringSAE}`` for every layer of ``surgery``, on ``device``: the
+    first training seed's pretrained SAE, its first cross-fitting fold's fine-tuned SAE (with
+    its fine-tuned feature ids; fine-tuned on the other folds of the labelled records) and the
+    error-preserving pair of the two (stage ``"delta"``)."""
+    found = SteeringSAEs()
+    first = min(s.seed for s in surgery.surgeries)
     for s in surgery.surgeries:
+        if s.seed != first:
+            continue
         centre = torch.as_tensor(s.centre).float().to(device)
-        selected = tuple(int(i) for i in s.features) if len(s.features) else None
-        found[("pretrained", int(s.layer))] = SteeringSAE(s.pretrained.eval().to(device), centre)
-        found[("finetuned", int(s.layer))] = SteeringSAE(
-            s.finetuned.eval().to(device), centre, selected
-        )
+        pre, ft = s.pretrained.eval().to(device), s.finetuned[0].eval().to(device)
+        selected = tuple(int(i) for i in s.features[0]) if len(s.features[0]) else None
+        found[("pretrained", int(s.layer))] = SteeringSAE(pre, centre)
+        found[("finetuned", int(s.layer))] = SteeringSAE(ft, centre, selected)
+        found[("delta", int(s.layer))] = SteeringSAE(ft, centre, selected, base=pre)
+    table = getattr(surgery, "tables", {}).get("layers")
+    if table is not None:
+        found.layers = table[table["seed"] == first].reset_index(drop=True)
     return found
 
 
@@ -50,16 +67,19 @@ def load_steering_saes(
     params: Mapping[str, Any],
     device: str = "cpu",
     train: bool = True,
-) -> dict[tuple[str, int], SteeringSAE]:
+) -> SteeringSAEs:
     """The steering SAEs of ``model`` at ``layers`` (resolved indices) for a steering chapter
     with parameters ``params``: chapter 07's recipe with chapter 07's settings, on the chapter's
-    ``records`` and its activation getter ``extract`` (``ch.records()``, ``ch.activations``).
+    ``records`` and its activation getter ``extract`` (``ch.records()``, ``ch.activations``),
+    for the first training seed only (the one steering uses).
 
     ``train=False`` (the workflow's generation jobs, which run after the ``sae`` jobs) raises
     ``FileNotFoundError`` for an SAE never trained with these settings instead of training it.
     """
+    import dataclasses
+
     from moralkit.sae.recipe import sae_chapter_config, sae_surgery
 
-    config = sae_chapter_config(params)
+    config = dataclasses.replace(sae_chapter_config(params), n_seeds=1)
     surgery = sae_surgery(model, records, extract, layers, config, train=train)
     return steering_saes(surgery, device)

@@ -73,8 +73,12 @@ def job_sae(args: argparse.Namespace) -> dict:
     config = SurgeryConfig.from_parameters(ch.params)
     layer = int(args.layer)
     surgery = sae_surgery(args.model, ch.records(), ch.activations, [layer], config)
-    paths = {stage: str(path) for stage, path in surgery.surgeries[0].paths.items()}
-    return {"model": args.model, "layer": layer, "preset": config.preset, **paths}
+    saes = [
+        {"seed": s.seed, "pretrained": str(s.paths["pretrained"]),
+         "finetuned": [str(p) for p in s.paths["finetuned"]]}
+        for s in surgery.surgeries
+    ]  # fmt: skip
+    return {"model": args.model, "layer": layer, "preset": config.preset, "saes": saes}
 
 
 def job_generate(args: argparse.Namespace) -> dict:
