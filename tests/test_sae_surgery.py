@@ -158,3 +158,24 @@ def test_surgery_config_reads_a_chapters_parameters_and_checks_them():
         with pytest.raises(ValueError, match=match):
             SurgeryConfig.from_parameters({**params, **bad})
     assert dataclasses.replace(config, n_seeds=1).seeds == (3,)
+
+
+def test_shared_pretraining_keys_one_pretrained_sae_and_per_seed_fine_tuning(inputs):
+    """With ``shared_pretraining`` the seeds share the first seed's pretrained SAE (one key)
+    but keep their own folds and fine-tuning; without it every key differs by seed."""
+    records, acts, extra = inputs
+    labelled, unlabelled = acts.get(1), extra.get(1)
+
+    def keys(config, seed):
+        return surgery_module.layer_payloads("toy", 1, labelled, records, unlabelled, config, seed)
+
+    shared = _config(shared_pretraining=True)
+    first, second = keys(shared, 1), keys(shared, 2)
+    assert first["pretrained"] == second["pretrained"]
+    assert first["finetuned"] != second["finetuned"]
+    assert shared.train_for(2).seed == 1 and shared.finetune_for(2).seed == 2
+    own = _config()
+    assert keys(own, 1)["pretrained"] != keys(own, 2)["pretrained"]
+    assert keys(own, 1)["pretrained"] == first["pretrained"]  # seed 1 pretrains alike either way
+    params = {"sae_preset": "tiny", "shared_pretraining": True}
+    assert SurgeryConfig.from_parameters(params).shared_pretraining

@@ -70,13 +70,17 @@ class SurgeryConfig:
     pretraining data, with every text of ``exclude_ground_truths`` left out; ``n_folds`` folds
     of the labelled records are cross-fitted, each fine-tuned on the others with
     ``val_fraction`` of them held out for identification and early stopping. ``pooling`` is the
-    pooled activation the SAEs read.
+    pooled activation the SAEs read. ``shared_pretraining``: every seed fine-tunes from the
+    pretrained SAE of the first seed (its folds and fine-tuning keep its own seed), so the
+    seeds' spread is that of fine-tuning and cross-fitting alone (the quick profile's saving;
+    the paper profile pretrains per seed).
     """
 
     preset: str = "quick"
     objective: str = "code"
     seed: int = 0
     n_seeds: int = 1
+    shared_pretraining: bool = False
     n_folds: int = 5
     val_fraction: float = 0.125
     n_unlabelled: int = -1
@@ -111,9 +115,13 @@ class SurgeryConfig:
         """The training seeds: ``seed``, ``seed + 1``, ... (``n_seeds`` of them)."""
         return tuple(self.seed + i for i in range(self.n_seeds))
 
+    def pretrain_seed(self, seed: int) -> int:
+        """The seed whose pretraining serves training seed ``seed``."""
+        return self.seed if self.shared_pretraining else int(seed)
+
     def train_for(self, seed: int) -> SAETrainConfig:
-        """Pretraining settings of one training seed."""
-        return dataclasses.replace(self.train, seed=int(seed))
+        """Pretraining settings of one training seed (that of :meth:`pretrain_seed`)."""
+        return dataclasses.replace(self.train, seed=self.pretrain_seed(seed))
 
     def finetune_for(self, seed: int) -> FinetuneConfig:
         """Fine-tuning settings of one training seed."""
@@ -122,7 +130,8 @@ class SurgeryConfig:
     @classmethod
     def from_parameters(cls, params: Mapping[str, Any]) -> SurgeryConfig:
         """The recipe's settings from a chapter's parameters: ``sae_preset``, ``objective``,
-        ``sampler_bug``, ``seed``, ``n_seeds``, ``n_folds``, ``n_unlabelled``, ``pooling``
+        ``sampler_bug``, ``seed``, ``n_seeds``, ``shared_pretraining``, ``n_folds``,
+        ``n_unlabelled``, ``pooling``
         and the ground truths whose texts pretraining leaves out (``ground_truth``,
         ``control_ground_truth``); None: the default."""
         from moralkit.data.ground_truth import ground_truth_names
@@ -133,6 +142,7 @@ class SurgeryConfig:
             "sampler_bug": params.get("sampler_bug"),
             "seed": params.get("seed"),
             "n_seeds": params.get("n_seeds"),
+            "shared_pretraining": params.get("shared_pretraining"),
             "n_folds": params.get("n_folds"),
             "n_unlabelled": params.get("n_unlabelled"),
             "pooling": params.get("pooling"),
@@ -153,6 +163,7 @@ def surgery_config(
     n_seeds: int = 1,
     n_folds: int = 5,
     exclude_ground_truths: Sequence[str] = (),
+    shared_pretraining: bool = False,
 ) -> SurgeryConfig:
     """The settings of one preset; ``objective`` is ``code`` (six terms) or ``page`` (three
     named losses plus reconstruction); ``sampler_bug`` reproduces the code's sampler."""
@@ -164,6 +175,7 @@ def surgery_config(
         objective=objective,
         seed=int(seed),
         n_seeds=int(n_seeds),
+        shared_pretraining=bool(shared_pretraining),
         n_folds=int(n_folds),
         n_unlabelled=int(n_unlabelled),
         exclude_ground_truths=tuple(str(g) for g in exclude_ground_truths),
