@@ -1,6 +1,7 @@
 """Fixtures shared across test modules."""
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,27 @@ def offline_mirror(tmp_path_factory):
         mp.setenv("MORALKIT_CACHE", str(tmp_path_factory.mktemp("mirror") / "cache"))
         mp.setenv("MORALKIT_DATA_MIRROR", str(SHARED_DATA))
         yield SHARED_DATA
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An empty hub cache in a temporary HF_HOME, with the hub switched off."""
+    import huggingface_hub.constants as constants
+
+    from moralkit.models import hub as moralkit_hub
+
+    home = tmp_path / "hf"
+    hub_cache = home / "hub"
+    hub_cache.mkdir(parents=True)
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads both at import; the process may have imported it already
+    monkeypatch.setattr(constants, "HF_HOME", str(home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("MORALKIT_CACHE", str(tmp_path / "moralkit-cache"))
+    moralkit_hub.hub_answers.cache_clear()
+    return hub_cache
 
 
 @dataclass(frozen=True)
@@ -63,3 +85,61 @@ def tiny_book(tmp_path_factory) -> TinyBook:
     run = snakemake(root, *args, env=env, own_cache=False)
     assert run.returncode == 0, failure_excerpt(run.stdout)
     return TinyBook(layout, args, env, run.stdout)
+
+
+@dataclass(frozen=True)
+class RehearsalBook:
+    """The book built on the rehearsal profile through the workflow, inside the rehearsal's
+    services (still serving while the session lasts)."""
+
+    layout: BookLayout
+    out: Path
+    env: dict
+    log: str
+    wall_time_s: float
+    downloads: list
+    judge_calls: int
+
+    @property
+    def html_dir(self) -> Path:
+        return self.layout.html_dir
+
+    def timings(self) -> str:
+        """Wall time per chapter job (from its marker) and of the whole run."""
+        import json
+
+        lines = [f"rehearsal: {self.wall_time_s:.0f} s in all (workflow and site)"]
+        for marker in sorted((self.out / "chapters").glob("*.json")):
+            lines.append(f"  {marker.stem}: {json.loads(marker.read_text())['wall_time_s']} s")
+        return "\n".join(lines)
+
+
+@pytest.fixture(scope="session")
+def rehearsal_book(tmp_path_factory):
+    """Every chapter on the ``rehearsal`` profile (the paper's parameters on tiny twins, the
+    synthetic Social-Chem zip over HTTP, a local judge endpoint) through the Snakemake workflow
+    (local profile), then the site: once per test session. Shares the caller's MORALKIT_CACHE."""
+    import time
+
+    from moralkit.rehearsal import serve
+    from moralkit.rehearsal.__main__ import snakemake_command
+
+    if not SNAKEMAKE.exists():
+        pytest.skip("snakemake not installed: pip install -e '.[cluster]'")
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data not present")
+    root = tmp_path_factory.mktemp("rehearsal")
+    layout = copy_book(root)
+    mirror = {"MORALKIT_DATA_MIRROR": os.environ.get("MORALKIT_DATA_MIRROR") or str(SHARED_DATA)}
+    started = time.perf_counter()
+    with serve(root / "services") as rehearsal:
+        env = {**os.environ, **mirror, **rehearsal.env}
+        cmd = snakemake_command(root, root)
+        run = subprocess.run(cmd, env=env, text=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)  # fmt: skip
+        assert run.returncode == 0, failure_excerpt(run.stdout)
+        yield RehearsalBook(
+            layout, root / "_build" / "workflow" / "rehearsal", {**mirror, **rehearsal.env},
+            run.stdout, time.perf_counter() - started, list(rehearsal.files.requests),
+            len(rehearsal.judge.calls),
+        )  # fmt: skip
