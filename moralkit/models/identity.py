@@ -63,15 +63,19 @@ def model_depth(name_or_path: str) -> int:
     return int(model_config(str(name_or_path)).get_text_config().num_hidden_layers)
 
 
+def cached_hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path | None:
+    """The path of a hub model's file when the local hub cache holds it (no network), else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(repo_id, filename, revision=revision)
+    return Path(path) if isinstance(path, str) else None  # None, or a "known missing" marker
+
+
 def cached_hub_config(repo_id: str, revision: str | None = None) -> dict | None:
     """The ``config.json`` of a hub model as a dict when the local hub cache holds it (no
     network, no transformers import), else None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    path = try_to_load_from_cache(repo_id, "config.json", revision=revision)
-    if not isinstance(path, str):  # None (not cached) or a "known missing" marker
-        return None
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    path = cached_hub_file(repo_id, "config.json", revision)
+    return None if path is None else json.loads(path.read_text(encoding="utf-8"))
 
 
 def model_config(name_or_path: str, revision: str | None = None) -> PreTrainedConfig:
