@@ -53,17 +53,23 @@ def offline_hub(tmp_path, monkeypatch):
 
 
 @dataclass(frozen=True)
-class TinyBook:
-    """The real chapters built on the tiny profile through the workflow, and how to run it."""
+class BuiltBook:
+    """A book built through the workflow: where, the environment it ran in, Snakemake's log."""
 
     layout: BookLayout
-    args: tuple[str, ...]
     env: dict
     log: str
 
     @property
     def html_dir(self) -> Path:
         return self.layout.html_dir
+
+
+@dataclass(frozen=True)
+class TinyBook(BuiltBook):
+    """The real chapters built on the tiny profile through the workflow, and how to run it."""
+
+    args: tuple[str, ...] = ()
 
 
 @pytest.fixture(scope="session")
@@ -84,25 +90,18 @@ def tiny_book(tmp_path_factory) -> TinyBook:
     args = ("--profile", str(LOCAL_PROFILE), "--config", "profile=tiny", f"root={root}")
     run = snakemake(root, *args, env=env, own_cache=False)
     assert run.returncode == 0, failure_excerpt(run.stdout)
-    return TinyBook(layout, args, env, run.stdout)
+    return TinyBook(layout, env, run.stdout, args)
 
 
 @dataclass(frozen=True)
-class RehearsalBook:
+class RehearsalBook(BuiltBook):
     """The book built on the rehearsal profile through the workflow, inside the rehearsal's
     services (still serving while the session lasts)."""
 
-    layout: BookLayout
-    out: Path
-    env: dict
-    log: str
-    wall_time_s: float
-    downloads: list
-    judge_calls: int
-
-    @property
-    def html_dir(self) -> Path:
-        return self.layout.html_dir
+    out: Path = Path()
+    wall_time_s: float = 0.0
+    downloads: tuple = ()
+    judge_calls: int = 0
 
     def timings(self) -> str:
         """Wall time per chapter job (from its marker) and of the whole run."""
@@ -139,7 +138,8 @@ def rehearsal_book(tmp_path_factory):
                              stderr=subprocess.STDOUT)  # fmt: skip
         assert run.returncode == 0, failure_excerpt(run.stdout)
         yield RehearsalBook(
-            layout, root / "_build" / "workflow" / "rehearsal", {**mirror, **rehearsal.env},
-            run.stdout, time.perf_counter() - started, list(rehearsal.files.requests),
-            len(rehearsal.judge.calls),
+            layout, {**mirror, **rehearsal.env}, run.stdout,
+            out=root / "_build" / "workflow" / "rehearsal",
+            wall_time_s=time.perf_counter() - started,
+            downloads=tuple(rehearsal.files.requests), judge_calls=len(rehearsal.judge.calls),
         )  # fmt: skip

@@ -6,10 +6,11 @@ download tests serve their files (and misbehave on purpose) through a subclass o
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from moralkit.local_http import local_server
 
 
 class FileHandler(BaseHTTPRequestHandler):
@@ -39,15 +40,7 @@ def serve_files(
 ) -> Iterator[ThreadingHTTPServer]:
     """Serve ``files`` (path -> bytes; the server's ``files`` may grow) on a free port of
     127.0.0.1 inside the block; ``server.base_url`` is ``http://127.0.0.1:<port>``."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    server.files, server.requests = dict(files or {}), []
-    server.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="moralkit-files", daemon=True)
-    thread.start()
-    try:
+    with local_server(handler, "moralkit-files") as server:
+        server.files, server.requests = dict(files or {}), []
+        server.base_url = f"http://127.0.0.1:{server.server_address[1]}"
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
