@@ -72,21 +72,26 @@ class TinyBook(BuiltBook):
     args: tuple[str, ...] = ()
 
 
+def _book_to_build(tmp_path_factory, name: str) -> tuple[Path, BookLayout, dict]:
+    """A fresh copy of the book sources to build through the workflow, and the data mirror's
+    environment; skips without Snakemake or the mirror."""
+    if not SNAKEMAKE.exists():
+        pytest.skip("snakemake not installed: pip install -e '.[cluster]'")
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data not present")
+    root = tmp_path_factory.mktemp(name)
+    # absolute: the workflow runs in another folder (issue 21, bad input #8)
+    mirror = Path(os.environ.get("MORALKIT_DATA_MIRROR") or SHARED_DATA).resolve()
+    return root, copy_book(root), {"MORALKIT_DATA_MIRROR": str(mirror)}
+
+
 @pytest.fixture(scope="session")
 def tiny_book(tmp_path_factory) -> TinyBook:
     """The book of every notebooks/ chapter on the tiny profile, built once per test session
     by the Snakemake workflow (local profile): data jobs, extraction, SAEs, chapters, site.
 
     It shares the caller's ``MORALKIT_CACHE``, as ``moralkit book`` would."""
-    if not SNAKEMAKE.exists():
-        pytest.skip("snakemake not installed: pip install -e '.[cluster]'")
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data not present")
-    root = tmp_path_factory.mktemp("tiny-book")
-    layout = copy_book(root)
-    # absolute: the workflow runs in another folder (issue 21, bad input #8)
-    mirror = Path(os.environ.get("MORALKIT_DATA_MIRROR") or SHARED_DATA).resolve()
-    env = {"MORALKIT_DATA_MIRROR": str(mirror)}
+    root, layout, env = _book_to_build(tmp_path_factory, "tiny-book")
     args = ("--profile", str(LOCAL_PROFILE), "--config", "profile=tiny", f"root={root}")
     run = snakemake(root, *args, env=env, own_cache=False)
     assert run.returncode == 0, failure_excerpt(run.stdout)
@@ -123,13 +128,7 @@ def rehearsal_book(tmp_path_factory):
     from moralkit.rehearsal import serve
     from moralkit.rehearsal.__main__ import snakemake_command
 
-    if not SNAKEMAKE.exists():
-        pytest.skip("snakemake not installed: pip install -e '.[cluster]'")
-    if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data not present")
-    root = tmp_path_factory.mktemp("rehearsal")
-    layout = copy_book(root)
-    mirror = {"MORALKIT_DATA_MIRROR": os.environ.get("MORALKIT_DATA_MIRROR") or str(SHARED_DATA)}
+    root, layout, mirror = _book_to_build(tmp_path_factory, "rehearsal")
     started = time.perf_counter()
     with serve(root / "services") as rehearsal:
         env = {**os.environ, **mirror, **rehearsal.env}

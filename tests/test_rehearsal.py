@@ -3,6 +3,7 @@ local judge, and (slow) every chapter through the Snakemake workflow on them."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -180,8 +181,11 @@ def test_the_rehearsal_used_the_twins_the_zip_and_the_judge(rehearsal_book):
     assert sorted(models) == sorted(PAPER_MODELS)
     for name, model in models.items():
         assert model["revision"] == twin_commit(name) and model["dtype"] == "bfloat16", name
-    assert provenance["params"]["ground_truth"] == "socialchem"
-    assert any(request.endswith("social-chem-101.zip") for request in rehearsal_book.downloads)
+    (data,) = provenance["data"]
+    assert data["ground_truth"] == "socialchem"  # the synthetic zip, fetched over HTTP (or
+    # found in the download cache of an earlier session: the same bytes)
+    assert data["checksums"][SOCIAL_CHEM] == hashlib.sha256(synthetic_zip(N_ROWS)).hexdigest()
+    assert all(r.endswith("social-chem-101.zip") for r in rehearsal_book.downloads)
     judged = [json.loads(p.read_text()) for p in (rehearsal_book.out / "judge").glob("*.json")]
     assert judged and not any(j["demonstration"] for j in judged)  # judge=environment
     assert rehearsal_book.judge_calls > 0
