@@ -203,7 +203,7 @@ def job_resources(
         work = [w for w in plan.chapter_work(chapter, params) if w.kind == rule]
     if rule == "sae":
         return _sae_resources(work, params, on_gpu)
-    hours = sum(plan.work_gpu_hours(w, params["dtype"], gpu) / w.jobs for w in work)
+    hours = sum(_wall_hours(w, params["dtype"], gpu) for w in work)
     floor = 240 if rule == "chapter" else 30  # a chapter's CPU analysis is not in the plan
     runtime = max(floor, math.ceil(hours * 60 * 3))  # three times the estimate
     models = list(dict.fromkeys(w.model for w in work))
@@ -217,8 +217,14 @@ def job_resources(
     return {"gpu": gpus, "mem_mb": max(host, mem), "runtime": runtime}
 
 
+def _wall_hours(work: plan.Work, dtype: str, gpu: GPU) -> float:
+    """Wall-clock hours of one job's share of ``work`` (its GPU-hours over its GPUs)."""
+    gpus = 1 if work.kind == "sae" else plan.gpus_for(work.model, dtype, gpu)
+    return plan.work_gpu_hours(work, dtype, gpu) / gpus / work.jobs
+
+
 def _sae_resources(work: list, params: dict, on_gpu: bool) -> dict[str, int]:
-    hours = sum(plan.work_gpu_hours(w) / w.jobs for w in work)
+    hours = sum(_wall_hours(w, params["dtype"], GPU()) for w in work)
     model = params["model"][0]
     shape = plan.model_shape(model, local=True)
     vectors = plan.Workload().unlabelled_texts + plan.Workload().paper_records
