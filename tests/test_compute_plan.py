@@ -1,4 +1,4 @@
-"""The compute plan (moralkit/compute_plan.py): computed from the registry and the profile, on
+"""The compute plan (moralkit/compute_plan/): computed from the registry and the profile, on
 the Re-running page, and the source of the workflow's per-rule resources."""
 
 from __future__ import annotations
@@ -70,17 +70,17 @@ def test_job_resources_derive_from_the_plan():
     """A chapter that needs no GPU asks for none; a big model asks for more memory and GPUs
     than a small one; a CPU profile asks for no GPU anywhere."""
     chapter = wf.extraction_chapter("qwen3-8b", "paper", wf.chapter_ids())
-    big = wf.job_resources("extract", "paper", chapter, "qwen3-235b-a22b")
-    small = wf.job_resources("extract", "paper", chapter, "qwen3-0.6b")
+    big = cp.job_resources("extract", "paper", chapter, "qwen3-235b-a22b")
+    small = cp.job_resources("extract", "paper", chapter, "qwen3-0.6b")
     assert big["mem_mb"] > small["mem_mb"] and big["gpu"] > small["gpu"] == 1
     assert big["gpu"] == cp.gpus_for("qwen3-235b-a22b")
     for cpu_only in ("01", "02", "03", "04", "05", "06"):
         (chapter,) = wf.chapter_ids([cpu_only])
-        assert wf.job_resources("chapter", "paper", chapter)["gpu"] == 0, chapter
+        assert cp.job_resources("chapter", "paper", chapter)["gpu"] == 0, chapter
     (pruning,) = wf.chapter_ids(["10"])
-    assert wf.job_resources("chapter", "paper", pruning)["gpu"] == big["gpu"]
+    assert cp.job_resources("chapter", "paper", pruning)["gpu"] == big["gpu"]
     for rule, job_chapter, model in (("extract", chapter, "qwen3-8b"), ("chapter", pruning, None)):
-        assert wf.job_resources(rule, "rehearsal", job_chapter, model)["gpu"] == 0
+        assert cp.job_resources(rule, "rehearsal", job_chapter, model)["gpu"] == 0
 
 
 def test_local_checkpoint_counts_replace_the_registry(offline_hub):
@@ -102,7 +102,7 @@ def test_workload_counts_are_the_loaders(offline_mirror):
     """The item counts the plan assumes are what the data loaders give."""
     from moralkit.data.benchmarks import ethics_commonsense, moral_stories
     from moralkit.data.valuebench import ValueItemsConfig, load_value_items
-    from moralkit.sae.data import unlabelled_texts
+    from moralkit.data.unlabelled import unlabelled_texts
 
     w = cp.Workload()
     splits = load_value_items(ValueItemsConfig())["split"].value_counts()

@@ -20,6 +20,7 @@ import pytest
 from shared_data import SHARED_DATA, needs_mirror
 from workflow_runs import SNAKEMAKE, UP_TO_DATE, snakemake
 
+from moralkit import compute_plan as cp
 from moralkit import workflow as wf
 from moralkit.book import list_chapters
 from moralkit.data.manifest import load_manifest
@@ -98,7 +99,7 @@ def test_paper_dry_run_lists_every_model_and_chapter(paper_dry_run):
 
 def extract_resources(model: str) -> dict:
     chapter = wf.extraction_chapter(model, "paper", wf.chapter_ids())
-    return wf.job_resources("extract", "paper", chapter, model)
+    return cp.job_resources("extract", "paper", chapter, model)
 
 
 @with_snakemake
@@ -355,4 +356,3 @@ def test_the_chapters_that_extract_activations_are_declared():
     for chapter in list_chapters():
         calls = "ch.activations" in chapter.path.read_text(encoding="utf-8")
         assert wf.reads_activations(chapter.chapter_id) == calls, chapter.chapter_id
-

@@ -19,7 +19,7 @@ def chapter_inputs(wildcards):
 def chapter_resources(wildcards):
     """The chapter's own work (cached activations are read, not extracted): no GPU for a
     chapter that runs no model (moralkit.compute_plan)."""
-    return wf.job_resources("chapter", PROFILE, wildcards.chapter, gpu=GPU)
+    return cp.job_resources("chapter", PROFILE, wildcards.chapter, gpu=GPU)
 
 
 rule chapter:

@@ -4,7 +4,7 @@
 
 def extract_resources(wildcards):
     chapter = wf.extraction_chapter(wildcards.model, PROFILE, CHAPTERS)
-    return wf.job_resources("extract", PROFILE, chapter, wildcards.model, GPU)
+    return cp.job_resources("extract", PROFILE, chapter, wildcards.model, GPU)
 
 
 rule extract:

@@ -9,12 +9,12 @@ rule sae:
     params:
         settings=lambda w: wf.job_settings(SAE_CHAPTER, PROFILE),
     resources:
-        gpu=lambda w: wf.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["gpu"],
+        gpu=lambda w: cp.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["gpu"],
         slurm_partition=lambda w: PARTITIONS[
-            wf.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["gpu"] > 0
+            cp.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["gpu"] > 0
         ],
-        mem_mb=lambda w: wf.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["mem_mb"],
-        runtime=lambda w: wf.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["runtime"],
+        mem_mb=lambda w: cp.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["mem_mb"],
+        runtime=lambda w: cp.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["runtime"],
     shell:
         "{PYTHON} {JOBS:q} sae --profile {PROFILE} --chapter {SAE_CHAPTER}"
         " --model {wildcards.model:q} --layer {wildcards.layer} --out {output:q}"

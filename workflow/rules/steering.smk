@@ -4,7 +4,7 @@
 
 def steer_resources(wildcards=None):
     """One arm's generation: the steered model's GPUs and memory, with the chapter's device."""
-    return wf.job_resources("generate", PROFILE, STEER_CHAPTER, STEER_MODEL, GPU)
+    return cp.job_resources("generate", PROFILE, STEER_CHAPTER, STEER_MODEL, GPU)
 
 
 rule generate_baseline:

@@ -1,20 +1,7 @@
-"""The compute plan of a profile: per chapter and model, GPU memory, forward FLOPs, GPU-hours.
+"""What one piece of a profile's GPU work costs: FLOPs, GPU memory, GPU-hours, on an H100.
 
-(book: Re-running, reproduce.md; Methods › Workflow, methods/workflow.md.) Computed, not
-guessed, from two sources: the model registry (:mod:`moralkit.models.registry`: parameters,
-active parameters and experts of MoE models, layers, width) and the profile's resolved
-parameters (records, prompts, items, generation lengths, grids, strengths). What the profile
-does not say (how many tokens a prompt has, how many items a dataset holds) is a field of
-:class:`Workload`, stated once; the GPU is a :class:`GPU` with its datasheet numbers.
-
-FLOPs: 2 × active parameters per token forward, 3× that with the backward pass (SNIP scores),
-12 × d × latents per vector and epoch for an SAE. GPU-hours: FLOPs at the GPU's sustained rate,
-or, for generation, the decode steps at the rate the weights can be read from memory (whichever
-is slower), plus reading the weights once; a model spread over several GPUs costs its hours on
-each. Memory: weights in the profile's dtype × :attr:`GPU.weight_overhead` + headroom. These
-are ESTIMATES; :func:`plan_table` labels them so.
-
-The Snakemake workflow asks SLURM for what :func:`job_resources` derives from the same numbers.
+(book: Re-running, reproduce.md; Methods › Workflow, methods/workflow.md.) The package
+docstring (:mod:`moralkit.compute_plan`) says where the numbers come from and what they assume.
 """
 
 from __future__ import annotations
@@ -23,8 +10,6 @@ import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-
-import pandas as pd
 
 from moralkit.models.registry import find_model_spec
 
@@ -311,129 +296,3 @@ def work_gpu_hours(work: Work, dtype: str = "bfloat16", gpu: GPU = GPU()) -> flo
     decode = work.decode_steps * weights_gb(work.model, dtype) / (gpu.memory_tb_s * 1e3)
     load = weights_gb(work.model, dtype) / gpu.load_gb_s * work.loads
     return n_gpus * (max(compute, decode) + load) / 3600.0
-
-
-def profile_work(profile: str, w: Workload = Workload()) -> list[Work]:
-    """Every chapter's GPU work under ``profile``, extraction jobs under the first chapter that
-    reads each model (as the workflow runs them)."""
-    from moralkit import workflow as wf
-
-    chapters = wf.chapter_ids()
-    out: list[Work] = []
-    seen: set[str] = set()
-    for chapter in chapters:
-        params = wf.chapter_parameters(chapter, profile)
-        for model in wf.chapter_models(chapter, profile):
-            if model not in seen:
-                seen.add(model)
-                out.append(extraction_work(chapter, model, params, w))
-        out += chapter_work(chapter, params, w)
-    return out
-
-
-def plan_table(profile: str = "paper", gpu: GPU = GPU(), w: Workload = Workload()) -> pd.DataFrame:
-    """Per chapter and model: GPU memory, forward FLOPs, GPU-hours (ESTIMATES), with the
-    profile's total in the last row."""
-    from moralkit import workflow as wf
-
-    rows = []
-    for work in profile_work(profile, w):
-        dtype = wf.chapter_parameters(work.chapter, profile)["dtype"]
-        sae = work.flops and not work.tokens
-        memory = 8.0 if sae else gpu_memory_gb(work.model, dtype, gpu)
-        rows.append({
-            "chapter": work.chapter.split("_", 1)[0], "model": work.model, "work": work.what,
-            "GPUs": 1 if sae else gpus_for(work.model, dtype, gpu),
-            "GPU memory (GB)": math.ceil(memory),
-            "forward FLOPs": work_flops(work),
-            "GPU-hours (estimate)": work_gpu_hours(work, dtype, gpu),
-        })  # fmt: skip
-    table = pd.DataFrame(rows)
-    total = {"chapter": "total", "model": "", "work": f"{len(table)} pieces of work",
-             "GPUs": None, "GPU memory (GB)": None, "forward FLOPs": table["forward FLOPs"].sum(),
-             "GPU-hours (estimate)": table["GPU-hours (estimate)"].sum()}  # fmt: skip
-    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
-
-
-def chapter_totals(table: pd.DataFrame) -> pd.DataFrame:
-    """The plan summed per chapter (and the total)."""
-    body = table[table["chapter"] != "total"]
-    sums = body.groupby("chapter", sort=True)[["forward FLOPs", "GPU-hours (estimate)"]].sum()
-    sums["models"] = body.groupby("chapter")["model"].nunique()
-    sums.loc["total"] = [body["forward FLOPs"].sum(), body["GPU-hours (estimate)"].sum(),
-                         body["model"].nunique()]  # fmt: skip
-    return sums.reset_index()[["chapter", "models", "forward FLOPs", "GPU-hours (estimate)"]]
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """A plan table as Markdown (FLOPs in scientific notation, hours to 2 significant digits)."""
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    for row in table.itertuples(index=False):
-        lines.append(
-            "| " + " | ".join(_cell(c, v) for c, v in zip(table.columns, row, strict=True)) + " |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _cell(column: str, value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if column == "forward FLOPs":
-        return f"{value:.1e}"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        return "<0.01" if value < 0.01 else (f"{value:,.0f}" if value >= 100 else f"{value:.2g}")
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-START, END = "<!-- compute-plan:start -->", "<!-- compute-plan:end -->"
-
-
-def page_section(profile: str = "paper", gpu: GPU = GPU(), w: Workload = Workload()) -> str:
-    """The Re-running page's compute plan (between :data:`START` and :data:`END`)."""
-    table = plan_table(profile, gpu, w)
-    total = table.iloc[-1]
-    head = (
-        f"{START}\n*Generated by `python -m moralkit.compute_plan --write book/reproduce.md` "
-        f"from the registry and the `{profile}` profile; an estimate, not a measurement.* "
-        f"GPU: {gpu.name}, {gpu.peak_tflops:g} TFLOP/s dense BF16 peak at "
-        f"{gpu.utilisation:.0%} utilisation = {gpu.sustained_flops / 1e12:.0f} TFLOP/s sustained; "
-        f"decoding bounded by {gpu.memory_tb_s:g} TB/s memory bandwidth; weights read at "
-        f"{gpu.load_gb_s:g} GB/s. **Total: {total['forward FLOPs']:.1e} FLOPs, about "
-        f"{total['GPU-hours (estimate)']:.0f} GPU-hours.**\n\n"
-    )
-    return (head + "Per chapter:\n\n" + markdown(chapter_totals(table))
-            + "\nPer chapter and model:\n\n" + markdown(table) + END)  # fmt: skip
-
-
-def write_section(path: str, profile: str = "paper") -> bool:
-    """Replace the plan between the markers of ``path``; True when the file changed."""
-    page = Path(path)
-    text = page.read_text(encoding="utf-8")
-    if START not in text or END not in text:
-        raise ValueError(f"{path} has no {START} ... {END} markers to write the plan between")
-    before, rest = text.split(START, 1)
-    new = before + page_section(profile) + rest.split(END, 1)[1]
-    page.write_text(new, encoding="utf-8")
-    return new != text
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m moralkit.compute_plan [--profile paper] [--write PAGE]``: print the plan as
-    Markdown, or write it into a page between its markers."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m moralkit.compute_plan")
-    parser.add_argument("--profile", default="paper")
-    parser.add_argument("--write", help="a Markdown page holding the plan's markers")
-    args = parser.parse_args(argv)
-    if args.write:
-        write_section(args.write, args.profile)
-    else:
-        print(page_section(args.profile))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
