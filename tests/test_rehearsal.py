@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from browser import third_party_requests
 from workflow_runs import SNAKEMAKE
 
 from moralkit import workflow as wf
@@ -168,6 +169,8 @@ def test_every_chapter_runs_on_the_paper_path(rehearsal_book):
     arms = wf.chapter_saes(steering, "rehearsal")
     strengths = wf.chapter_parameters(steering, "rehearsal")["steer_strengths"]
     assert len(list((out / "judge").glob("*.json"))) == len(arms) * len(strengths) == 6
+    # the site of 23 models works offline too (issue 21): no page loads from another site
+    assert third_party_requests(rehearsal_book.html_dir) == {}
     print(rehearsal_book.timings())
 
 
