@@ -24,7 +24,7 @@ from moralkit.data.fetch import fetch_with_checksum
 from moralkit.data.manifest import OVERLAY_ENV, load_manifest
 from moralkit.data.social_chem import SOCIAL_CHEM_COLUMNS, read_social_chem_file
 from moralkit.models import PAPER_MODELS, get_model_spec, load_model
-from moralkit.models.twins import twin_commit, twin_config, write_twin
+from moralkit.models.twins import twin_commit, twin_config, twin_depth, write_twin
 from moralkit.rehearsal.hub_cache import write_twin_cache
 from moralkit.rehearsal.serve import N_ROWS, SOCIAL_CHEM
 from moralkit.rehearsal.social_chem import MEMBER, synthetic_zip
@@ -165,9 +165,12 @@ def test_every_chapter_runs_on_the_paper_path(rehearsal_book):
     chapters = [c.chapter_id for c in list_chapters(REPO / "notebooks")]
     assert sorted(p.stem for p in (out / "chapters").glob("*.json")) == chapters
     assert (out / "site.json").is_file() and (rehearsal_book.html_dir / "index.html").is_file()
-    steering = wf.steering_chapter("rehearsal")
-    arms = wf.chapter_saes(steering, "rehearsal")
-    strengths = wf.chapter_parameters(steering, "rehearsal")["steer_strengths"]
+    # steered at every layer of the twin (this process does not see the twins' hub cache, so
+    # the depth is the twin's, not the registry's 36), at the paper's three strengths
+    params = wf.chapter_parameters(wf.steering_chapter("rehearsal"), "rehearsal")
+    depth = twin_depth(get_model_spec(params["model"][0]))
+    arms = params["steer_layers"].resolve(depth, name="steer_layers")
+    strengths = params["steer_strengths"]
     assert len(list((out / "judge").glob("*.json"))) == len(arms) * len(strengths) == 6
     # the site of 23 models works offline too (issue 21): no page loads from another site
     assert third_party_requests(rehearsal_book.html_dir) == {}
