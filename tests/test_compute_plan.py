@@ -101,8 +101,8 @@ def test_local_checkpoint_counts_replace_the_registry(offline_hub):
 def test_workload_counts_are_the_loaders(offline_mirror):
     """The item counts the plan assumes are what the data loaders give."""
     from moralkit.data.benchmarks import ethics_commonsense, moral_stories
-    from moralkit.data.valuebench import ValueItemsConfig, load_value_items
     from moralkit.data.unlabelled import unlabelled_texts
+    from moralkit.data.valuebench import ValueItemsConfig, load_value_items
 
     w = cp.Workload()
     splits = load_value_items(ValueItemsConfig())["split"].value_counts()

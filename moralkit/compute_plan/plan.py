@@ -14,17 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from moralkit import workflow as wf
-from moralkit.compute_plan.costs import (
-    GPU,
-    Work,
-    Workload,
-    chapter_work,
-    extraction_work,
-    gpu_memory_gb,
-    gpus_for,
-    work_flops,
-    work_gpu_hours,
-)
+from moralkit.compute_plan import costs
+from moralkit.compute_plan.costs import GPU, Work, Workload
 
 
 def profile_work(profile: str, w: Workload = Workload()) -> list[Work]:
@@ -38,8 +29,8 @@ def profile_work(profile: str, w: Workload = Workload()) -> list[Work]:
         for model in wf.chapter_models(chapter, profile):
             if model not in seen:
                 seen.add(model)
-                out.append(extraction_work(chapter, model, params, w))
-        out += chapter_work(chapter, params, w)
+                out.append(costs.extraction_work(chapter, model, params, w))
+        out += costs.chapter_work(chapter, params, w)
     return out
 
 
@@ -50,13 +41,13 @@ def plan_table(profile: str = "paper", gpu: GPU = GPU(), w: Workload = Workload(
     for work in profile_work(profile, w):
         dtype = wf.chapter_parameters(work.chapter, profile)["dtype"]
         sae = work.flops and not work.tokens
-        memory = 8.0 if sae else gpu_memory_gb(work.model, dtype, gpu)
+        memory = 8.0 if sae else costs.gpu_memory_gb(work.model, dtype, gpu)
         rows.append({
             "chapter": work.chapter.split("_", 1)[0], "model": work.model, "work": work.what,
-            "GPUs": 1 if sae else gpus_for(work.model, dtype, gpu),
+            "GPUs": 1 if sae else costs.gpus_for(work.model, dtype, gpu),
             "GPU memory (GB)": math.ceil(memory),
-            "forward FLOPs": work_flops(work),
-            "GPU-hours (estimate)": work_gpu_hours(work, dtype, gpu),
+            "forward FLOPs": costs.work_flops(work),
+            "GPU-hours (estimate)": costs.work_gpu_hours(work, dtype, gpu),
         })  # fmt: skip
     table = pd.DataFrame(rows)
     total = {"chapter": "total", "model": "", "work": f"{len(table)} pieces of work",
