@@ -148,7 +148,11 @@ def test_serve_makes_the_paper_data_path_local(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ the whole rehearsal
-slow = [pytest.mark.slow, pytest.mark.skipif(not SNAKEMAKE.exists(), reason="no snakemake")]
+slow = [
+    pytest.mark.slow,
+    pytest.mark.rehearsal,  # `make rehearsal`; `make test` leaves it out (CI's time budget)
+    pytest.mark.skipif(not SNAKEMAKE.exists(), reason="no snakemake"),
+]
 
 
 def with_rehearsal(test):
