@@ -47,8 +47,9 @@ class Workload:
     template around a Social-Chem action; a lexicon word; a Moral Stories or ETHICS item; a
     Flames prompt; a PVQ item with its instructions); item counts were counted from the
     loaders (``ValueItemsConfig()``: 21 find / 19 measure PVQ items; ``unlabelled_texts(-1)``:
-    18,607 texts; Moral Stories test 1,000; ETHICS commonsense short test 2,109, hard 1,704);
-    ``paper_records`` is the paper's stratified subset (paper §1.5)."""
+    50,041 texts, an upper bound as the SAE chapter leaves out the scored texts; Moral Stories
+    test 1,000; ETHICS commonsense short test 2,109, hard 1,704); ``paper_records`` is the
+    paper's stratified subset (paper §1.5)."""
 
     paper_records: int = 16_315
     subset_max_records: int = 18_000  # the subset's caps at scale 1 (a lexicon's upper bound)
@@ -58,7 +59,7 @@ class Workload:
     item_tokens: int = 80  # a Moral Stories / ETHICS item with its question
     request_tokens: int = 24  # an AdvBench or Flames request
     pvq_tokens: int = 120
-    unlabelled_texts: int = 18_607
+    unlabelled_texts: int = 50_041
     pvq_find_items: int = 21
     pvq_measure_items: int = 19
     moral_stories: int = 1_000
