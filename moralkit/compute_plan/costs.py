@@ -245,10 +245,14 @@ def _value_neurons(chapter: str, model: str, p: dict, w: Workload) -> list[Work]
     fluency = len(p["fluency_modes"]) * len(p["gammas"]) * p["n_fluency_texts"] * w.text_tokens
     answers = len(p["answer_gammas"]) * len(p["modes"]) * p["n_answer_items"]
     bridge = p["bridge_records"] * 10 * w.prompt_tokens  # 5 foundations x 2 poles
+    # the random-neuron control: n_random matched sets per value at each random γ
+    randoms = p.get("n_random", 0) * len(p.get("random_gammas") or []) * len(p["targets"])
+    random_pvq = randoms * w.pvq_measure_items * w.pvq_tokens
     gen = _generation(w, answers, p["answer_tokens"], w.pvq_tokens)
     said = f"{answers} sample answers of {p['answer_tokens']} tokens"
-    return [Work(chapter, model, f"contrast, {conditions} edits, fluency, bridge",
-                 tokens=2 * w.pvq_find_items * w.pvq_tokens + pvq + fluency + bridge),
+    return [Work(chapter, model, f"contrast, {conditions} edits, {randoms} random sets, fluency, "
+                 "bridge", tokens=2 * w.pvq_find_items * w.pvq_tokens + pvq + random_pvq + fluency
+                 + bridge),
             Work(chapter, model, said, **gen)]  # fmt: skip
 
 
@@ -256,6 +260,7 @@ def _pruning(chapter: str, model: str, p: dict, w: Workload) -> list[Work]:
     calib = 3 * p["unity_per_group"] * 2 + p["n_calibration"] + p["n_retain"]  # harmful, benign
     sample = w.request_tokens + p["completion_tokens"]
     masks = 1 + 2 + 2 * len(p["q_grid"]) + 6  # unpruned, headline, compactness, unity
+    masks += p.get("n_random_masks", 0) * len(p.get("random_directions") or [])  # the control
     per_mask = p["n_eval"] * w.request_tokens + p["n_perplexity"] * w.text_tokens
     behaviour = 3 * (2 * p["n_moral_stories"] + 2 * p["n_ethics"]) * w.item_tokens
     bridge = 3 * _records(p, w, "bridge_sample_scale") * w.prompt_tokens
