@@ -378,3 +378,23 @@ def test_importance_parts_equal_single_sets(tiny, tmp_path):
         assert shared[name].meta["cache"] == "miss"
     again = importance_indices(tiny, calib, parts, config, tmp_path / "a", progress=False)
     assert all(index.meta["cache"] == "hit" for index in again.values())
+
+
+def test_stop_ids_of_a_chat_model_with_several_end_of_turn_ids():
+    """Qwen3, Llama-3.1-Instruct and gpt-oss ship a generation config whose eos_token_id is a
+    list; the greedy answers stop at each of them and at the tokenizer's EOS (it crashed with
+    'unhashable type: list' on the rehearsal's twins, chapter 10)."""
+    from types import SimpleNamespace
+
+    from moralkit.pruning.generation import _stop_ids
+
+    chat = SimpleNamespace(
+        tokenizer=SimpleNamespace(eos_token_id=2),
+        model=SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[2, 7, 9])),
+    )
+    assert _stop_ids(chat) == {2, 7, 9}
+    base = SimpleNamespace(
+        tokenizer=SimpleNamespace(eos_token_id=2),
+        model=SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=None)),
+    )
+    assert _stop_ids(base) == {2}
