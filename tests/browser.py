@@ -1,10 +1,13 @@
-"""Headless Chromium for the slow book tests: screenshot a built page, read its rendered DOM."""
+"""Headless Chromium for the slow book tests: screenshot a built page, read its rendered DOM;
+and the third-party requests a built page would make (the offline-site check)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 CHROMIUM_FLAGS = (
@@ -89,3 +92,33 @@ def screenshot_page(
             f"chromium screenshot failed ({result.returncode}): {result.stderr[-2000:]}"
         )
     return png
+
+
+class _Requests(HTMLParser):
+    """The URLs a page makes the browser fetch: scripts, stylesheets and the like, images."""
+
+    FETCHED = {"script": "src", "img": "src", "iframe": "src", "link": "href", "source": "src"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        url = values.get(self.FETCHED.get(tag, ""))
+        if tag == "link" and values.get("rel") in ("canonical", "alternate", "next", "prev"):
+            return  # navigation, not a request
+        if url:
+            self.urls.append(url)
+
+
+def third_party_requests(html_dir: Path) -> dict[str, list[str]]:
+    """Per page, every http(s):// or protocol-relative script, stylesheet or image it loads."""
+    found = {}
+    for page in sorted(html_dir.rglob("*.html")):
+        parser = _Requests()
+        parser.feed(page.read_text(encoding="utf-8"))
+        remote = [u for u in parser.urls if re.match(r"^(https?:)?//", u.strip(), re.I)]
+        if remote:
+            found[str(page.relative_to(html_dir))] = remote
+    return found

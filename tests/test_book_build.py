@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import re
 import shutil
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from browser import find_chromium, rendered_dom, screenshot_page
+from browser import find_chromium, rendered_dom, screenshot_page, third_party_requests
 from workflow_runs import copy_book
 
 from moralkit.book import BookLayout, ChapterFailed, build_book, list_chapters
@@ -19,36 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 
 pytestmark = pytest.mark.slow
-
-
-class _Requests(HTMLParser):
-    """The URLs a page makes the browser fetch: scripts, stylesheets and the like, images."""
-
-    FETCHED = {"script": "src", "img": "src", "iframe": "src", "link": "href", "source": "src"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        url = values.get(self.FETCHED.get(tag, ""))
-        if tag == "link" and values.get("rel") in ("canonical", "alternate", "next", "prev"):
-            return  # navigation, not a request
-        if url:
-            self.urls.append(url)
-
-
-def third_party_requests(html_dir: Path) -> dict[str, list[str]]:
-    """Per page, every http(s):// or protocol-relative script, stylesheet or image it loads."""
-    found = {}
-    for page in sorted(html_dir.rglob("*.html")):
-        parser = _Requests()
-        parser.feed(page.read_text(encoding="utf-8"))
-        remote = [u for u in parser.urls if re.match(r"^(https?:)?//", u.strip(), re.I)]
-        if remote:
-            found[str(page.relative_to(html_dir))] = remote
-    return found
 
 
 def chapter_pages(layout: BookLayout) -> dict[str, str]:

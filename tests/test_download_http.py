@@ -9,61 +9,46 @@ on truncated downloads.
 from __future__ import annotations
 
 import hashlib
-import threading
-import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from moralkit.data.fetch import DataChecksumError, DataFileNotFoundError, fetch_with_checksum
 from moralkit.data.manifest import load_manifest
-from moralkit.data.social_chem import SOCIAL_CHEM_COLUMNS, read_social_chem_file
+from moralkit.data.social_chem import read_social_chem_file
+from moralkit.rehearsal.files import FileHandler, serve_files
+from moralkit.rehearsal.social_chem import synthetic_zip
 
 N_ROWS = 7
-TSV_MEMBER = "social-chem-101.v1.0.tsv"
+TSV_MEMBER = "social-chem-101.v1.0.tsv"  # the synthetic zip's member, as the release's
 
 
-class Files(BaseHTTPRequestHandler):
-    """Serves ``server.files``; ``/short/<name>`` lies about its length and stops halfway,
-    ``/cut/<name>`` sends half the bytes with no length and closes (both: truncated)."""
-
-    protocol_version = "HTTP/1.1"
+class Files(FileHandler):
+    """moralkit's file server, misbehaving on request: ``/short/<name>`` lies about its length
+    and stops halfway, ``/cut/<name>`` sends half the bytes with no length and closes."""
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server API
         kind, _, name = self.path.lstrip("/").partition("/")
-        data = self.server.files.get(name if kind in ("short", "cut") else self.path.lstrip("/"))
-        self.server.requests.append(self.path)
-        if data is None:
-            self.send_error(404)
+        if kind not in ("short", "cut") or name not in self.server.files:
+            super().do_GET()
             return
+        self.server.requests.append(self.path)
+        data = self.server.files[name]
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
-        if kind == "cut":
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.close_connection = True
-            return
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data[: len(data) // 2] if kind == "short" else data)
         if kind == "short":
-            self.close_connection = True
-
-    def log_message(self, *args) -> None:  # keep the test output quiet
-        pass
+            self.send_header("Content-Length", str(len(data)))
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.close_connection = True
 
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    httpd.files, httpd.requests = {}, []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_files(handler=Files) as httpd:
+        yield httpd
 
 
 @pytest.fixture(autouse=True)
@@ -72,25 +57,8 @@ def no_mirror(tmp_path, monkeypatch):
     monkeypatch.setenv("MORALKIT_CACHE", str(tmp_path / "cache"))
 
 
-def social_chem_zip(n_rows: int) -> bytes:
-    """A small zip shaped like the official release: one TSV member with the 25 columns."""
-    row = {c: "" for c in SOCIAL_CHEM_COLUMNS}
-    row.update({"m": "1", "rot-bad": "0", "rot-moral-foundations": "care-harm",
-                "action-moral-judgment": "1", "action-agree": "3"})  # fmt: skip
-    lines = ["\t".join(SOCIAL_CHEM_COLUMNS)]
-    for i in range(n_rows):
-        row["action"] = f"helping neighbour {i}"
-        lines.append("\t".join(row[c] for c in SOCIAL_CHEM_COLUMNS))
-    import io
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(f"social-chem-101/{TSV_MEMBER}", "\n".join(lines) + "\n")
-    return buffer.getvalue()
-
-
 def write_manifest(tmp_path: Path, server, entries: dict[str, dict]) -> Path:
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    base = server.base_url
     text = []
     for name, fields in entries.items():
         text.append(f"[files.{name}]")
@@ -113,7 +81,7 @@ def pinned(server, tmp_path, url="/lexicon.csv", sha256=None):
 
 
 def unpinned_zip(server, tmp_path, rows: int, url="/social-chem-101.zip"):
-    server.files["social-chem-101.zip"] = social_chem_zip(N_ROWS)
+    server.files["social-chem-101.zip"] = synthetic_zip(N_ROWS)
     entry = {"url": url, "mirror_path": "sc/social-chem-101.zip", "rows": rows,
              "member": TSV_MEMBER}  # fmt: skip
     return load_manifest(write_manifest(tmp_path, server, {"social-chem-101": entry}))
@@ -140,7 +108,7 @@ def test_unpinned_zip_is_verified_by_its_row_count(server, tmp_path):
     entry = manifest["social-chem-101"]
     path, sha = fetch_with_checksum("social-chem-101", manifest)
     table = read_social_chem_file(path, entry, sha)
-    assert len(table) == N_ROWS and table["action"].iloc[-1] == f"helping neighbour {N_ROWS - 1}"
+    assert len(table) == N_ROWS and table["action"].iloc[-1].endswith(f"(case {N_ROWS - 1})")
 
 
 def test_unpinned_zip_with_the_wrong_row_count_is_refused(server, tmp_path):

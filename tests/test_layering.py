@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "moralkit"
 
 #: lowest first; "moralkit" is the package root (``__version__``)
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("moralkit", "io", "paths", "foundations", "layers"),
+    ("moralkit", "io", "paths", "foundations", "layers", "local_http"),
     ("claims", "provenance", "notebooks", "display"),
     ("results", "records", "activation_set"),
     ("data", "models"),  # independent: the cache root both use is in paths
@@ -36,6 +36,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("chapter",),
     ("book",),
     ("cli", "workflow"),
+    ("compute_plan", "rehearsal"),  # the plan reads what the workflow runs; the rehearsal runs it
 )
 
 

@@ -152,6 +152,18 @@ def test_response_masking_excludes_the_prompt():
     assert labels[0].tolist()[0] == -100 and -100 not in labels[0].tolist()[1:]
 
 
+def test_a_prompt_longer_than_the_window_keeps_its_end_and_the_response():
+    """A chat template that fills max_tokens by itself (a guard model's) used to leave no
+    response token; its end (the turn the response answers) is kept, half the window scores."""
+    tok = build_tiny_tokenizer(add_bos=True, chat_template=True)
+    ids, labels = encode_example(tok, "a very long request " * 20, "Sure, " * 30, max_tokens=64)
+    scored = int((labels[0] != -100).sum())
+    assert ids.shape[1] == 64 and scored == 32
+    assert tok.decode(ids[0, : 64 - scored]).endswith("<assistant>")  # the prompt's end
+    short = encode_example(tok, "hi", "Sure, " * 30, max_tokens=64)  # unchanged otherwise
+    assert int((short[1][0] == -100).sum()) == 21  # "<bos><user>hi<eos><assistant>", whole
+
+
 def test_loss_ignores_prompt_tokens(toy):
     """Changing the prompt's *labels* cannot change the loss: only response tokens count."""
     ids, labels = encode_example(toy.tokenizer, "a long prompt here", "xy")
@@ -366,3 +378,23 @@ def test_importance_parts_equal_single_sets(tiny, tmp_path):
         assert shared[name].meta["cache"] == "miss"
     again = importance_indices(tiny, calib, parts, config, tmp_path / "a", progress=False)
     assert all(index.meta["cache"] == "hit" for index in again.values())
+
+
+def test_stop_ids_of_a_chat_model_with_several_end_of_turn_ids():
+    """Qwen3, Llama-3.1-Instruct and gpt-oss ship a generation config whose eos_token_id is a
+    list; the greedy answers stop at each of them and at the tokenizer's EOS (it crashed with
+    'unhashable type: list' on the rehearsal's twins, chapter 10)."""
+    from types import SimpleNamespace
+
+    from moralkit.pruning.generation import _stop_ids
+
+    chat = SimpleNamespace(
+        tokenizer=SimpleNamespace(eos_token_id=2),
+        model=SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[2, 7, 9])),
+    )
+    assert _stop_ids(chat) == {2, 7, 9}
+    base = SimpleNamespace(
+        tokenizer=SimpleNamespace(eos_token_id=2),
+        model=SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=None)),
+    )
+    assert _stop_ids(base) == {2}

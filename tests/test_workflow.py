@@ -20,6 +20,7 @@ import pytest
 from shared_data import SHARED_DATA, needs_mirror
 from workflow_runs import SNAKEMAKE, UP_TO_DATE, snakemake
 
+from moralkit import compute_plan as cp
 from moralkit import workflow as wf
 from moralkit.book import list_chapters
 from moralkit.data.manifest import load_manifest
@@ -96,15 +97,20 @@ def test_paper_dry_run_lists_every_model_and_chapter(paper_dry_run):
     }
 
 
+def extract_resources(model: str) -> dict:
+    chapter = wf.extraction_chapter(model, "paper", wf.chapter_ids())
+    return cp.job_resources("extract", "paper", chapter, model)
+
+
 @with_snakemake
-def test_paper_resources_come_from_the_registry(paper_dry_run):
+def test_paper_resources_come_from_the_compute_plan(paper_dry_run):
     blocks = job_blocks(paper_dry_run)
     for model in ("qwen3-0.6b", "qwen3-32b", "qwen3-235b-a22b"):
-        expected = wf.model_resources(model, "bfloat16", "cuda")
+        expected = extract_resources(model)
         block = blocks[f"_build/workflow/paper/activations/{model}.json"]
-        assert f"gpu={expected['gpus']}" in block and f"mem_mb={expected['mem_mb']}" in block
-    assert wf.model_resources("qwen3-235b-a22b", "bfloat16", "cuda")["gpus"] > 1
-    assert wf.model_resources("qwen3-0.6b", "bfloat16", "cuda")["gpus"] == 1
+        assert f"gpu={expected['gpu']}" in block and f"mem_mb={expected['mem_mb']}" in block
+    assert extract_resources("qwen3-235b-a22b")["gpu"] > 1
+    assert extract_resources("qwen3-0.6b")["gpu"] == 1
 
 
 @with_snakemake
@@ -123,9 +129,19 @@ def test_slurm_profile_dry_run_with_the_executor_plugin(tmp_path):
     # the plugin's own sbatch line for the largest model's job, from the dry-run's resources
     largest = resources_of(blocks["_build/workflow/paper/activations/qwen3-235b-a22b.json"])
     call = sbatch_line(largest)
-    expected = wf.model_resources("qwen3-235b-a22b", "bfloat16", "cuda")
-    assert f"--gpus={expected['gpus']}" in call and f"--mem {expected['mem_mb']}" in call
+    expected = extract_resources("qwen3-235b-a22b")
+    assert f"--gpus={expected['gpu']}" in call and f"--mem {expected['mem_mb']}" in call
     assert f"-t {largest['runtime']}" in call and "--cpus-per-task=8" in call
+    # a chapter that reads cached activations asks for no GPU and goes to the CPU partition;
+    # a big model's job asks for more memory than a small one's
+    chapters = "_build/workflow/paper/chapters"
+    cpu_chapter = resources_of(blocks[f"{chapters}/02_categorical_indifference.json"])
+    assert cpu_chapter["gpu"] == 0 and cpu_chapter["slurm_partition"] == "cpu"
+    assert "--gpus" not in sbatch_line(cpu_chapter) and "gres" not in sbatch_line(cpu_chapter)
+    pruning = resources_of(blocks[f"{chapters}/10_harmful_weights.json"])
+    assert pruning["gpu"] > 0 and pruning["slurm_partition"] == "gpu"
+    small = resources_of(blocks["_build/workflow/paper/activations/qwen3-0.6b.json"])
+    assert largest["mem_mb"] > small["mem_mb"] and largest["gpu"] > small["gpu"]
 
 
 def resources_of(block: str) -> dict:
@@ -340,20 +356,3 @@ def test_the_chapters_that_extract_activations_are_declared():
     for chapter in list_chapters():
         calls = "ch.activations" in chapter.path.read_text(encoding="utf-8")
         assert wf.reads_activations(chapter.chapter_id) == calls, chapter.chapter_id
-
-
-def test_compute_table_is_an_estimate_from_the_registry():
-    table = wf.compute_table(PAPER_MODELS)
-    stages = list(table["stage"])
-    assert [s for s in stages if s.startswith("extract ")] == [f"extract {m}" for m in PAPER_MODELS]
-    hours = table.set_index("stage")["GPU hours (estimate)"]
-    assert hours["extract qwen3-235b-a22b"] > hours["extract qwen3-0.6b"]  # 22B vs 0.6B active
-    memory = table.set_index("stage")["GPU memory per job (GB)"]
-    assert memory["extract qwen3-32b"] > 64 > memory["extract qwen3-8b"]
-    assert "estimate" in wf.compute_table_markdown(table)
-    assert "CPU hours at the measured rate (estimate)" not in table  # nothing measured
-    measured = wf.compute_table(PAPER_MODELS, assume=wf.ComputeAssumptions(cpu_gflops=20.0))
-    cpu = measured.set_index("stage")["CPU hours at the measured rate (estimate)"]
-    total = measured.set_index("stage").loc["total"]
-    assert cpu["extract qwen3-8b"] > 10 * hours["extract qwen3-8b"]
-    assert total["GPU hours (estimate)"] == pytest.approx(hours.drop("total").sum())

@@ -9,16 +9,22 @@ Where the file is looked for, in order:
    editable install);
 2. ``<sys.prefix>/share/moralkit/manifest.toml`` (a wheel: pyproject.toml installs the file
    there with ``[tool.setuptools.data-files]``).
+
+``$MORALKIT_MANIFEST_OVERLAY`` may name a TOML file of ``[files.<name>]`` tables that replace
+the package manifest's entries of the same name (or add entries): another URL for a file (a
+private server, a newer release), with the row count or hash that verifies it.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST_FILENAME = "manifest.toml"
+OVERLAY_ENV = "MORALKIT_MANIFEST_OVERLAY"
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,19 @@ def find_manifest_path() -> Path:
 
 
 def load_manifest(path: str | Path | None = None) -> Manifest:
-    """Read and validate a data manifest (default: the package's own, see module doc)."""
-    path = Path(path) if path is not None else find_manifest_path()
+    """Read and validate a data manifest (default: the package's own, with the overlay of
+    ``$MORALKIT_MANIFEST_OVERLAY`` when set; see the module doc)."""
+    if path is not None:
+        return Manifest(files=_read_entries(Path(path)), path=Path(path))
+    package = find_manifest_path()
+    files = _read_entries(package)
+    overlay = os.environ.get(OVERLAY_ENV)
+    if overlay:
+        files.update(_read_entries(Path(overlay).expanduser()))
+    return Manifest(files=files, path=package)
+
+
+def _read_entries(path: Path) -> dict[str, DataFile]:
     if not path.is_file():
         raise FileNotFoundError(f"data manifest {path} does not exist")
     with path.open("rb") as handle:
@@ -101,4 +118,4 @@ def load_manifest(path: str | Path | None = None) -> Manifest:
                 f"missing fields {sorted(missing)}"
             )
         files[name] = DataFile(name=name, **fields)
-    return Manifest(files=files, path=path)
+    return files

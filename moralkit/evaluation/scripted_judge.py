@@ -18,7 +18,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from moralkit.local_http import local_server
 
 #: the longest a scripted delay may last, so a test server can never hang a run
 MAX_DELAY_S = 10.0
@@ -105,19 +107,10 @@ def _completion(model: str, content: str) -> dict:
 @contextmanager
 def serve_scripted_judge(script: Script) -> Iterator[ScriptedEndpoint]:
     """Serve ``script`` on 127.0.0.1 (a free port) inside the block; shut down on exit."""
-    lock = threading.Lock()
     endpoint = ScriptedEndpoint(base_url="")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(script, endpoint, lock))
-    server.daemon_threads = True
-    endpoint.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(target=server.serve_forever, name="scripted-judge", daemon=True)
-    thread.start()
-    try:
+    with local_server(_handler(script, endpoint, threading.Lock()), "scripted-judge") as server:
+        endpoint.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         yield endpoint
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def demo_script(prompt: str, attempt: int) -> str:

@@ -13,7 +13,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from moralkit.figures.style import model_colours, require_columns
+from moralkit.figures.style import legend_below, model_colours, require_columns
 from moralkit.foundations import DIMENSIONS, FOUNDATIONS
 
 
@@ -67,8 +67,8 @@ def plot_virtue_vice_by_depth(virtue_vice: pd.DataFrame) -> Figure:
     handles, labels = list(by_label.values()), list(by_label)
     handles.append(plt.Rectangle((0, 0), 1, 1, color="0.6", alpha=0.25))
     labels.append("permutation null 95%")
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout()
+    legend_below(fig, handles, labels, fontsize=10)
     return fig
 
 

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from moralkit.diagnostics.dimensional import PAPER_BEST_R2
-from moralkit.figures.style import model_colours, require_columns
+from moralkit.figures.style import legend_below, model_colours, require_columns
 from moralkit.foundations import DIMENSIONS
 
 PROBE_TITLES = {
@@ -96,8 +96,8 @@ def plot_r2_by_depth(table: pd.DataFrame, floor: float = -1.0) -> Figure:
         labels.append(label)
     handles.append(Line2D([], [], color=PAPER_LINE_COLOUR, ls="-."))
     labels.append(PAPER_LINE_LABEL)
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.tight_layout()
+    legend_below(fig, handles, labels, fontsize=10)
     return fig
 
 

@@ -9,8 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from moralkit.figures.style import model_colours, require_columns
+from moralkit.figures.style import legend_below, model_colours, require_columns
 from moralkit.pruning.results import ORGAD, ORGAD_SCALE, UNPRUNED
 from moralkit.pruning.unity import BENIGN, CEILING, HARM, PLAIN
 
@@ -60,10 +61,12 @@ def plot_compactness(curve: pd.DataFrame, effects: pd.DataFrame) -> Figure:
         ax.set_xscale("log")
         ax.set_xlabel("share of block weights pruned (%)")
         ax.set_ylabel(label)
-    np.atleast_1d(axes)[0].legend(
-        fontsize=7, frameon=False, title="grey: 0.0005%", title_fontsize=7
-    )
     fig.tight_layout()
+    handles = [Line2D([], [], color=colours[m], marker="o") for m in colours]
+    handles += [Line2D([], [], color="0.3", ls=style) for style in _STYLES.values()]
+    handles.append(Line2D([], [], color="0.6", lw=4, alpha=0.35))
+    labels = [*colours, *(d.split(":")[0] for d in _STYLES), "grey: 0.0005%"]
+    legend_below(fig, handles, labels)
     return fig
 
 

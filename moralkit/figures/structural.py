@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from moralkit.figures.style import model_colours, require_columns
+from moralkit.figures.style import legend_below, model_colours, require_columns
 from moralkit.foundations import DIMENSIONS
 
 #: Line style per scoring: the paper's non-noise scores solid, the additions broken.
@@ -70,8 +70,8 @@ def plot_structure_by_depth(table: pd.DataFrame, metric: str = "ARI") -> Figure:
     labels = list(models)
     handles += [Line2D([], [], color="0.3", ls=s) for s, _ in SCORING_STYLES.values()]
     labels += [label for _, label in SCORING_STYLES.values()]
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout()
+    legend_below(fig, handles, labels, fontsize=10)
     return fig
 
 

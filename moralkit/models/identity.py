@@ -4,7 +4,8 @@
   GGUF's sha256. Tiny models: a hash of their config and seed. Local folders and hub ids: the
   weight files' hashes when the files are on disk (hub: already downloaded).
 - :func:`model_depth`: the number of decoder layers, the ONE source every layer spec is
-  resolved against (registry, else the model's config; weights never read).
+  resolved against (the checkpoint's config when it is on disk, else the registry, else the
+  hub's config; weights never read).
 
 (paper §2.1, §3.1; book: Methods › Activations, methods/activations.md)
 """
@@ -46,14 +47,35 @@ class ModelIdentity:
 def model_depth(name_or_path: str) -> int:
     """Number of decoder layers of a registry model, tiny test model, hub id or local folder.
 
-    Registry models (tiny ones included) answer from the registry; anything else from its
+    A hub model whose ``config.json`` is already in the local Hugging Face cache answers from
+    it: the checkpoint that will be loaded, not the registry's (hand-written) count. Other
+    registry models (tiny ones included) answer from the registry; anything else from its
     ``config.json`` (a few kB, never the weights). Raises :class:`ModelNotAvailableError` when
     the config cannot be found.
     """
     spec = find_model_spec(str(name_or_path))
+    if spec is not None and spec.hf_id and spec.offline is None:
+        cached = cached_hub_config(spec.hf_id)
+        if cached is not None:
+            return int(cached.get("text_config", cached)["num_hidden_layers"])
     if spec is not None:
         return int(spec.n_layers)
     return int(model_config(str(name_or_path)).get_text_config().num_hidden_layers)
+
+
+def cached_hub_file(repo_id: str, filename: str, revision: str | None = None) -> Path | None:
+    """The path of a hub model's file when the local hub cache holds it (no network), else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = try_to_load_from_cache(repo_id, filename, revision=revision)
+    return Path(path) if isinstance(path, str) else None  # None, or a "known missing" marker
+
+
+def cached_hub_config(repo_id: str, revision: str | None = None) -> dict | None:
+    """The ``config.json`` of a hub model as a dict when the local hub cache holds it (no
+    network, no transformers import), else None."""
+    path = cached_hub_file(repo_id, "config.json", revision)
+    return None if path is None else json.loads(path.read_text(encoding="utf-8"))
 
 
 def model_config(name_or_path: str, revision: str | None = None) -> PreTrainedConfig:

@@ -136,6 +136,7 @@ def load_model(
             name_or_path, spec, torch_dtype, device, random_init, seed, revision
         )
     model = _prepare(model, torch_dtype, device)
+    _ensure_pad_token(tokenizer)
     parts = find_decoder(model)
     return LoadedModel(
         model=model,
@@ -218,6 +219,13 @@ def _from_pretrained(
         kwargs["device_map"] = "auto"
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
     return model, tokenizer
+
+
+def _ensure_pad_token(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Batches need a pad token; Llama-3.1's tokenizers ship none: pad with EOS, as generation
+    does (padded positions are masked, so no result depends on which token fills them)."""
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
 
 
 def _prepare(model: PreTrainedModel, torch_dtype: torch.dtype, device: str) -> PreTrainedModel:

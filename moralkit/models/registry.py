@@ -47,9 +47,10 @@ class ModelSpec:
     (paper §3.1; book: Methods › Across models, methods/across-models.md.)
 
     ``params_b`` is the total parameter count in billions (for MoE models, all experts);
-    ``active_params_b`` the per-token active count for MoE models. ``alignment`` is the paper's
-    grouping axis (Base / Instruct / Guard); for offline models it records what the checkpoint is,
-    while ``group`` says where it sits in the registry.
+    ``active_params_b`` the per-token active count for MoE models, which route each token to
+    ``experts_per_token`` of ``n_experts`` experts ("[BK]", as the counts). ``alignment`` is the
+    paper's grouping axis (Base / Instruct / Guard); for offline models it records what the
+    checkpoint is, while ``group`` says where it sits in the registry.
     """
 
     name: str
@@ -67,6 +68,8 @@ class ModelSpec:
     verified: bool = False
     verification: str = "[BK] verify from config.json"
     active_params_b: float | None = None
+    n_experts: int | None = None  # MoE: routed experts per MoE layer
+    experts_per_token: int | None = None  # MoE: experts each token is routed to
     in_paper: bool = True
     note: str = ""
 
@@ -131,6 +134,8 @@ _PAPER_MODELS: list[ModelSpec] = [
         4096,
         architecture="MoE",
         active_params_b=22.0,
+        n_experts=128,
+        experts_per_token=8,
         alignment="Instruct",
         verified=False,
         note="The paper groups it as Base, but the public checkpoint is post-trained "
@@ -159,6 +164,8 @@ _PAPER_MODELS: list[ModelSpec] = [
         4096,
         architecture="MoE",
         active_params_b=22.0,
+        n_experts=128,
+        experts_per_token=8,
         verified=False,
     ),
     _qwen3("qwen3guard-gen-0.6b", "Qwen3Guard-Gen-0.6B", "Guard", 0.6, 28, 1024, verified=False),
@@ -208,6 +215,8 @@ _PAPER_MODELS: list[ModelSpec] = [
         "Base",
         architecture="MoE",
         active_params_b=17.0,
+        n_experts=16,
+        experts_per_token=1,
         licence=_LLAMA4_LICENCE,
     ),
     ModelSpec(
@@ -220,6 +229,8 @@ _PAPER_MODELS: list[ModelSpec] = [
         "Instruct",
         architecture="MoE",
         active_params_b=17.0,
+        n_experts=16,
+        experts_per_token=1,
         chat=True,
         licence=_LLAMA4_LICENCE,
     ),
@@ -234,6 +245,8 @@ _PAPER_MODELS: list[ModelSpec] = [
         "Instruct",
         architecture="MoE",
         active_params_b=3.6,
+        n_experts=32,
+        experts_per_token=4,
         chat=True,
         licence=_OSS_LICENCE,
         verified=True,
@@ -249,6 +262,8 @@ _PAPER_MODELS: list[ModelSpec] = [
         "Instruct",
         architecture="MoE",
         active_params_b=5.1,
+        n_experts=128,
+        experts_per_token=4,
         chat=True,
         licence=_OSS_LICENCE,
         verified=True,
@@ -264,6 +279,8 @@ _PAPER_MODELS: list[ModelSpec] = [
         "Guard",
         architecture="MoE",
         active_params_b=3.6,
+        n_experts=32,
+        experts_per_token=4,
         chat=True,
         licence=_OSS_LICENCE,
     ),
@@ -277,6 +294,8 @@ _PAPER_MODELS: list[ModelSpec] = [
         "Guard",
         architecture="MoE",
         active_params_b=5.1,
+        n_experts=128,
+        experts_per_token=4,
         chat=True,
         licence=_OSS_LICENCE,
     ),
@@ -427,6 +446,8 @@ def registry_table(include_test: bool = False) -> pd.DataFrame:
         "architecture",
         "params_b",
         "active_params_b",
+        "n_experts",
+        "experts_per_token",
         "n_layers",
         "hidden_size",
         "chat",

@@ -84,28 +84,60 @@ _MODEL_CLASSES = {
 }
 
 
-def build_tiny_tokenizer(add_bos: bool, chat_template: bool) -> PreTrainedTokenizerFast:
-    """A byte-level tokenizer: one token per UTF-8 byte, optional BOS and chat template."""
+def byte_tokenizer(
+    special_tokens: tuple[str, ...] = SPECIAL_TOKENS,
+    bos: str | None = "<bos>",
+    eos: str = "<eos>",
+    pad: str | None = "<pad>",
+    add_bos: bool = True,
+    chat_template: str | None = None,
+    words: tuple[str, ...] = (),
+) -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer: ``special_tokens`` first (ids 0..k-1), then one token per UTF-8
+    byte, then one token per word of ``words`` (BPE merges, so " Yes" is one token as in real
+    vocabularies). ``pad=None`` leaves the pad token unset, as Llama-3 tokenizers ship."""
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
-    vocab.update({ch: len(SPECIAL_TOKENS) + i for i, ch in enumerate(alphabet)})
-    backend = Tokenizer(BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    vocab = {tok: i for i, tok in enumerate(special_tokens)}
+    vocab.update({ch: len(special_tokens) + i for i, ch in enumerate(alphabet)})
+    merges = _word_merges(words, vocab)
+    unk = "<unk>" if "<unk>" in vocab else None
+    backend = Tokenizer(BPE(vocab=vocab, merges=merges, unk_token=unk))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    if add_bos:
+    if add_bos and bos is not None:
         backend.post_processor = processors.TemplateProcessing(
-            single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", BOS_ID)]
+            single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, vocab[bos])]
         )
+    named = {"bos_token": bos, "eos_token": eos, "pad_token": pad, "unk_token": unk}
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        pad_token="<pad>",
-        bos_token="<bos>",
-        eos_token="<eos>",
-        unk_token="<unk>",
+        tokenizer_object=backend, **{k: v for k, v in named.items() if v is not None}
     )
+    extra = [t for t in special_tokens if t not in named.values()]
+    if extra:
+        tokenizer.add_special_tokens({"additional_special_tokens": extra})
     if chat_template:
-        tokenizer.chat_template = _CHAT_TEMPLATE
+        tokenizer.chat_template = chat_template
     return tokenizer
+
+
+def _word_merges(words: tuple[str, ...], vocab: dict[str, int]) -> list[tuple[str, str]]:
+    """Left-to-right merges that make each word one token; new tokens are added to ``vocab``."""
+    to_bytes = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    merges: list[tuple[str, str]] = []
+    for word in words:
+        (symbols, _), *_ = to_bytes.pre_tokenize_str(word)
+        token = symbols[0]
+        for symbol in symbols[1:]:
+            if token + symbol not in vocab:
+                merges.append((token, symbol))
+                vocab[token + symbol] = len(vocab)
+            token += symbol
+    return merges
+
+
+def build_tiny_tokenizer(add_bos: bool, chat_template: bool) -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer: one token per UTF-8 byte, optional BOS and chat template."""
+    return byte_tokenizer(add_bos=add_bos, chat_template=_CHAT_TEMPLATE if chat_template else None)
 
 
 def build_tiny_model(name: str, seed: int = TINY_WEIGHTS_SEED) -> PreTrainedModel:

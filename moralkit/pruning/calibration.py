@@ -91,7 +91,9 @@ def encode_example(
 
     The formatted prompt and the response are tokenised separately (so the response's tokens
     are exactly its own) and joined; a chat template already holds its special tokens, other
-    prompts get the tokenizer's BOS. Sequences are cut to ``max_tokens``.
+    prompts get the tokenizer's BOS. Sequences are cut to ``max_tokens``; a prompt that fills
+    the window by itself (a long chat template, such as a guard model's) keeps its end (the turn
+    the response answers) and leaves half the window to the response.
     """
     formatted = format_request(tokenizer, prompt)
     chat = bool(prompt) and has_chat_template(tokenizer)
@@ -102,6 +104,8 @@ def encode_example(
     tail = _ids(tokenizer, (" " if prompt and not chat else "") + response, special=False)
     if not tail:
         raise ValueError(f"response tokenises to nothing: {response!r}")
+    if len(head) >= max_tokens - 1:
+        head = head[-(max_tokens - min(len(tail), max(1, max_tokens // 2))) :]
     ids = (head + tail)[:max_tokens]
     labels = ([IGNORE_INDEX] * len(head) + tail)[:max_tokens]
     if all(x == IGNORE_INDEX for x in labels[1:]):

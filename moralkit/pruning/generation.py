@@ -171,10 +171,11 @@ def greedy_answers(
 
 
 def _stop_ids(loaded: LoadedModel) -> set[int]:
-    found = {
+    # a tuple, not a set: chat models' generation configs list several end-of-turn ids
+    found = (
         loaded.tokenizer.eos_token_id,
         getattr(loaded.model.generation_config, "eos_token_id", None),
-    }
+    )
     out: set[int] = set()
     for x in found:
         out |= set(x) if isinstance(x, list | tuple) else ({x} if x is not None else set())

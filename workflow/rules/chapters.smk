@@ -17,12 +17,9 @@ def chapter_inputs(wildcards):
 
 
 def chapter_resources(wildcards):
-    models = wf.chapter_models(wildcards.chapter, PROFILE)
-    params = wf.chapter_parameters(wildcards.chapter, PROFILE)
-    if not models:
-        return {"gpus": 0, "mem_mb": 8000}
-    # a chapter reads cached activations, but may extract variants (untrained twin) itself
-    return wf.model_resources(models[0], params["dtype"], params["device"], CLUSTER)
+    """The chapter's own work (cached activations are read, not extracted): no GPU for a
+    chapter that runs no model (moralkit.compute_plan)."""
+    return cp.job_resources("chapter", PROFILE, wildcards.chapter, gpu=GPU)
 
 
 rule chapter:
@@ -33,9 +30,10 @@ rule chapter:
     params:
         settings=lambda w: wf.job_settings(w.chapter, PROFILE),
     resources:
-        gpu=lambda w: chapter_resources(w)["gpus"],
-        mem_mb=lambda w: max(8000, chapter_resources(w)["mem_mb"]),
-        runtime=240,
+        gpu=lambda w: chapter_resources(w)["gpu"],
+        slurm_partition=lambda w: PARTITIONS[chapter_resources(w)["gpu"] > 0],
+        mem_mb=lambda w: chapter_resources(w)["mem_mb"],
+        runtime=lambda w: chapter_resources(w)["runtime"],
     shell:
         "{PYTHON} {JOBS:q} chapter --profile {PROFILE} --chapter {wildcards.chapter}"
         " --root {ROOT:q} --out {output:q}"

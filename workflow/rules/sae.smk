@@ -9,9 +9,12 @@ rule sae:
     params:
         settings=lambda w: wf.job_settings(SAE_CHAPTER, PROFILE),
     resources:
-        gpu=lambda w: wf.sae_gpus(SAE_CHAPTER, PROFILE),
-        mem_mb=64000 if PROFILE == "paper" else 4000,
-        runtime=720 if PROFILE == "paper" else 60,
+        gpu=lambda w: cp.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["gpu"],
+        slurm_partition=lambda w: PARTITIONS[
+            cp.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["gpu"] > 0
+        ],
+        mem_mb=lambda w: cp.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["mem_mb"],
+        runtime=lambda w: cp.job_resources("sae", PROFILE, SAE_CHAPTER, gpu=GPU)["runtime"],
     shell:
         "{PYTHON} {JOBS:q} sae --profile {PROFILE} --chapter {SAE_CHAPTER}"
         " --model {wildcards.model:q} --layer {wildcards.layer} --out {output:q}"

@@ -3,7 +3,8 @@
 
 
 def steer_resources(wildcards=None):
-    return wf.model_resources(STEER_MODEL, "bfloat16", "cuda", CLUSTER)
+    """One arm's generation: the steered model's GPUs and memory, with the chapter's device."""
+    return cp.job_resources("generate", PROFILE, STEER_CHAPTER, STEER_MODEL, GPU)
 
 
 rule generate_baseline:
@@ -12,9 +13,10 @@ rule generate_baseline:
     output:
         f"{OUT}/generate/baseline.json",
     resources:
-        gpu=lambda w: steer_resources()["gpus"],
+        gpu=lambda w: steer_resources()["gpu"],
+        slurm_partition=lambda w: PARTITIONS[steer_resources()["gpu"] > 0],
         mem_mb=lambda w: steer_resources()["mem_mb"],
-        runtime=600,
+        runtime=lambda w: steer_resources()["runtime"],
     shell:
         "{PYTHON} {JOBS:q} generate --profile {PROFILE} --chapter {STEER_CHAPTER}"
         " --model {STEER_MODEL} --limit {PROMPTS} --out {output:q}"
@@ -26,9 +28,10 @@ rule generate_steered:
     output:
         f"{OUT}/generate/layer{{layer}}-s{{strength}}.json",
     resources:
-        gpu=lambda w: steer_resources()["gpus"],
+        gpu=lambda w: steer_resources()["gpu"],
+        slurm_partition=lambda w: PARTITIONS[steer_resources()["gpu"] > 0],
         mem_mb=lambda w: steer_resources()["mem_mb"],
-        runtime=600,
+        runtime=lambda w: steer_resources()["runtime"],
     shell:
         "{PYTHON} {JOBS:q} generate --profile {PROFILE} --chapter {STEER_CHAPTER}"
         " --model {STEER_MODEL} --layer {wildcards.layer} --strength {wildcards.strength}"
