@@ -195,8 +195,8 @@ def test_any_layer_parameter_resolves_through_the_chapter():
     assert ch.layers("smollm2-135m", "steer_layers") == (10, 29)
     with pytest.raises(ValueError, match="'n_ethics' is not a layer parameter.*steer_layers"):
         ch.layers("smollm2-135m", "n_ethics")
-    ch = Chapter.start("07_sae_surgery", profile="quick", layers="0,8,10,12")
-    assert ch.layers("smollm2-135m", among="sae_layers") == (8, 10)  # sae_layers 8,10
+    ch = Chapter.start("07_sae_surgery", profile="quick", layers="0,8,10,12", sae_layers="8,10")
+    assert ch.layers("smollm2-135m", among="sae_layers") == (8, 10)
 
 
 def test_a_layers_override_is_indices_or_a_spec_never_text():
