@@ -72,8 +72,8 @@ class SurgeryConfig:
     ``val_fraction`` of them held out for identification and early stopping. ``pooling`` is the
     pooled activation the SAEs read. ``shared_pretraining``: every seed fine-tunes from the
     pretrained SAE of the first seed (its folds and fine-tuning keep its own seed), so the
-    seeds' spread is that of fine-tuning and cross-fitting alone (the quick profile's saving;
-    the paper profile pretrains per seed).
+    seeds' spread is that of fine-tuning and cross-fitting alone (off on every profile; a saving
+    where pretraining dominates).
     """
 
     preset: str = "quick"
