@@ -22,7 +22,7 @@ import torch
 
 from moralkit.io import atomic_directory, remove_directory, sha256_of
 from moralkit.models.hub import ModelNotAvailableError
-from moralkit.models.registry import ModelSpec, OfflineSource
+from moralkit.models.spec import ModelSpec, OfflineSource
 from moralkit.paths import cache_dir
 
 log = logging.getLogger(__name__)
