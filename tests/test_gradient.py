@@ -11,11 +11,11 @@ from moralkit.diagnostics.centring import category_centres, centre_activations
 from moralkit.diagnostics.gradient import (
     GradientConfig,
     GradientResult,
-    bootstrap_spearman,
     gradient_indifference,
     gradient_pairs,
     split_prototypes,
 )
+from moralkit.diagnostics.resampling import bootstrap_spearman
 from moralkit.foundations import DIMENSIONS
 from moralkit.results import HEADLINE_COLUMNS
 

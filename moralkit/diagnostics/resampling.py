@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from scipy import sparse
+from scipy import sparse, stats
 
 from moralkit.foundations import DIMENSIONS
 
@@ -142,3 +142,44 @@ def permutation_p(value: float, null: np.ndarray) -> float:
     """One-sided p-value of ``value`` among the random values: (1 + #{null >= value}) / (1 + n)."""
     null = np.asarray(null, dtype=np.float64)
     return float((1 + (null >= value).sum()) / (1 + null.size))
+
+
+def fisher_interval(r: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Fisher-z confidence interval for a Pearson correlation (paper §2.3)."""
+    if not np.isfinite(r) or n <= 3:
+        return float("nan"), float("nan")
+    z = np.arctanh(np.clip(r, -0.999999, 0.999999))
+    half = stats.norm.ppf(0.5 + level / 2) / np.sqrt(n - 3)
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
+
+
+def _resampled_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average ranks of ``values`` inside each bootstrap resample, without re-sorting.
+
+    ``weights`` (B, n) holds how often each original element was drawn. Within a resample,
+    an element's average rank is the count of drawn elements below its value plus half its
+    tie group, which cumulative sums over the sorted unique values give for all rows at once.
+    """
+    unique, inverse = np.unique(values, return_inverse=True)
+    onehot = sparse.csr_matrix(
+        (np.ones(values.size), (np.arange(values.size), inverse)), shape=(values.size, unique.size)
+    )
+    per_value = np.asarray((onehot.T @ weights.T).T)  # (B, n_unique) draws per distinct value
+    ranks = np.cumsum(per_value, axis=1) - (per_value - 1) / 2
+    return ranks[:, inverse]
+
+
+def bootstrap_spearman(x: np.ndarray, y: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Spearman rho of each resample ``draws[b]`` (indices into x, y); equals ranking the
+    resampled arrays with average ties, computed as a weighted Pearson of ranks."""
+    B, n = draws.shape[0], x.size
+    flat = (draws + np.arange(B)[:, None] * n).ravel()
+    weights = np.bincount(flat, minlength=B * n).reshape(B, n).astype(np.float64)
+    rx, ry = _resampled_ranks(x, weights), _resampled_ranks(y, weights)
+    total = weights.sum(axis=1, keepdims=True)
+    rx -= (weights * rx).sum(axis=1, keepdims=True) / total
+    ry -= (weights * ry).sum(axis=1, keepdims=True) / total
+    cov = (weights * rx * ry).sum(axis=1)
+    den = np.sqrt((weights * rx**2).sum(axis=1) * (weights * ry**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, cov / den, np.nan)

@@ -41,7 +41,8 @@ from moralkit.diagnostics.centring import (
     prototype_mask,
 )
 from moralkit.diagnostics.dimensional import DimensionalConfig, fit_ridge_probe
-from moralkit.diagnostics.gradient import bootstrap_spearman, gradient_pairs, split_prototypes
+from moralkit.diagnostics.gradient import gradient_pairs, split_prototypes
+from moralkit.diagnostics.resampling import bootstrap_spearman
 from moralkit.diagnostics.structural import StructuralConfig, cluster_layer, label_sets
 from moralkit.records import MoralRecords
 
