@@ -150,7 +150,7 @@ def test_serve_makes_the_paper_data_path_local(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ the whole rehearsal
 slow = [
     pytest.mark.slow,
-    pytest.mark.rehearsal,  # `make rehearsal`; `make test` leaves it out (CI's time budget)
+    pytest.mark.rehearsal,  # `make rehearsal` runs it alone; `make test` (CI) runs it too
     pytest.mark.skipif(not SNAKEMAKE.exists(), reason="no snakemake"),
 ]
 
