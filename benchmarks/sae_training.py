@@ -4,14 +4,18 @@
 
 Usage::
 
-    python benchmarks/sae_training.py [--d-in 576] [--d-sae 2304] [--batch 256] [--n 16384]
-                                      [--epochs 4] [--runs 3]
+    python benchmarks/sae_training.py [--d-in 576] [--widths 576,2304,9216] [--batch 256]
+                                      [--n 16384] [--epochs 4] [--runs 3]
 
 Prints the activations per second of :func:`moralkit.sae.train.train_sae` (the quick preset's
-schedule and departures, at SmolLM2-135M's width 576 by default) and its fraction of the FLOP-bound
-ceiling, as the **median of ``--runs`` runs**, each long enough to be stable (several seconds of
-training; the default is ~250 steps), with every run's numbers and the machine's load average
-beside it: on a shared machine the fraction is only as good as the quiet it was measured in.
+schedule and departures, at SmolLM2-135M's input width 576) and its fraction of the FLOP-bound
+ceiling, per SAE width, as the **median of ``--runs`` runs**, each long enough to be stable
+(~250 steps), with every run's numbers and the machine's load average beside it: on a shared
+machine the fraction is only as good as the quiet it was measured in. The default widths are
+chapter 07's quick SAE (1x: 576 latents), 4x (2,304) and the paper's 16x expansion (9,216). At
+1x a step's five matmuls take ~4 ms and the ~80 other kernels of a training step (ReLU, loss,
+AdamW, decoder renormalisation, clipping) cost a fixed ~0.03-0.3 ms each, so the fraction there
+measures per-kernel overhead more than the loop; the wide SAEs are where training time goes.
 
 The ceiling is measured around each run on the same five matmuls one training step needs per
 batch: encoder and decoder forward (x·W_e, z·W_d) and backward (the decoder's weight gradient
@@ -60,23 +64,46 @@ def matmul_ceiling(d_in: int, d_sae: int, batch: int, seconds: float = 2.0) -> f
     return batch * repeats / (time.perf_counter() - t0)
 
 
-def one_run(x: np.ndarray, args: argparse.Namespace) -> dict[str, float]:
+def one_run(x: np.ndarray, d_sae: int, args: argparse.Namespace) -> dict[str, float]:
     """One timed training run between two ceiling measurements."""
-    config = preset("quick", width=args.d_sae, batch_size=args.batch, epochs=args.epochs,
+    config = preset("quick", width=d_sae, batch_size=args.batch, epochs=args.epochs,
                     warmup_epochs=1)  # fmt: skip
-    before = matmul_ceiling(args.d_in, args.d_sae, args.batch)
+    before = matmul_ceiling(args.d_in, d_sae, args.batch)
     result = train_sae(x[: args.n], x[args.n :], config, progress=False)
-    after = matmul_ceiling(args.d_in, args.d_sae, args.batch)
+    after = matmul_ceiling(args.d_in, d_sae, args.batch)
     ceiling = max(before, after)
     rate = result.samples_seen / result.train_seconds
     return {"rate": rate, "ceiling": ceiling, "fraction": rate / ceiling,
             "seconds": result.train_seconds, "load": os.getloadavg()[0]}  # fmt: skip
 
 
+def measure_width(x: np.ndarray, d_sae: int, args: argparse.Namespace) -> float:
+    """Print every run at one SAE width and return the median fraction of the ceiling."""
+    flops = 10 * args.d_in * d_sae
+    print(f"width {d_sae} ({d_sae / args.d_in:g}x): {args.runs} runs of "
+          f"{args.epochs * args.n // args.batch} steps")  # fmt: skip
+    runs = []
+    for k in range(args.runs):
+        r = one_run(x, d_sae, args)
+        runs.append(r)
+        print(
+            f"  run {k + 1}: {r['rate']:8.0f} activations/s in {r['seconds']:.1f} s, ceiling "
+            f"{r['ceiling']:8.0f} ({r['ceiling'] * flops / 1e9:.1f} GFLOP/s): "
+            f"{r['fraction']:.0%} (load average {r['load']:.2f})"
+        )
+    median = statistics.median(r["fraction"] for r in runs)
+    rate = statistics.median(r["rate"] for r in runs)
+    print(
+        f"  median fraction of ceiling: {median:.0%} ({rate:.0f} activations/s, "
+        f"{rate * flops / 1e9:.1f} GFLOP/s; includes one validation pass per epoch)"
+    )
+    return median
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--d-in", type=int, default=576)
-    parser.add_argument("--d-sae", type=int, default=2304)
+    parser.add_argument("--widths", default="576,2304,9216", help="SAE widths, comma-separated")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--n", type=int, default=16384, help="training activations per epoch")
     parser.add_argument("--epochs", type=int, default=4)
@@ -87,28 +114,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.n + 1024, args.d_in)).astype(np.float32)
-    flops = 10 * args.d_in * args.d_sae
-    print(
-        f"shapes: d_in={args.d_in} d_sae={args.d_sae} batch={args.batch} "
-        f"threads={torch.get_num_threads()} cpus={os.cpu_count()}; "
-        f"{args.runs} runs of {args.epochs * args.n // args.batch} steps"
-    )
-    runs = []
-    for k in range(args.runs):
-        r = one_run(x, args)
-        runs.append(r)
-        print(
-            f"run {k + 1}: {r['rate']:8.0f} activations/s in {r['seconds']:.1f} s, ceiling "
-            f"{r['ceiling']:8.0f} ({r['ceiling'] * flops / 1e9:.1f} GFLOP/s): "
-            f"{r['fraction']:.0%} (load average {r['load']:.2f})"
-        )
-    median = statistics.median(r["fraction"] for r in runs)
-    rate = statistics.median(r["rate"] for r in runs)
-    print(
-        f"median fraction of ceiling: {median:.0%} ({rate:.0f} activations/s, "
-        f"{rate * flops / 1e9:.1f} GFLOP/s; includes one validation pass per epoch); "
-        f"1-min load average now {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
-    )
+    print(f"d_in={args.d_in} batch={args.batch} threads={torch.get_num_threads()} "
+          f"cpus={os.cpu_count()}")  # fmt: skip
+    medians = {w: measure_width(x, w, args) for w in (int(v) for v in args.widths.split(","))}
+    shown = ", ".join(f"{w} latents {m:.0%}" for w, m in medians.items())
+    print(f"median fraction of the FLOP ceiling per width: {shown}; 1-min load average now "
+          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -398,3 +398,22 @@ def test_stop_ids_of_a_chat_model_with_several_end_of_turn_ids():
         model=SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=None)),
     )
     assert _stop_ids(base) == {2}
+
+
+@pytest.mark.parametrize(("scope", "keep"), [("matrix", 0.004), ("matrix", 1.0), ("row", 0.3)])
+def test_top_indices_agree_with_torch_topk_best_first(scope, keep):
+    scores = torch.tensor(np.random.default_rng(3).normal(size=(40, 50)), dtype=torch.float32)
+    grouped = scores.reshape(1, -1) if scope == "matrix" else scores
+    k = max(1, int(np.ceil(keep * grouped.shape[1])))
+    expected = torch.topk(grouped, k, dim=1, sorted=True).indices.numpy()
+    np.testing.assert_array_equal(top_indices(scores, scope, keep), expected)
+
+
+def test_largest_unordered_is_the_same_set_and_bounds_the_rest():
+    from moralkit.pruning.importance import largest
+
+    values = np.random.default_rng(4).normal(size=(1, 1000)).astype(np.float32)
+    chosen = largest(values, 17, ordered=False)[0]
+    assert set(chosen) == set(np.argsort(-values[0])[:17])
+    rest = np.setdiff1d(np.arange(1000), chosen)
+    assert values[0, chosen].min() > values[0, rest].max()

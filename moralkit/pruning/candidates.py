@@ -38,6 +38,7 @@ from moralkit.pruning.importance import (
     cache_file,
     gradient_scores_parts,
     importance_indices,
+    largest,
     linear_layers,
 )
 from moralkit.pruning.masks import PruneMask
@@ -95,9 +96,10 @@ class _TopSink:
     def __call__(self, example: int, grads: Mapping[str, torch.Tensor]) -> None:
         with torch.no_grad():
             for name, grad in grads.items():
-                top = torch.topk(_score(self.weights[name], grad, self.signed), self.keep[name])
-                self.top[name][example] = top.indices.cpu().numpy()
-                self.bounds[name][example] = float(top.values[-1])
+                score = _score(self.weights[name], grad, self.signed).cpu().numpy()
+                top = largest(score[None, :], self.keep[name], ordered=False)[0]
+                self.top[name][example] = top
+                self.bounds[name][example] = score[top].min()  # the k-th largest score
 
 
 class _ValueSink:
