@@ -128,3 +128,19 @@ def test_sampled_generation_is_reproducible_per_seed():
     assert generate(loaded, TEXTS[:1], sampled, True, seed=3) == first
     draws = {generate(loaded, TEXTS[:1], sampled, True, seed=s)[0] for s in range(4)}
     assert len(draws) > 1  # the seed matters: not greedy in disguise
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gemma3"])
+def test_shared_context_sums_equal_scoring_each_pair_alone(name):
+    """The contexts run once for several continuation sets of different lengths: the same
+    sums and counts as running every context + continuation on its own."""
+    from moralkit.models.scoring import shared_context_sums
+
+    loaded = load_model(name)
+    contexts = ["A short context", "", "A rather longer context with more words in it"]
+    sets = [[" yes", " no, not at all", " maybe so"], [" a b c d e", " f", " g h"]]
+    got = shared_context_sums(loaded, contexts, sets)
+    for (totals, counts), texts in zip(got, sets, strict=True):
+        want, n = continuation_logprobs(loaded, contexts, texts, batch_size=1)
+        np.testing.assert_allclose(totals, want, atol=1e-4, rtol=1e-5)
+        np.testing.assert_array_equal(counts, n)

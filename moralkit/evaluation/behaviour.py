@@ -45,7 +45,7 @@ from moralkit.evaluation.schema import (
     user_benchmarks,
 )
 from moralkit.io import atomic_write_csv
-from moralkit.models.scoring import answer_margins, continuation_logprobs, token_nll
+from moralkit.models.scoring import answer_margins, shared_context_sums, token_nll
 from moralkit.paths import cache_dir
 from moralkit.results import AnalysisResult
 from moralkit.steering.generation import sae_fingerprint
@@ -129,18 +129,16 @@ def score_items(loaded: LoadedModel, bench: Benchmark, config: BehaviourConfig) 
     if bench.schema == PAIRED:
         contexts = list(table["context"])
         sep = [" " if c.strip() else "" for c in contexts]
-        good, n_good = continuation_logprobs(
-            loaded,
-            contexts,
-            [s + t for s, t in zip(sep, table["acceptable"], strict=True)],
-            config.batch_size,
-        )
-        bad, n_bad = continuation_logprobs(
-            loaded,
-            contexts,
-            [s + t for s, t in zip(sep, table["unacceptable"], strict=True)],
-            config.batch_size,
-        )
+        pairs = [
+            [s + t for s, t in zip(sep, table[column], strict=True)]
+            for column in ("acceptable", "unacceptable")
+        ]
+        good, n_good, bad, n_bad = (np.zeros(len(contexts)) for _ in range(4))
+        for start in range(0, len(contexts), config.batch_size):  # each context runs once
+            part = slice(start, start + config.batch_size)
+            (good[part], n_good[part]), (bad[part], n_bad[part]) = shared_context_sums(
+                loaded, contexts[part], [texts[part] for texts in pairs]
+            )
         if config.length_normalise:
             good, bad = good / n_good, bad / n_bad
         score = np.where(good > bad, 1.0, np.where(good == bad, 0.5, 0.0))

@@ -158,13 +158,22 @@ def shared_context_logprobs(
     loaded: LoadedModel, contexts: Sequence[str], continuations: Sequence[Sequence[str]]
 ) -> list[np.ndarray]:
     """Mean log P(token | context, earlier tokens) per token of each continuation, for several
-    continuations of the same contexts (``continuations[k][i]`` continues ``contexts[i]``).
+    continuations of the same contexts (``continuations[k][i]`` continues ``contexts[i]``);
+    :func:`shared_context_sums` divided by the token counts."""
+    return [total / count for total, count in shared_context_sums(loaded, contexts, continuations)]
+
+
+def shared_context_sums(
+    loaded: LoadedModel, contexts: Sequence[str], continuations: Sequence[Sequence[str]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per continuation set: the summed log-probability of each continuation's tokens given its
+    context, and the number of those tokens (as :func:`continuation_logprobs`, whose
+    tokenisation it shares: the context with the BOS, each continuation on its own).
 
     The contexts run once (left-padded); their key/value cache is repeated for every
     continuation set and all continuations run in one batch (one pass instead of one per set:
     ~25% less time for Gemma 3's six margin phrasings); the LM head runs at the continuation
-    positions only. Tokenisation as :func:`continuation_logprobs`: the context with the BOS,
-    each continuation on its own.
+    positions only. All contexts go in one batch: callers batch them.
     """
     pad, n_sets = pad_id(loaded), len(continuations)
     if n_sets == 0:
@@ -193,8 +202,10 @@ def shared_context_logprobs(
         states = torch.cat([before[r, : len(t)] for r, t in enumerate(tails)])
         targets = torch.tensor([x for t in tails for x in t], device=states.device)
         picked = token_logprobs(loaded, states, targets)
-    means = np.array([float(p.mean()) for p in picked.split([len(t) for t in tails])])
-    return list(means.reshape(len(contexts), n_sets).T)
+    totals = np.array([float(p.sum()) for p in picked.split([len(t) for t in tails])])
+    counts = np.array([len(t) for t in tails], dtype=float)
+    shape = (len(contexts), n_sets)
+    return list(zip(totals.reshape(shape).T, counts.reshape(shape).T, strict=True))
 
 
 def _last_states(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
