@@ -410,7 +410,7 @@ def test_top_indices_agree_with_torch_topk_best_first(scope, keep):
 
 
 def test_largest_unordered_is_the_same_set_and_bounds_the_rest():
-    from moralkit.pruning.importance import largest
+    from moralkit.pruning.ranking import largest
 
     values = np.random.default_rng(4).normal(size=(1, 1000)).astype(np.float32)
     chosen = largest(values, 17, ordered=False)[0]

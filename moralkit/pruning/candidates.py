@@ -38,10 +38,10 @@ from moralkit.pruning.importance import (
     cache_file,
     gradient_scores_parts,
     importance_indices,
-    largest,
     linear_layers,
 )
 from moralkit.pruning.masks import PruneMask
+from moralkit.pruning.ranking import largest
 
 if TYPE_CHECKING:
     from moralkit.models import LoadedModel

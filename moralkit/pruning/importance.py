@@ -38,6 +38,7 @@ from moralkit.models.decoder import find_decoder
 from moralkit.models.scoring import decoder_forward, lm_head_logits, pad_id, pad_rows
 from moralkit.paths import cache_root
 from moralkit.pruning.calibration import IGNORE_INDEX, CalibrationSet, encode_example
+from moralkit.pruning.ranking import top_indices
 
 if TYPE_CHECKING:
     from moralkit.models import LoadedModel
@@ -312,31 +313,6 @@ def wanda_scores(
         n: m.weight.detach().float().abs().cpu() * squares[n].sqrt()[None, :]
         for n, m in layers.items()
     }
-
-
-def largest(values: np.ndarray, k: int, ordered: bool = True) -> np.ndarray:
-    """Per row of ``values`` (2-D), the column indices of its ``k`` largest entries, best first
-    when ``ordered``. ``np.argpartition`` then a sort of the ``k`` chosen: 2-3x faster than
-    ``torch.topk`` for the small shares pruning keeps (0.05% of a matrix), on a CPU."""
-    cols = values.shape[1]
-    if k >= cols:
-        chosen = np.broadcast_to(np.arange(cols), values.shape).copy()
-    else:
-        chosen = np.argpartition(-values, k - 1, axis=1)[:, :k]
-    if ordered:
-        order = np.argsort(-np.take_along_axis(values, chosen, 1), axis=1, kind="stable")
-        chosen = np.take_along_axis(chosen, order, 1)
-    return chosen
-
-
-def top_indices(scores: torch.Tensor, scope: str, keep: float) -> np.ndarray:
-    """Indices of the top ``keep`` fraction, best first (:func:`largest`; exact ties, which
-    continuous scores almost never have, are broken in no promised order)."""
-    grouped = scores.reshape(1, -1) if scope == "matrix" else scores
-    k = max(1, int(np.ceil(keep * grouped.shape[1])))
-    order = largest(grouped.detach().float().cpu().numpy(), k)
-    dtype = np.int32 if grouped.shape[1] < 2**31 else np.int64
-    return order.astype(dtype)
 
 
 def cache_file(
