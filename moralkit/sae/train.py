@@ -294,7 +294,7 @@ def _epoch(sae, opt, sched, scaler, xt, loop: _Loop, config, gen, device) -> np.
 @torch.no_grad()
 def _validate(sae, xv: torch.Tensor, config: SAETrainConfig, direction) -> dict[str, float]:
     """Validation metrics; ``direction`` is the validation set's top principal direction,
-    computed once per run (an eigendecomposition per epoch was up to a quarter of a quick
+    computed once per run (an eigendecomposition per epoch was about an eighth of a quick
     SAE's training time)."""
     whole = reconstruction_metrics(sae, xv, direction)
     if not config.batch_mean:
