@@ -13,6 +13,7 @@ endif
 .PHONY: setup book test rehearsal lint benchmark workflow workflow-dry-run clean
 setup:
 	@bash scripts/bootstrap.sh
+	@$(VENV)/bin/moralkit examples examples >/dev/null
 
 book: setup
 	$(VENV)/bin/moralkit book --profile $(PROFILE)

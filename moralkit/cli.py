@@ -315,7 +315,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     profiles = sub.add_parser("profiles", help="show the run profiles")
     profiles.set_defaults(func=_cmd_profiles)
+
+    examples = sub.add_parser(
+        "examples", help="write the example ground truth and benchmark (existing files are kept)"
+    )
+    examples.add_argument("folder", nargs="?", default="examples", help="default: examples/")
+    examples.set_defaults(func=_cmd_examples)
     return parser
+
+
+def _cmd_examples(args: argparse.Namespace) -> int:
+    from moralkit.example_files import write_examples
+
+    for path in write_examples(args.folder):
+        print(path)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

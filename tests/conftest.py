@@ -13,6 +13,15 @@ from moralkit.book import BookLayout
 from moralkit.threads import torch_threads
 
 
+@pytest.fixture(scope="session", autouse=True)
+def example_files():
+    """The example files the README and chapters name, in examples/ (``moralkit examples``;
+    ``make`` writes them too; files already there are kept)."""
+    from moralkit.example_files import write_examples
+
+    return write_examples(Path(__file__).resolve().parents[1] / "examples")
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models: one thread avoids OpenMP spin-waiting when the CPU is shared (10x faster)."""

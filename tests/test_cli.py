@@ -186,3 +186,15 @@ def test_relative_path_variables_are_made_absolute_at_start(demo_notebooks, tmp_
     main(["run", "01", "-p", "seed", "x"])  # refused, but after start-up
     assert os.environ["MORALKIT_DATA_MIRROR"] == str((tmp_path / "shared/data").resolve())
     assert os.environ["MORALKIT_CACHE"] == str(Path("~/cache-here").expanduser().resolve())
+
+
+def test_examples_writes_both_files_and_keeps_a_readers_copy(tmp_path, capsys):
+    from moralkit.example_files import example_text
+
+    edited = tmp_path / "my_benchmark.csv"
+    edited.write_text("id,context,acceptable,unacceptable\nmine,a,b,c\n")
+    assert main(["examples", str(tmp_path)]) == 0
+    assert (tmp_path / "my_ground_truth.csv").read_text() == example_text("my_ground_truth.csv")
+    assert edited.read_text().endswith("mine,a,b,c\n")  # never overwritten
+    assert len(example_text("my_ground_truth.csv").splitlines()) == 46  # header + 45 actions
+    assert str(edited) in capsys.readouterr().out

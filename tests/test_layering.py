@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "moralkit"
 #: lowest first; "moralkit" is the package root (``__version__``)
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("moralkit", "io", "paths", "foundations", "layers", "local_http"),
-    ("claims", "provenance", "notebooks", "display"),
+    ("claims", "provenance", "notebooks", "display", "example_files"),
     ("results", "records", "activation_set"),
     ("data", "models"),  # independent: the cache root both use is in paths
     ("threads",),
