@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from moralkit.records import MoralRecords
 from moralkit.sae.config import FinetuneConfig
 from moralkit.sae.identify import Identification, pole_scores
+from moralkit.sae.train import clip_gradients
 
 __all__ = [
     "FinetuneResult",
@@ -227,7 +228,7 @@ def _epoch(model, opt, sched, data: Batch, ident, config, gen) -> dict[str, floa
         total = weighted_total(terms, config)
         opt.zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        clip_gradients(model, config.grad_clip)
         opt.step()
         sched.step()
         model.renormalise()

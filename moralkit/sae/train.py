@@ -52,6 +52,7 @@ from moralkit.sae.metrics import reconstruction_metrics, top_direction
 from moralkit.sae.resample import resample_dead
 
 __all__ = [
+    "clip_gradients",
     "PretrainResult",
     "adapt_l1",
     "lr_factor",
@@ -233,13 +234,13 @@ def _autocast(config: SAETrainConfig, device: str):
     return torch.autocast(kind, dtype=dtype, enabled=dtype is not None)
 
 
-def _clip_gradients(sae, max_norm: float) -> None:
+def clip_gradients(module: torch.nn.Module, max_norm: float) -> None:
     """``clip_grad_norm_``, minus its multiplication of every gradient by 1.0 when the norm is
     already below ``max_norm`` (two passes over the weights per step for nothing)."""
-    grads = [p.grad for p in sae.parameters() if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm(grads)
+    params = [p for p in module.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     if float(norm) > max_norm:
-        torch.nn.utils.clip_grads_with_norm_(sae.parameters(), max_norm, norm)
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
 
 
 def _step(sae, opt, sched, scaler, xb, loop: _Loop, config: SAETrainConfig, device: str):
@@ -248,7 +249,7 @@ def _step(sae, opt, sched, scaler, xb, loop: _Loop, config: SAETrainConfig, devi
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss.float()).backward()
     scaler.unscale_(opt)
-    _clip_gradients(sae, config.grad_clip)
+    clip_gradients(sae, config.grad_clip)
     scaler.step(opt)
     scaler.update()
     sched.step()
