@@ -417,3 +417,18 @@ def test_largest_unordered_is_the_same_set_and_bounds_the_rest():
     assert set(chosen) == set(np.argsort(-values[0])[:17])
     rest = np.setdiff1d(np.arange(1000), chosen)
     assert values[0, chosen].min() > values[0, rest].max()
+
+
+@pytest.mark.parametrize("k", [1, 9, 200, 1999])
+@pytest.mark.parametrize("layout", ["random", "sampled-entries-largest"])
+def test_largest_of_one_row_is_exact_with_the_sampled_threshold_or_its_fallback(k, layout):
+    # one row (a whole matrix) is cut at a threshold read off every 16th score; when the
+    # sampled scores are the row's largest, fewer than k pass and the whole row is partitioned
+    from moralkit.pruning.ranking import largest
+
+    values = np.random.default_rng(5).normal(size=(1, 2000)).astype(np.float32)
+    if layout == "sampled-entries-largest":
+        values[0, ::16] += 10.0
+    expected = torch.topk(torch.from_numpy(values), k, dim=1, sorted=True).indices.numpy()
+    np.testing.assert_array_equal(largest(values, k), expected)
+    assert set(largest(values, k, ordered=False)[0]) == set(expected[0])

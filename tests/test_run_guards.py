@@ -269,3 +269,19 @@ def test_a_rerun_keeps_the_users_files_in_the_output_folder(tmp_path):
     third = start_run(tmp_path, out)
     _, stderr = third.communicate(timeout=60)
     assert third.returncode == 2 and "01_wait.ipynb" in stderr and "were changed" in stderr
+
+
+# ------------------------------------------------------------------ set-up
+def test_bootstrap_refuses_a_full_disk_before_installing(tmp_path):
+    # CI once died halfway through pip with "No space left on device": the set-up checks the
+    # free space first, names the disk and the need, and leaves no half-made venv behind
+    for name in ("scripts/bootstrap.sh", "pyproject.toml"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes((REPO / name).read_bytes())
+    env = {**os.environ, "MORALKIT_INSTALL_MB": str(10**12), "MORALKIT_VENV": "venv"}
+    run = subprocess.run(
+        ["bash", "scripts/bootstrap.sh"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 1
+    assert "MB free on the disk that holds venv" in run.stderr and "needs about" in run.stderr
+    assert not (tmp_path / "venv").exists()

@@ -7,14 +7,14 @@ train mean, stored beside the SAE), ``z = ReLU(W_e x + b_e)``, ``x̂ = W_d z + b
 
 **Loss conversion.** The paper's loss is ``mean((x̂ - x)²) + λ·mean(|z|)`` (means over batch
 *and* features). sae-lens sums its squared error over the ``d_in`` inputs and its L1 over the
-``d_sae`` features (each scaled by the decoder row norm, 1 here), then averages over the batch.
-So
+``d_sae`` features (each scaled by the decoder row norm, 1 here, so moralkit leaves the
+scaling out), then averages over the batch. So
 
     paper loss = (sae-lens MSE + (λ·d_in/d_sae)·sae-lens L1) / d_in.
 
 The overall scale matters because gradients are clipped at norm 1.0. sae-lens' L1 also sends
-gradient through the decoder norm; the paper's does not, so the norm enters here as a constant
-(its value is 1 after every renormalisation). ``tests/test_sae_train.py`` checks that one step
+gradient through the decoder norm; the paper's does not, and neither does moralkit's L1 term
+(the codes' mean, as in the paper). ``tests/test_sae_train.py`` checks that one step
 under the paper formula and one under this conversion give the same update, clipping included.
 
 **Schedule.** AdamW; linear warm-up over ``warmup_epochs`` from ``warmup_start``·lr, then
@@ -138,8 +138,9 @@ def paper_loss(sae, x: torch.Tensor, l1: float) -> tuple[torch.Tensor, dict]:
     """
     out = sae.training_forward_pass(_step_input(x))
     d_in, d_sae = sae.cfg.d_in, sae.cfg.d_sae
-    norms = sae.W_dec.norm(dim=1).detach()
-    l1_sum = (out.feature_acts * norms).sum(dim=-1).mean()  # sae-lens' L1 with p = 1
+    # sae-lens' L1 (p = 1; ReLU codes are >= 0) without its decoder-norm weights: the paper's
+    # penalty has none, and renormalisation keeps them at 1 (a pass over the decoder per step)
+    l1_sum = out.feature_acts.sum(dim=-1).mean()
     coeff = l1 * d_in / d_sae
     loss = (out.losses["mse_loss"] + coeff * l1_sum) / d_in
     parts = {
