@@ -23,7 +23,7 @@ test: setup
 
 # The dress rehearsal of the paper profile alone (tests/test_rehearsal.py, about 8 min on 2 idle
 # cores from an empty cache): every chapter through the workflow on tiny twins of the 23 models.
-# `make test` runs it too (CI: the suite with it about 18 min, within the 25-minute budget).
+# `make test` runs it too (CI: the suite with it about 13 min, within the 25-minute budget).
 rehearsal: setup
 	$(VENV)/bin/python -m pytest -q -m rehearsal tests/test_rehearsal.py
 
