@@ -26,9 +26,12 @@ if [ -f "$VENV/.moralkit-stamp" ] && [ "$(cat "$VENV/.moralkit-stamp")" = "$want
   exit 0
 fi
 
-# A full disk fails pip halfway ("No space left on device"): say so before installing.
-NEED_MB=${MORALKIT_INSTALL_MB:-5000}  # the venv is ~3.1 GB; pip unpacks wheels beside it
-free_mb=$(df -Pk "$(dirname "$(realpath -m "$VENV")")" | awk 'NR == 2 {print int($4 / 1024)}')
+# A full disk fails pip halfway ("No space left on device"): say so before installing. A new
+# venv is ~3.1 GB and pip unpacks wheels beside it; an update of an existing one needs less.
+default_mb=5000
+[ -x "$VENV/bin/python" ] && default_mb=1000
+NEED_MB=${MORALKIT_INSTALL_MB:-$default_mb}
+free_mb=$(df -Pk "$(dirname "$VENV")" 2>/dev/null | awk 'NR == 2 {print int($4 / 1024)}')
 if [ -n "$free_mb" ] && [ "$free_mb" -lt "$NEED_MB" ]; then
   echo "bootstrap: only $free_mb MB free on the disk that holds $VENV; installing needs about" \
     "$NEED_MB MB (set MORALKIT_INSTALL_MB to change the check). Free some space and run again." >&2
