@@ -66,6 +66,41 @@ def test_plan_follows_the_profile_sizes():
     assert generated(more) > generated(steer)
 
 
+def test_sae_and_pruning_work_count_seeds_folds_unity_and_random_masks():
+    """Chapter 07: one pretraining per seed (one when shared) and one fine-tuning per seed and
+    fold; chapter 10: the unity prompts' second backward pass and every random mask."""
+    sae = dict(wf.chapter_parameters("07_sae_surgery", "paper"))
+
+    def sae_flops(**change):
+        (work,) = [x for x in cp.chapter_work("07_sae_surgery", {**sae, **change}) if x.flops]
+        return work.flops
+
+    one = sae_flops(n_seeds=1, n_folds=2)
+    assert sae_flops(n_seeds=3, n_folds=2) == pytest.approx(3 * one)
+    assert sae_flops(n_seeds=3, n_folds=2, shared_pretraining=True) < 3 * one
+    # each fold fine-tunes on the other folds: k folds cost k - 1 passes over the records
+    two, three, five = (sae_flops(n_seeds=1, n_folds=k) for k in (2, 3, 5))
+    assert three > two
+    assert five - two == pytest.approx(3 * (three - two))
+
+    prune = dict(wf.chapter_parameters("10_harmful_weights", "paper"))
+    prune["model"] = ["qwen3-8b"]
+
+    def pieces(**change):
+        work = cp.chapter_work("10_harmful_weights", {**prune, **change})
+        return {x.what.split(":")[0].split(" x ")[0]: x for x in work}
+
+    base = pieces(n_random_masks=0)
+    calib = base["SNIP scores"]
+    groups, per_group = 3, prune["unity_per_group"]
+    expected = 2 * (groups * per_group + per_group) + prune["n_calibration"] + prune["n_retain"]
+    assert f"{expected + per_group} backward passes" in calib.what
+    more = pieces(n_random_masks=20)
+    masks = [k for k in more if "random masks" in k][0]
+    fewer = [k for k in base if "random masks" in k][0]
+    assert more[masks].tokens > base[fewer].tokens > 0
+
+
 def test_job_resources_derive_from_the_plan():
     """A chapter that needs no GPU asks for none; a big model asks for more memory and GPUs
     than a small one; a CPU profile asks for no GPU anywhere."""

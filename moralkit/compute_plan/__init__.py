@@ -12,7 +12,10 @@ FLOPs: 2 × active parameters per token forward, 3× that with the backward pass
 or, for generation, the decode steps at the rate the weights can be read from memory (whichever
 is slower), plus reading the weights once; a model spread over several GPUs costs its hours on
 each. Memory: weights in the profile's dtype × :attr:`GPU.weight_overhead` + headroom. These
-are ESTIMATES; :func:`plan_table` labels them so.
+are ESTIMATES; :func:`plan_table` labels them so. Counted: chapter 07's pretrained SAEs per seed
+and its fine-tunings per seed and cross-fitting fold; chapter 10's second backward pass per
+unity prompt and every random mask's measures. Not counted: the greedy answers a random mask
+changes and chapter 10 generates again (at most ``n_eval`` per mask; usually few).
 
 The Snakemake workflow asks SLURM for what :func:`job_resources` derives from the same numbers
 (:mod:`moralkit.compute_plan.resources`); the costs are in :mod:`moralkit.compute_plan.costs`,

@@ -58,6 +58,7 @@ class Workload:
     text_tokens: int = 16  # an unlabelled SAE text, a neutral fluency text
     item_tokens: int = 80  # a Moral Stories / ETHICS item with its question
     request_tokens: int = 24  # an AdvBench or Flames request
+    margin_tokens: int = 50  # the margin's six held-out continuations (SmolLM2, Gemma 3: 50)
     pvq_tokens: int = 120
     unlabelled_texts: int = 50_041
     pvq_find_items: int = 21
@@ -203,21 +204,30 @@ def extraction_work(chapter: str, model: str, params: dict, w: Workload = Worklo
 
 def _sae(chapter: str, model: str, p: dict, w: Workload) -> list[Work]:
     from moralkit.sae.config import finetune_preset, preset
+    from moralkit.sae.surgery import SurgeryConfig
 
     shape, train = model_shape(model), preset(p["sae_preset"])
+    fine_epochs = finetune_preset(p["sae_preset"]).epochs
     layers = p["sae_layers"].resolve(shape.n_layers) if p.get("sae_layers") else ()
     unlabelled = w.unlabelled_texts if p["n_unlabelled"] < 0 else p["n_unlabelled"]
-    labelled = 0.8 * _records(p, w)
+    default = SurgeryConfig()
+    seeds = int(p.get("n_seeds") or default.n_seeds)
+    folds = int(p.get("n_folds") or default.n_folds)
+    pretrained = 1 if p.get("shared_pretraining") else seeds
     latents = train.d_sae(shape.width)
     per_vector = 12.0 * shape.width * latents  # encoder + decoder, forward + backward
-    pre = per_vector * (labelled + unlabelled) * train.epochs
-    fine = per_vector * labelled * finetune_preset(p["sae_preset"]).epochs
+    # pretraining reads unlabelled texts only; each seed's SAE is fine-tuned once per
+    # cross-fitting fold, on the other folds' records; held-out shares train nothing
+    pre = per_vector * (1 - train.val_fraction) * unlabelled * train.epochs * pretrained
+    fine_vectors = (1 - default.val_fraction) * _records(p, w) * (folds - 1) / folds
+    fine = per_vector * fine_vectors * fine_epochs * seeds * folds
     control = w.subset_max_records * float(p.get("sample_scale") or 1.0)
     return [
         Work(chapter, model, f"extract {unlabelled:,} unlabelled texts + control records",
              tokens=unlabelled * w.text_tokens + control * w.lexicon_tokens),
-        Work(chapter, model, f"train {len(layers)} SAEs of {latents:,} latents "
-             f"({train.epochs} + {finetune_preset(p['sae_preset']).epochs} epochs)",
+        Work(chapter, model, f"train {len(layers)} layers x ({pretrained} SAEs of {latents:,} "
+             f"latents, {train.epochs} epochs, + {seeds} seeds x {folds} folds fine-tuned, "
+             f"{fine_epochs} epochs)",
              flops=(pre + fine) * len(layers), jobs=max(1, len(layers)), kind="sae"),
     ]  # fmt: skip
 
@@ -257,20 +267,31 @@ def _value_neurons(chapter: str, model: str, p: dict, w: Workload) -> list[Work]
 
 
 def _pruning(chapter: str, model: str, p: dict, w: Workload) -> list[Work]:
-    calib = 3 * p["unity_per_group"] * 2 + p["n_calibration"] + p["n_retain"]  # harmful, benign
+    from moralkit.pruning.results import HarmfulWeightsConfig
+
+    groups = len(p.get("unity_groups") or HarmfulWeightsConfig().unity_groups)
+    harmful, benign = groups * p["unity_per_group"], p["unity_per_group"]
+    # every ranking once (harmful, format-matched benign, refusals, retain, plain benign text),
+    # then each harmful and benign prompt again for its candidate scores (the unity)
+    calib = 2 * (harmful + benign) + p["n_calibration"] + p["n_retain"] + benign
     sample = w.request_tokens + p["completion_tokens"]
-    masks = 1 + 2 + 2 * len(p["q_grid"]) + 6  # unpruned, headline, compactness, unity
-    masks += p.get("n_random_masks", 0) * len(p.get("random_directions") or [])  # the control
-    per_mask = p["n_eval"] * w.request_tokens + p["n_perplexity"] * w.text_tokens
-    behaviour = 3 * (2 * p["n_moral_stories"] + 2 * p["n_ethics"]) * w.item_tokens
+    randoms = p.get("n_random_masks", 0) * len(p.get("random_directions") or [])
+    measured = 1 + 2 + 2 * len(p["q_grid"])  # unpruned, headline, compactness
+    margins = p["n_eval"] * (w.request_tokens + w.margin_tokens)  # held-out continuations
+    prefix = p["n_eval"] * (2 * w.request_tokens + 16)  # the old pair, also on measured masks
+    fluency = p["n_perplexity"] * w.text_tokens
+    items = (2 * p["n_moral_stories"] + 2 * p["n_ethics"]) * w.item_tokens
+    kept = p["n_eval"] * (w.request_tokens + p["max_new_tokens"])  # greedy answers checked
+    masks = measured * (margins + prefix + fluency) + randoms * (margins + fluency + kept)
+    behaviour = (3 + randoms) * items  # unpruned, headline masks, random masks
     bridge = 3 * _records(p, w, "bridge_sample_scale") * w.prompt_tokens
     gen = _generation(w, 3 * p["n_eval"], p["max_new_tokens"], w.request_tokens)
     answers = f"greedy answers: 3 x {p['n_eval']} x {p['max_new_tokens']} tokens"
     return [
-        Work(chapter, model, f"SNIP scores on {calib} calibration texts",
+        Work(chapter, model, f"SNIP scores: {calib} backward passes over calibration texts",
              backward_tokens=calib * sample),
-        Work(chapter, model, f"{masks} masks: margins, perplexity, behaviour, bridge",
-             tokens=masks * per_mask + behaviour + bridge),
+        Work(chapter, model, f"{measured} masks + {randoms} random masks: margins, perplexity, "
+             "behaviour, bridge", tokens=masks + behaviour + bridge),
         Work(chapter, model, answers, **gen),
     ]  # fmt: skip
 
