@@ -14,7 +14,7 @@ import csv
 import io
 from pathlib import Path
 
-from moralkit.io import atomic_path
+from moralkit.io import atomic_write_text
 
 GROUND_TRUTH_COLUMNS = ("text", "foundation", "pole", "typicality", "annotator")
 GROUND_TRUTH_ROWS = [
@@ -166,7 +166,6 @@ def write_examples(folder: str | Path) -> list[Path]:
     for name in FILES:
         path = folder / name
         if not path.exists():
-            with atomic_path(path, suffix=".csv") as tmp:
-                Path(tmp).write_text(example_text(name), encoding="utf-8")
+            atomic_write_text(example_text(name), path)
         paths.append(path)
     return paths

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from moralkit.records import MoralRecords
 from moralkit.sae.config import FinetuneConfig
 from moralkit.sae.identify import Identification, pole_scores
-from moralkit.sae.train import clip_gradients
+from moralkit.sae.train import clip_gradients, renormalise_decoder
 
 __all__ = [
     "FinetuneResult",
@@ -105,9 +105,8 @@ class SelectedFeatures(torch.nn.Module):
         z = z.index_copy(1, self.rest, z_rest).index_copy(1, self.idx, z_sel)
         return z, x_hat
 
-    @torch.no_grad()
     def renormalise(self) -> None:
-        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+        renormalise_decoder(self)
 
     @torch.no_grad()
     def write_back(self) -> None:
