@@ -4,18 +4,23 @@
 
 Usage::
 
-    python benchmarks/sae_training.py [--d-in 576] [--widths 576,2304,9216] [--batch 256]
-                                      [--n 16384] [--epochs 4] [--runs 3]
+    python benchmarks/sae_training.py [--d-in 576] [--widths 576,2304,9216]
+                                      [--batches 256,4096] [--n 16384] [--epochs 4] [--runs 3]
 
 Prints the activations per second of :func:`moralkit.sae.train.train_sae` (the quick preset's
 schedule and departures, at SmolLM2-135M's input width 576) and its fraction of the FLOP-bound
-ceiling, per SAE width, as the **median of ``--runs`` runs**, each long enough to be stable
-(~250 steps), with every run's numbers and the machine's load average beside it: on a shared
-machine the fraction is only as good as the quiet it was measured in. The default widths are
-chapter 07's quick SAE (1x: 576 latents), 4x (2,304) and the paper's 16x expansion (9,216). At
-1x a step's five matmuls take ~4 ms and the ~80 other kernels of a training step (ReLU, loss,
-AdamW, decoder renormalisation, clipping) cost a fixed ~0.03-0.3 ms each, so the fraction there
-measures per-kernel overhead more than the loop; the wide SAEs are where training time goes.
+ceiling, per batch size and SAE width, as the **median of ``--runs`` runs**, each long enough
+to be stable (at least 16 batches per epoch: ~250 steps at batch 256), with every run's numbers
+and the machine's load average beside it: on a shared machine the fraction is only as good as
+the quiet it was measured in. The default batches are the quick preset's (256) and the paper's
+(4,096); the default widths are chapter 07's quick SAE (1x: 576 latents), 4x (2,304) and the
+paper's 16x expansion (9,216). A step's cost beyond its matmuls is of two kinds: per step
+(AdamW, clipping and decoder renormalisation pass over the weights whatever the batch) and per
+activation (ReLU, loss and their gradients pass over the batch x width codes,
+:func:`moralkit.sae.loss.fused_paper_loss` keeping those passes few). Small batches pay the
+first, large ones the second; at 1x and batch 256 a step's five matmuls take ~3 ms and each of
+its other kernels a fixed ~0.03-0.3 ms, so the fraction there measures per-kernel overhead more
+than the loop.
 
 The ceiling is measured around each run on the same five matmuls one training step needs per
 batch: encoder and decoder forward (x·W_e, z·W_d) and backward (the decoder's weight gradient
@@ -30,6 +35,7 @@ an upper bound. No speed assertions.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -39,6 +45,8 @@ import torch
 
 from moralkit.sae.config import preset
 from moralkit.sae.train import train_sae
+
+VALIDATION = 1024  # held-out activations: one validation pass per epoch, as training does
 
 
 def matmul_ceiling(d_in: int, d_sae: int, batch: int, seconds: float = 2.0) -> float:
@@ -64,27 +72,28 @@ def matmul_ceiling(d_in: int, d_sae: int, batch: int, seconds: float = 2.0) -> f
     return batch * repeats / (time.perf_counter() - t0)
 
 
-def one_run(x: np.ndarray, d_sae: int, args: argparse.Namespace) -> dict[str, float]:
+def one_run(x: np.ndarray, d_sae: int, batch: int, args: argparse.Namespace) -> dict[str, float]:
     """One timed training run between two ceiling measurements."""
-    config = preset("quick", width=d_sae, batch_size=args.batch, epochs=args.epochs,
-                    warmup_epochs=1)  # fmt: skip
-    before = matmul_ceiling(args.d_in, d_sae, args.batch)
-    result = train_sae(x[: args.n], x[args.n :], config, progress=False)
-    after = matmul_ceiling(args.d_in, d_sae, args.batch)
+    config = preset("quick", width=d_sae, batch_size=batch, epochs=args.epochs, warmup_epochs=1)
+    n = len(x) - VALIDATION
+    before = matmul_ceiling(args.d_in, d_sae, batch)
+    result = train_sae(x[:n], x[n:], config, progress=False)
+    after = matmul_ceiling(args.d_in, d_sae, batch)
     ceiling = max(before, after)
     rate = result.samples_seen / result.train_seconds
     return {"rate": rate, "ceiling": ceiling, "fraction": rate / ceiling,
             "seconds": result.train_seconds, "load": os.getloadavg()[0]}  # fmt: skip
 
 
-def measure_width(x: np.ndarray, d_sae: int, args: argparse.Namespace) -> float:
-    """Print every run at one SAE width and return the median fraction of the ceiling."""
+def measure_width(x: np.ndarray, d_sae: int, batch: int, args: argparse.Namespace) -> float:
+    """Print every run at one SAE width and batch; return the median fraction of the ceiling."""
     flops = 10 * args.d_in * d_sae
-    print(f"width {d_sae} ({d_sae / args.d_in:g}x): {args.runs} runs of "
-          f"{args.epochs * args.n // args.batch} steps")  # fmt: skip
+    steps = args.epochs * math.ceil((len(x) - VALIDATION) / batch)
+    print(f"batch {batch}, width {d_sae} ({d_sae / args.d_in:g}x): {args.runs} runs of "
+          f"{steps} steps")  # fmt: skip
     runs = []
     for k in range(args.runs):
-        r = one_run(x, d_sae, args)
+        r = one_run(x, d_sae, batch, args)
         runs.append(r)
         print(
             f"  run {k + 1}: {r['rate']:8.0f} activations/s in {r['seconds']:.1f} s, ceiling "
@@ -104,22 +113,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--d-in", type=int, default=576)
     parser.add_argument("--widths", default="576,2304,9216", help="SAE widths, comma-separated")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--n", type=int, default=16384, help="training activations per epoch")
+    parser.add_argument("--batches", default="256,4096", help="batch sizes, comma-separated")
+    parser.add_argument(
+        "--n", type=int, default=16384,
+        help="training activations per epoch (at least 16 batches: raised for large batches)",
+    )  # fmt: skip
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(f"d_in={args.d_in} threads={torch.get_num_threads()} cpus={os.cpu_count()}")
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(args.n + 1024, args.d_in)).astype(np.float32)
-    print(f"d_in={args.d_in} batch={args.batch} threads={torch.get_num_threads()} "
-          f"cpus={os.cpu_count()}")  # fmt: skip
-    medians = {w: measure_width(x, w, args) for w in (int(v) for v in args.widths.split(","))}
-    shown = ", ".join(f"{w} latents {m:.0%}" for w, m in medians.items())
-    print(f"median fraction of the FLOP ceiling per width: {shown}; 1-min load average now "
-          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")  # fmt: skip
+    widths = [int(v) for v in args.widths.split(",")]
+    medians = {}
+    for batch in (int(v) for v in args.batches.split(",")):
+        n = max(args.n, 16 * batch)
+        x = rng.normal(size=(n + VALIDATION, args.d_in)).astype(np.float32)
+        medians |= {(batch, w): measure_width(x, w, batch, args) for w in widths}
+    print("median fraction of the FLOP ceiling:")
+    for (batch, w), m in medians.items():
+        print(f"  batch {batch:5d}, {w:5d} latents ({w / args.d_in:g}x): {m:.0%}")
+    print(f"1-min load average now {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

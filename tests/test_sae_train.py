@@ -10,6 +10,7 @@ from moralkit.sae.config import PRESETS, preset
 from moralkit.sae.resample import resample_dead
 from moralkit.sae.train import (
     adapt_l1,
+    fused_paper_loss,
     lr_factor,
     new_training_sae,
     paper_formula_loss,
@@ -37,13 +38,21 @@ def _via_sae_lens(sae, x, l1):
     return paper_loss(sae, x, l1)[0]
 
 
+def _fused(sae, x, l1):
+    return fused_paper_loss(sae, x, l1)[0]
+
+
 @pytest.mark.parametrize("opt_cls", [torch.optim.SGD, torch.optim.AdamW])
-def test_one_step_paper_formula_equals_sae_lens_conversion(opt_cls):
+@pytest.mark.parametrize("loss_fn", [_via_sae_lens, _fused])
+def test_one_step_paper_formula_equals_sae_lens_conversion_and_fused_loss(opt_cls, loss_fn):
     torch.manual_seed(0)
     sae = new_training_sae(8, 32, seed=1)
+    with torch.no_grad():  # non-zero biases, so their gradients are compared too
+        sae.b_enc.normal_()
+        sae.b_dec.normal_()
     x = torch.randn(64, 8) * 5  # large inputs: the gradient norm exceeds the clip of 1.0
     a, norm_a = _one_step(sae, x, 0.05, _paper, opt_cls)
-    b, norm_b = _one_step(sae, x, 0.05, _via_sae_lens, opt_cls)
+    b, norm_b = _one_step(sae, x, 0.05, loss_fn, opt_cls)
     assert norm_a > 1.0, "the test must exercise clipping"
     assert norm_a == pytest.approx(norm_b, rel=1e-5)
     for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
@@ -63,16 +72,25 @@ def test_unscaled_sae_lens_loss_gives_another_clipped_update():
     assert not torch.allclose(b.W_enc - sae.W_enc, 8 * (c.W_enc - sae.W_enc))
 
 
-def test_paper_loss_parts_match_the_formula():
+@pytest.mark.parametrize("loss_fn", [paper_loss, fused_paper_loss])
+def test_paper_loss_parts_match_the_formula(loss_fn):
     torch.manual_seed(0)
     sae = new_training_sae(6, 12, seed=2)
     x = torch.randn(10, 6)
-    loss, parts = paper_loss(sae, x, 0.3)
+    loss, parts = loss_fn(sae, x, 0.3)
     z = torch.relu(x @ sae.W_enc + sae.b_enc)
     mse = torch.nn.functional.mse_loss(z @ sae.W_dec + sae.b_dec, x)
     assert float(parts["mse"]) == pytest.approx(float(mse), rel=1e-5)
     assert float(parts["l1"]) == pytest.approx(float(z.mean()), rel=1e-5)
     assert float(loss) == pytest.approx(float(mse + 0.3 * z.mean()), rel=1e-5)
+    assert torch.allclose(parts["z"], z, atol=1e-6)
+
+
+def test_fused_loss_refuses_an_sae_that_centres_its_own_input():
+    sae = new_training_sae(6, 12, seed=2)
+    sae.cfg.apply_b_dec_to_input = True
+    with pytest.raises(ValueError, match="centred"):
+        fused_paper_loss(sae, torch.randn(4, 6), 0.3)
 
 
 @pytest.mark.parametrize(

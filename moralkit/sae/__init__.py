@@ -3,7 +3,8 @@
 One module per step: :mod:`~moralkit.sae.config` (presets), :mod:`~moralkit.sae.data`
 (the cross-fitting folds; the unlabelled pool is :mod:`moralkit.data.unlabelled`),
 :mod:`~moralkit.sae.train` (pretraining on
-sae-lens' ``StandardTrainingSAE``) with :mod:`~moralkit.sae.resample` (dead latents),
+sae-lens' ``StandardTrainingSAE``) with :mod:`~moralkit.sae.loss` (the loss) and
+:mod:`~moralkit.sae.resample` (dead latents),
 :mod:`~moralkit.sae.metrics` (reconstruction and the gate), :mod:`~moralkit.sae.identify` (moral
 features), :mod:`~moralkit.sae.finetune` (selective fine-tuning), :mod:`~moralkit.sae.effects`
 and :mod:`~moralkit.sae.rediagnose` (the diagnostics before/after, paired effects),

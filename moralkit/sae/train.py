@@ -5,17 +5,12 @@ The SAE is ``sae_lens.StandardTrainingSAE`` (ReLU, untied, biased) with
 ``apply_b_dec_to_input=False``: it reads centred activations ``x = h - c`` (``c`` the layer's
 train mean, stored beside the SAE), ``z = ReLU(W_e x + b_e)``, ``x̂ = W_d z + b_d``.
 
-**Loss conversion.** The paper's loss is ``mean((x̂ - x)²) + λ·mean(|z|)`` (means over batch
-*and* features). sae-lens sums its squared error over the ``d_in`` inputs and its L1 over the
-``d_sae`` features (each scaled by the decoder row norm, 1 here, so moralkit leaves the
-scaling out), then averages over the batch. So
-
-    paper loss = (sae-lens MSE + (λ·d_in/d_sae)·sae-lens L1) / d_in.
-
-The overall scale matters because gradients are clipped at norm 1.0. sae-lens' L1 also sends
-gradient through the decoder norm; the paper's does not, and neither does moralkit's L1 term
-(the codes' mean, as in the paper). ``tests/test_sae_train.py`` checks that one step
-under the paper formula and one under this conversion give the same update, clipping included.
+**Loss.** The paper's ``mean((x̂ - x)²) + λ·mean(|z|)``, computed by
+:mod:`moralkit.sae.loss`: in float32 by one fused autograd function, under fp16 autocast
+through sae-lens' forward pass with the documented scale conversion. The overall scale matters
+because gradients are clipped at norm 1.0; ``tests/test_sae_train.py`` checks that one step
+under the paper formula, the conversion and the fused function give the same update, clipping
+included.
 
 **Schedule.** AdamW; linear warm-up over ``warmup_epochs`` from ``warmup_start``·lr, then
 cosine to ``lr_end_fraction``·lr (per step). After every step the decoder rows are renormalised
@@ -48,6 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from moralkit.sae.config import SAETrainConfig
+from moralkit.sae.loss import fused_paper_loss, paper_formula_loss, paper_loss
 from moralkit.sae.metrics import reconstruction_metrics, top_direction
 from moralkit.sae.resample import resample_dead
 
@@ -57,6 +53,7 @@ __all__ = [
     "adapt_l1",
     "lr_factor",
     "new_training_sae",
+    "fused_paper_loss",
     "paper_formula_loss",
     "paper_loss",
     "renormalise_decoder",
@@ -116,47 +113,6 @@ def to_training_sae(sae) -> object:
     train = new_training_sae(sae.cfg.d_in, sae.cfg.d_sae, device=str(sae.W_enc.device))
     train.load_state_dict({k: v.detach().clone() for k, v in sae.state_dict().items()})
     return train
-
-
-def _step_input(x: torch.Tensor):
-    from sae_lens.saes.sae import TrainStepInput
-
-    return TrainStepInput(
-        sae_in=x,
-        coefficients={"l1": 0.0},
-        dead_neuron_mask=None,
-        n_training_steps=0,
-        is_logging_step=False,
-    )
-
-
-def paper_loss(sae, x: torch.Tensor, l1: float) -> tuple[torch.Tensor, dict]:
-    """The paper's loss computed through sae-lens' forward pass with the documented conversion.
-
-    Returns ``(loss, parts)`` where ``parts`` holds the paper-scale ``mse``, ``l1`` (mean|z|)
-    and the codes ``z``.
-    """
-    out = sae.training_forward_pass(_step_input(x))
-    d_in, d_sae = sae.cfg.d_in, sae.cfg.d_sae
-    # sae-lens' L1 (p = 1; ReLU codes are >= 0) without its decoder-norm weights: the paper's
-    # penalty has none, and renormalisation keeps them at 1 (a pass over the decoder per step)
-    l1_sum = out.feature_acts.sum(dim=-1).mean()
-    coeff = l1 * d_in / d_sae
-    loss = (out.losses["mse_loss"] + coeff * l1_sum) / d_in
-    parts = {
-        "mse": out.losses["mse_loss"].detach() / d_in,
-        "l1": l1_sum.detach() / d_sae,
-        "z": out.feature_acts,
-        "x_hat": out.sae_out,
-    }
-    return loss, parts
-
-
-def paper_formula_loss(sae, x: torch.Tensor, l1: float) -> torch.Tensor:
-    """The paper's loss written directly: mean-MSE + λ·mean|z| (for tests and reference)."""
-    z = torch.relu(x @ sae.W_enc + sae.b_enc)
-    x_hat = z @ sae.W_dec + sae.b_dec
-    return torch.nn.functional.mse_loss(x_hat, x) + l1 * z.abs().mean()
 
 
 @torch.no_grad()
@@ -245,8 +201,10 @@ def clip_gradients(module: torch.nn.Module, max_norm: float) -> None:
 
 
 def _step(sae, opt, sched, scaler, xb, loop: _Loop, config: SAETrainConfig, device: str):
+    # sae-lens' forward where autocast must cast its layers; the fused loss in float32
+    loss_fn = paper_loss if config.autocast else fused_paper_loss
     with _autocast(config, device):
-        loss, parts = paper_loss(sae, xb, loop.l1)
+        loss, parts = loss_fn(sae, xb, loop.l1)
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss.float()).backward()
     scaler.unscale_(opt)
