@@ -130,12 +130,15 @@ def test_sampled_generation_is_reproducible_per_seed():
     assert len(draws) > 1  # the seed matters: not greedy in disguise
 
 
+@pytest.mark.parametrize("call_slots", [0, 10_000])  # one batch per length; one batch in all
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gemma3"])
-def test_shared_context_sums_equal_scoring_each_pair_alone(name):
+def test_shared_context_sums_equal_scoring_each_pair_alone(name, call_slots, monkeypatch):
     """The contexts run once for several continuation sets of different lengths: the same
     sums and counts as running every context + continuation on its own."""
+    from moralkit.models import scoring
     from moralkit.models.scoring import shared_context_sums
 
+    monkeypatch.setattr(scoring, "CALL_SLOTS", call_slots)
     loaded = load_model(name)
     contexts = ["A short context", "", "A rather longer context with more words in it"]
     sets = [[" yes", " no, not at all", " maybe so"], [" a b c d e", " f", " g h"]]
@@ -144,3 +147,23 @@ def test_shared_context_sums_equal_scoring_each_pair_alone(name):
         want, n = continuation_logprobs(loaded, contexts, texts, batch_size=1)
         np.testing.assert_allclose(totals, want, atol=1e-4, rtol=1e-5)
         np.testing.assert_array_equal(counts, n)
+
+
+def test_length_groups_split_only_where_padding_outweighs_a_call():
+    from moralkit.models.scoring import length_groups
+
+    lengths = [20, 1, 1, 1, 2]
+    as_sets = lambda groups: [sorted(int(i) for i in g) for g in groups]  # noqa: E731
+    assert as_sets(length_groups(lengths, call_slots=1)) == [[1, 2, 3], [4], [0]]
+    assert as_sets(length_groups(lengths, call_slots=100)) == [[0, 1, 2, 3, 4]]
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # the split is optimal: no cut of the sorted rows costs less
+        sizes = np.sort(rng.integers(1, 30, size=6))
+        groups = length_groups(sizes, call_slots=8)
+        cost = sum(len(g) * sizes[g].max() + 8 for g in groups)
+        for mask in range(32):  # every way to cut 6 sorted rows
+            cuts = [0, *[i + 1 for i in range(5) if mask >> i & 1], 6]
+            pairs = zip(cuts[:-1], cuts[1:], strict=True)
+            other = sum((b - a) * sizes[b - 1] + 8 for a, b in pairs)
+            assert cost <= other
+        assert sorted(np.concatenate(groups).tolist()) == list(range(6))

@@ -8,9 +8,9 @@ decoder stack runs once per batch and the head is applied to the scored position
 continuation tokens for conditional log-likelihoods, the last position for next-token logits,
 two vocabulary rows for a yes/no answer margin; one LM-head product per batch. Two functions
 also share a forward pass through the key/value cache: :func:`shared_context_logprobs` runs
-contexts once for several continuations, :func:`next_token_logits` runs the prompts' common
-prefix once. Any hook on a decoder layer (steering, neuron edits, pruning) acts on these passes
-as it does on ``generate``.
+contexts once for several continuations (batched by length, :func:`length_groups`),
+:func:`next_token_logits` runs the prompts' common prefix once. Any hook on a decoder layer
+(steering, neuron edits, pruning) acts on these passes as it does on ``generate``.
 """
 
 from __future__ import annotations
@@ -163,6 +163,31 @@ def shared_context_logprobs(
     return [total / count for total, count in shared_context_sums(loaded, contexts, continuations)]
 
 
+#: a decoder call's fixed cost in padded token slots: :func:`length_groups` splits a batch of
+#: continuations by length only where the padding it saves outweighs another call
+CALL_SLOTS = 16
+
+
+def length_groups(lengths: Sequence[int], call_slots: int = CALL_SLOTS) -> list[np.ndarray]:
+    """Row indices in length-sorted groups that minimise the padded size of the batches
+    (sum of rows x longest) plus ``call_slots`` per batch: an exact split of the sorted rows
+    by dynamic programming (a batch mixing one long continuation with many short ones pads
+    every short one to the long one's length)."""
+    order = np.argsort(lengths, kind="stable")
+    sizes = np.asarray(lengths)[order]
+    n = len(sizes)
+    best, cut = np.zeros(n + 1), np.zeros(n + 1, dtype=int)
+    for end in range(1, n + 1):  # the last group is rows start..end-1 of the sorted order
+        costs = [best[start] + (end - start) * sizes[end - 1] + call_slots for start in range(end)]
+        cut[end] = int(np.argmin(costs))
+        best[end] = costs[cut[end]]
+    groups, end = [], n
+    while end > 0:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return groups[::-1]
+
+
 def shared_context_sums(
     loaded: LoadedModel, contexts: Sequence[str], continuations: Sequence[Sequence[str]]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -170,38 +195,41 @@ def shared_context_sums(
     context, and the number of those tokens (as :func:`continuation_logprobs`, whose
     tokenisation it shares: the context with the BOS, each continuation on its own).
 
-    The contexts run once (left-padded); their key/value cache is repeated for every
-    continuation set and all continuations run in one batch (one pass instead of one per set:
-    ~25% less time for Gemma 3's six margin phrasings); the LM head runs at the continuation
-    positions only. All contexts go in one batch: callers batch them.
+    The contexts run once (left-padded); their key/value cache is selected for every
+    continuation, and all sets' continuations run together, in batches of similar length
+    (:func:`length_groups`) rather than one batch per set; the LM head runs at the
+    continuation positions only. All contexts go in one batch: callers batch them.
     """
     pad, n_sets = pad_id(loaded), len(continuations)
     if n_sets == 0:
         return []
     ids, mask = pad_rows([_context_ids(loaded, c) for c in contexts], pad, side="left")
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    # row i * n_sets + k: continuation set k of context i (the cache's repeat order)
+    # row i * n_sets + k: continuation set k of context i
     tails = [_continuation_ids(loaded, s[i]) for i in range(len(contexts)) for s in continuations]
-    tail_ids, tail_mask = pad_rows(tails, pad)
+    states: list[torch.Tensor] = [torch.empty(0)] * len(tails)
     with torch.inference_mode():
         first = decoder_forward(loaded, ids, mask, position_ids=positions, use_cache=True)
-        cache = copy.deepcopy(first.past_key_values)  # the forward appends to it in place
-        cache.batch_repeat_interleave(n_sets)
-        rest = decoder_forward(
-            loaded,
-            tail_ids,
-            torch.cat([mask.repeat_interleave(n_sets, 0), tail_mask], dim=1),
-            position_ids=mask.sum(-1).repeat_interleave(n_sets)[:, None]
-            + torch.arange(tail_ids.shape[1])[None, :],
-            past_key_values=cache,
-            use_cache=True,
-        ).last_hidden_state
-        # the state before tail token j: the context's last one, then the tail's own
-        last = first.last_hidden_state[:, -1:].repeat_interleave(n_sets, 0)
-        before = torch.cat([last, rest[:, :-1]], dim=1)
-        states = torch.cat([before[r, : len(t)] for r, t in enumerate(tails)])
-        targets = torch.tensor([x for t in tails for x in t], device=states.device)
-        picked = token_logprobs(loaded, states, targets)
+        last = first.last_hidden_state[:, -1:]
+        for rows in length_groups([len(t) for t in tails], CALL_SLOTS):
+            of = torch.as_tensor(rows // n_sets)  # each row's context
+            cache = copy.deepcopy(first.past_key_values)  # the forward appends to it in place
+            cache.batch_select_indices(of)  # CPU indices serve any device
+            tail_ids, tail_mask = pad_rows([tails[r] for r in rows], pad)
+            rest = decoder_forward(
+                loaded,
+                tail_ids,
+                torch.cat([mask[of], tail_mask], dim=1),
+                position_ids=mask.sum(-1)[of][:, None] + torch.arange(tail_ids.shape[1])[None, :],
+                past_key_values=cache,
+                use_cache=True,
+            ).last_hidden_state
+            # the state before tail token j: the context's last one, then the tail's own
+            before = torch.cat([last[of.to(last.device)], rest[:, :-1]], dim=1)
+            for j, r in enumerate(rows):
+                states[r] = before[j, : len(tails[r])]
+        targets = torch.tensor([x for t in tails for x in t], device=last.device)
+        picked = token_logprobs(loaded, torch.cat(states), targets)
     totals = np.array([float(p.sum()) for p in picked.split([len(t) for t in tails])])
     counts = np.array([len(t) for t in tails], dtype=float)
     shape = (len(contexts), n_sets)
