@@ -73,15 +73,17 @@ class _FusedLoss(torch.autograd.Function):
         err = torch.addmm(b_dec, z, w_dec).sub_(x)
         flat = err.view(-1)
         mse = torch.dot(flat, flat) / err.numel()
-        l1_term = z.sum() / z.numel()
+        # per-latent sums: the L1 term, and (codes >= 0) which latents fired, in one pass
+        column_sums = z.sum(0)
+        l1_term = column_sums.sum() / z.numel()
         ctx.save_for_backward(x, w_dec, z, err)
         ctx.l1 = l1
         mse, l1_term = mse.detach(), l1_term.detach()
-        ctx.mark_non_differentiable(mse, l1_term, z)
-        return mse + l1 * l1_term, mse, l1_term, z
+        ctx.mark_non_differentiable(mse, l1_term, z, column_sums)
+        return mse + l1 * l1_term, mse, l1_term, z, column_sums
 
     @staticmethod
-    def backward(ctx, grad, _mse, _l1, _z):
+    def backward(ctx, grad, _mse, _l1, _z, _sums):
         x, w_dec, z, err = ctx.saved_tensors
         g = err * (2 * grad / err.numel())
         grad_w_dec, grad_b_dec = z.T @ g, g.sum(0)
@@ -95,11 +97,14 @@ class _FusedLoss(torch.autograd.Function):
 def fused_paper_loss(sae, x: torch.Tensor, l1: float) -> tuple[torch.Tensor, dict]:
     """The paper's loss on sae-lens' parameters in one autograd function (float32 steps).
 
-    Same contract as :func:`paper_loss`; the SAE must read centred inputs with no activation
-    normalisation, as :func:`moralkit.sae.train.new_training_sae` builds it.
+    Same contract as :func:`paper_loss`, plus ``parts["column_sums"]`` (each latent's summed
+    codes over the batch: positive where it fired); the SAE must read centred inputs with no
+    activation normalisation, as :func:`moralkit.sae.train.new_training_sae` builds it.
     """
     cfg = sae.cfg
     if cfg.apply_b_dec_to_input or getattr(cfg, "normalize_activations", "none") != "none":
         raise ValueError("fused_paper_loss needs an SAE on centred, unnormalised inputs")
-    loss, mse, l1_term, z = _FusedLoss.apply(x, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec, l1)
-    return loss, {"mse": mse, "l1": l1_term, "z": z}
+    loss, mse, l1_term, z, sums = _FusedLoss.apply(
+        x, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec, l1
+    )
+    return loss, {"mse": mse, "l1": l1_term, "z": z, "column_sums": sums}

@@ -61,7 +61,7 @@ def reconstruction_report(
     sse, sst = float((err**2).sum()), float((xc**2).sum())
     sse_top, sst_top = float(((err @ u) ** 2).sum()), float(((xc @ u) ** 2).sum())
     active = torch.as_tensor(np.asarray(codes)) > 0
-    frac = active.double().mean(dim=0) if len(active) else torch.zeros(active.shape[1])
+    fired = active.sum(dim=0)  # rows each latent fired on (integer: exact comparisons)
     rest = sst - sst_top
     return {
         "mse": sse / max(x.numel(), 1),
@@ -69,8 +69,8 @@ def reconstruction_report(
         "explained_variance_rest": 1 - (sse - sse_top) / rest if rest > 0 else float("nan"),
         "top_direction_share": sst_top / sst if sst > 0 else float("nan"),
         "l0": float(active.sum(dim=1).double().mean()) if len(active) else float("nan"),
-        "dead": int((frac == 0).sum()),
-        "dense": int((frac > 0.5).sum()),
+        "dead": int((fired == 0).sum()),
+        "dense": int((2 * fired > len(active)).sum()),
     }
 
 
