@@ -54,3 +54,14 @@ def test_the_gate_names_every_sae_and_the_thresholds():
     assert "seed 1 pretrained" in gate.detail and "0.70 without the top direction" in gate.detail
     assert reconstruction_gate(rows[:1], SETTINGS).passed
     assert not reconstruction_gate([], SETTINGS).passed
+
+
+def test_dead_and_dense_latents_are_counted_at_their_boundaries():
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    codes = np.zeros((4, 3))
+    codes[:2, 1] = 1.0  # fires on exactly half the rows: not dense
+    codes[:3, 2] = 0.5  # fires on three of four rows: dense
+    report = reconstruction_report(x, x, codes)
+    assert report["dead"] == 1  # latent 0 never fires
+    assert report["dense"] == 1
+    assert report["l0"] == pytest.approx(5 / 4)

@@ -10,6 +10,7 @@ from moralkit.sae.config import PRESETS, preset
 from moralkit.sae.resample import resample_dead
 from moralkit.sae.train import (
     adapt_l1,
+    clip_gradients,
     fused_paper_loss,
     lr_factor,
     new_training_sae,
@@ -84,6 +85,21 @@ def test_paper_loss_parts_match_the_formula(loss_fn):
     assert float(parts["l1"]) == pytest.approx(float(z.mean()), rel=1e-5)
     assert float(loss) == pytest.approx(float(mse + 0.3 * z.mean()), rel=1e-5)
     assert torch.allclose(parts["z"], z, atol=1e-6)
+    if "column_sums" in parts:  # the fused loss: each latent's codes summed over the batch
+        assert torch.allclose(parts["column_sums"], z.sum(0), atol=1e-5)
+
+
+def test_clip_gradients_matches_torch():
+    torch.manual_seed(0)
+    for scale in (0.01, 100.0):  # below the threshold (left alone) and above it (clipped)
+        mine, theirs = new_training_sae(6, 12, seed=2), new_training_sae(6, 12, seed=2)
+        for a, b in zip(mine.parameters(), theirs.parameters(), strict=True):
+            a.grad = torch.randn_like(a) * scale
+            b.grad = a.grad.clone()
+        clip_gradients(mine, 1.0)
+        torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
+        for a, b in zip(mine.parameters(), theirs.parameters(), strict=True):
+            assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-8)
 
 
 def test_fused_loss_refuses_an_sae_that_centres_its_own_input():
