@@ -85,8 +85,7 @@ def test_paper_loss_parts_match_the_formula(loss_fn):
     assert float(parts["l1"]) == pytest.approx(float(z.mean()), rel=1e-5)
     assert float(loss) == pytest.approx(float(mse + 0.3 * z.mean()), rel=1e-5)
     assert torch.allclose(parts["z"], z, atol=1e-6)
-    if "column_sums" in parts:  # the fused loss: each latent's codes summed over the batch
-        assert torch.allclose(parts["column_sums"], z.sum(0), atol=1e-5)
+    assert torch.allclose(parts["column_sums"], z.sum(0), atol=1e-5)  # per latent, summed
 
 
 def test_clip_gradients_matches_torch():

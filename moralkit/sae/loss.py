@@ -40,7 +40,8 @@ def paper_loss(sae, x: torch.Tensor, l1: float) -> tuple[torch.Tensor, dict]:
     sae-lens sums its squared error over the ``d_in`` inputs and its L1 over the ``d_sae``
     features, then averages over the batch, so ``paper loss = (sae-lens MSE + (λ·d_in/d_sae)·
     sae-lens L1) / d_in``. Returns ``(loss, parts)`` where ``parts`` holds the paper-scale
-    ``mse``, ``l1`` (mean|z|) and the codes ``z``.
+    ``mse``, ``l1`` (mean|z|), the codes ``z`` and ``column_sums`` (each latent's codes
+    summed over the batch: positive where it fired).
     """
     out = sae.training_forward_pass(_step_input(x))
     d_in, d_sae = sae.cfg.d_in, sae.cfg.d_sae
@@ -53,6 +54,7 @@ def paper_loss(sae, x: torch.Tensor, l1: float) -> tuple[torch.Tensor, dict]:
         "mse": out.losses["mse_loss"].detach() / d_in,
         "l1": l1_sum.detach() / d_sae,
         "z": out.feature_acts,
+        "column_sums": out.feature_acts.detach().sum(0),
     }
     return loss, parts
 
@@ -97,9 +99,8 @@ class _FusedLoss(torch.autograd.Function):
 def fused_paper_loss(sae, x: torch.Tensor, l1: float) -> tuple[torch.Tensor, dict]:
     """The paper's loss on sae-lens' parameters in one autograd function (float32 steps).
 
-    Same contract as :func:`paper_loss`, plus ``parts["column_sums"]`` (each latent's summed
-    codes over the batch: positive where it fired); the SAE must read centred inputs with no
-    activation normalisation, as :func:`moralkit.sae.train.new_training_sae` builds it.
+    Same contract as :func:`paper_loss`; the SAE must read centred inputs with no activation
+    normalisation, as :func:`moralkit.sae.train.new_training_sae` builds it.
     """
     cfg = sae.cfg
     if cfg.apply_b_dec_to_input or getattr(cfg, "normalize_activations", "none") != "none":
