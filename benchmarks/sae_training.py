@@ -5,19 +5,22 @@
 Usage::
 
     python benchmarks/sae_training.py [--d-in 576] [--widths 576,2304,9216]
-                                      [--batches 256,4096] [--n 16384] [--epochs 4] [--runs 3]
+                                      [--batches 256,4096] [--n 16384] [--epochs 4]
+                                      [--seconds 5] [--runs 5]
 
 Prints the activations per second of :func:`moralkit.sae.train.train_sae` (the quick preset's
 schedule and departures, at SmolLM2-135M's input width 576) and its fraction of the FLOP-bound
 ceiling, per batch size and SAE width, as the **median of ``--runs`` runs**, each long enough
-to be stable (at least 16 batches per epoch: ~250 steps at batch 256), with every run's numbers
+to be stable (at least 16 batches per epoch, and enough epochs for ``--seconds`` of matmuls at
+the ceiling: ~1,900 steps at 1x and batch 256, ~500 at 4x), with every run's numbers
 and the machine's load average beside it: on a shared machine the fraction is only as good as
-the quiet it was measured in. The default batches are the quick preset's (256) and the paper's
+the quiet it was measured in (this machine's speed drifts by ±5 points within minutes, hence
+five runs by default). The default batches are the quick preset's (256) and the paper's
 (4,096); the default widths are chapter 07's quick SAE (1x: 576 latents), 4x (2,304) and the
 paper's 16x expansion (9,216). A step's cost beyond its matmuls is of two kinds: per step
 (AdamW, clipping and decoder renormalisation pass over the weights whatever the batch) and per
 activation (ReLU, loss and their gradients pass over the batch x width codes,
-:func:`moralkit.sae.loss.fused_paper_loss` keeping those passes few). Small batches pay the
+:func:`moralkit.sae.loss.fused_paper_gradients` keeping those passes few). Small batches pay the
 first, large ones the second; at 1x and batch 256 a step's five matmuls take ~3 ms and each of
 its other kernels a fixed ~0.03-0.3 ms, so the fraction there measures per-kernel overhead more
 than the loop.
@@ -76,10 +79,14 @@ def matmul_ceiling(d_in: int, d_sae: int, batch: int, seconds: float = 2.0) -> f
 
 
 def one_run(x: np.ndarray, d_sae: int, batch: int, args: argparse.Namespace) -> dict[str, float]:
-    """One timed training run between two ceiling measurements."""
-    config = preset("quick", width=d_sae, batch_size=batch, epochs=args.epochs, warmup_epochs=1)
+    """One timed training run between two ceiling measurements, with enough epochs that its
+    matmuls alone would take ``args.seconds`` at the ceiling (a run's one-off costs, such as
+    centring, the validation set's top direction and the first step's allocations, then weigh
+    as they do in a chapter's run of a thousand steps and more)."""
     n = len(x) - VALIDATION
     before = matmul_ceiling(args.d_in, d_sae, batch)
+    epochs = max(args.epochs, math.ceil(args.seconds * before / n))
+    config = preset("quick", width=d_sae, batch_size=batch, epochs=epochs, warmup_epochs=1)
     result = train_sae(x[:n], x[n:], config, progress=False)
     after = matmul_ceiling(args.d_in, d_sae, batch)
     ceiling = max(before, after)
@@ -88,8 +95,9 @@ def one_run(x: np.ndarray, d_sae: int, batch: int, args: argparse.Namespace) -> 
     # on every validation row, once per epoch and once at the end
     passes = len(result.history) + 1
     work = result.samples_seen + passes * (len(x) - n) * 4 / 10
+    steps = int(result.history["step"].iloc[-1])
     return {"rate": rate, "ceiling": ceiling, "fraction": rate / ceiling,
-            "fraction_all": work / result.train_seconds / ceiling,
+            "fraction_all": work / result.train_seconds / ceiling, "steps": steps,
             "seconds": result.train_seconds, "load": os.getloadavg()[0]}  # fmt: skip
 
 
@@ -99,15 +107,15 @@ def measure_width(
     """Print every run at one SAE width and batch; return the median fractions of the
     ceiling, counting training FLOPs only and counting validation's matmuls too."""
     flops = 10 * args.d_in * d_sae
-    steps = args.epochs * math.ceil((len(x) - VALIDATION) / batch)
-    print(f"batch {batch}, width {d_sae} ({d_sae / args.d_in:g}x): {args.runs} runs of "
-          f"{steps} steps")  # fmt: skip
+    print(f"batch {batch}, width {d_sae} ({d_sae / args.d_in:g}x): {args.runs} runs, each "
+          f"≥ {args.epochs} epochs and ≥ {args.seconds:g} s of matmuls at the ceiling")  # fmt: skip
     runs = []
     for k in range(args.runs):
         r = one_run(x, d_sae, batch, args)
         runs.append(r)
         print(
-            f"  run {k + 1}: {r['rate']:8.0f} activations/s in {r['seconds']:.1f} s, ceiling "
+            f"  run {k + 1}: {r['steps']} steps, {r['rate']:8.0f} activations/s in "
+            f"{r['seconds']:.1f} s, ceiling "
             f"{r['ceiling']:8.0f} ({r['ceiling'] * flops / 1e9:.1f} GFLOP/s): "
             f"{r['fraction']:.0%}, {r['fraction_all']:.0%} with validation's FLOPs "
             f"(load average {r['load']:.2f})"
@@ -132,8 +140,12 @@ def main() -> None:
         "--n", type=int, default=16384,
         help="training activations per epoch (at least 16 batches: raised for large batches)",
     )  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4, help="at least this many per run")
+    parser.add_argument(
+        "--seconds", type=float, default=5.0,
+        help="more epochs where needed: a run's matmuls would take this long at the ceiling",
+    )  # fmt: skip
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:

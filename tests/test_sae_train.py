@@ -11,7 +11,7 @@ from moralkit.sae.resample import resample_dead
 from moralkit.sae.train import (
     adapt_l1,
     clip_gradients,
-    fused_paper_loss,
+    fused_paper_gradients,
     lr_factor,
     new_training_sae,
     paper_formula_loss,
@@ -24,8 +24,10 @@ from moralkit.sae.train import (
 def _one_step(sae, x, l1, loss_fn, opt_cls, clip=1.0, scale=1.0):
     sae = copy.deepcopy(sae)
     opt = opt_cls(sae.parameters(), lr=1e-2)
-    loss = loss_fn(sae, x, l1) * scale
-    loss.backward()
+    if loss_fn is fused_paper_gradients:  # writes the gradients itself (scale 1)
+        fused_paper_gradients(sae, x, l1)
+    else:
+        (loss_fn(sae, x, l1) * scale).backward()
     norm = torch.nn.utils.clip_grad_norm_(sae.parameters(), clip)
     opt.step()
     return sae, float(norm)
@@ -39,13 +41,9 @@ def _via_sae_lens(sae, x, l1):
     return paper_loss(sae, x, l1)[0]
 
 
-def _fused(sae, x, l1):
-    return fused_paper_loss(sae, x, l1)[0]
-
-
 @pytest.mark.parametrize("opt_cls", [torch.optim.SGD, torch.optim.AdamW])
-@pytest.mark.parametrize("loss_fn", [_via_sae_lens, _fused])
-def test_one_step_paper_formula_equals_sae_lens_conversion_and_fused_loss(opt_cls, loss_fn):
+@pytest.mark.parametrize("loss_fn", [_via_sae_lens, fused_paper_gradients])
+def test_one_step_paper_formula_equals_sae_lens_conversion_and_fused_step(opt_cls, loss_fn):
     torch.manual_seed(0)
     sae = new_training_sae(8, 32, seed=1)
     with torch.no_grad():  # non-zero biases, so their gradients are compared too
@@ -73,7 +71,7 @@ def test_unscaled_sae_lens_loss_gives_another_clipped_update():
     assert not torch.allclose(b.W_enc - sae.W_enc, 8 * (c.W_enc - sae.W_enc))
 
 
-@pytest.mark.parametrize("loss_fn", [paper_loss, fused_paper_loss])
+@pytest.mark.parametrize("loss_fn", [paper_loss, fused_paper_gradients])
 def test_paper_loss_parts_match_the_formula(loss_fn):
     torch.manual_seed(0)
     sae = new_training_sae(6, 12, seed=2)
@@ -86,6 +84,24 @@ def test_paper_loss_parts_match_the_formula(loss_fn):
     assert float(loss) == pytest.approx(float(mse + 0.3 * z.mean()), rel=1e-5)
     assert torch.allclose(parts["z"], z, atol=1e-6)
     assert torch.allclose(parts["column_sums"], z.sum(0), atol=1e-5)  # per latent, summed
+
+
+def test_fused_gradients_overwrite_their_buffers_and_equal_autograd():
+    torch.manual_seed(0)
+    sae = new_training_sae(6, 12, seed=2)
+    with torch.no_grad():
+        sae.b_enc.normal_()
+    x = torch.randn(10, 6)
+    paper_formula_loss(sae, x, 0.3).backward()
+    expected = {name: p.grad.clone() for name, p in sae.named_parameters()}
+    for p in sae.parameters():
+        p.grad = torch.full_like(p, 7.0)  # a stale gradient: must be overwritten, not added to
+    buffers = {name: p.grad.data_ptr() for name, p in sae.named_parameters()}
+    for _ in range(2):  # and the same again: nothing accumulates across steps
+        fused_paper_gradients(sae, x, 0.3)
+        for name, p in sae.named_parameters():
+            assert torch.allclose(p.grad, expected[name], atol=1e-6), name
+            assert p.grad.data_ptr() == buffers[name], f"{name}: a new gradient was allocated"
 
 
 def test_clip_gradients_matches_torch():
@@ -105,7 +121,7 @@ def test_fused_loss_refuses_an_sae_that_centres_its_own_input():
     sae = new_training_sae(6, 12, seed=2)
     sae.cfg.apply_b_dec_to_input = True
     with pytest.raises(ValueError, match="centred"):
-        fused_paper_loss(sae, torch.randn(4, 6), 0.3)
+        fused_paper_gradients(sae, torch.randn(4, 6), 0.3)
 
 
 @pytest.mark.parametrize(

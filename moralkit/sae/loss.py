@@ -1,5 +1,5 @@
 """The SAE pretraining loss: the paper's formula, sae-lens' conversion of it, and one fused
-float32 step (paper §4.2; book: Methods › SAE surgery, methods/sae.md).
+float32 step with its gradients by hand (paper §4.2; book: Methods › SAE surgery, methods/sae.md).
 
 The paper's loss is ``mean((x̂ - x)²) + λ·mean(|z|)`` (means over batch *and* features), with
 ``z = ReLU(W_e x + b_e)`` and ``x̂ = W_d z + b_d`` on centred inputs. Three ways to compute it,
@@ -8,18 +8,20 @@ which ``tests/test_sae_train.py`` checks give the same loss and the same clipped
 - :func:`paper_formula_loss`, the formula written out (reference and tests);
 - :func:`paper_loss`, through sae-lens' ``training_forward_pass`` with the documented scale
   conversion (used under the official loop's fp16 autocast, where sae-lens' casts apply);
-- :func:`fused_paper_loss`, one autograd function whose backward is the five matmuls a step
-  needs plus three element-wise passes over the codes (used in float32, which is every preset
-  on a CPU). Autograd's graph for the same loss runs about a dozen element-wise passes over
-  the (batch x d_sae) codes; at the paper's batch of 4,096 on a CPU these are memory-bound and
-  cost a tenth of a step.
+- :func:`fused_paper_gradients`, the loss and its gradients by hand, written into the
+  parameters' persistent ``.grad`` buffers (used in float32, which is every preset on a CPU):
+  the five matmuls a step needs plus three element-wise passes over the codes. Autograd's
+  graph for the same loss runs about a dozen element-wise passes over the (batch x d_sae)
+  codes (at the paper's batch of 4,096 on a CPU, memory-bound: a tenth of a step), and
+  allocates every gradient afresh each step (at batch 256 and 4x width, writing into fresh
+  memory made the two weight-gradient matmuls take up to twice as long).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["fused_paper_loss", "paper_formula_loss", "paper_loss"]
+__all__ = ["fused_paper_gradients", "paper_formula_loss", "paper_loss"]
 
 
 def _step_input(x: torch.Tensor):
@@ -66,46 +68,45 @@ def paper_formula_loss(sae, x: torch.Tensor, l1: float) -> torch.Tensor:
     return torch.nn.functional.mse_loss(x_hat, x) + l1 * z.abs().mean()
 
 
-class _FusedLoss(torch.autograd.Function):
-    """Forward and backward of the paper's loss by hand, in place where autograd allocates."""
-
-    @staticmethod
-    def forward(ctx, x, w_enc, b_enc, w_dec, b_dec, l1: float):
-        z = torch.addmm(b_enc, x, w_enc).relu_()
-        err = torch.addmm(b_dec, z, w_dec).sub_(x)
-        flat = err.view(-1)
-        mse = torch.dot(flat, flat) / err.numel()
-        # per-latent sums: the L1 term, and (codes >= 0) which latents fired, in one pass
-        column_sums = z.sum(0)
-        l1_term = column_sums.sum() / z.numel()
-        ctx.save_for_backward(x, w_dec, z, err)
-        ctx.l1 = l1
-        mse, l1_term = mse.detach(), l1_term.detach()
-        ctx.mark_non_differentiable(mse, l1_term, z, column_sums)
-        return mse + l1 * l1_term, mse, l1_term, z, column_sums
-
-    @staticmethod
-    def backward(ctx, grad, _mse, _l1, _z, _sums):
-        x, w_dec, z, err = ctx.saved_tensors
-        g = err * (2 * grad / err.numel())
-        grad_w_dec, grad_b_dec = z.T @ g, g.sum(0)
-        # d/dz of λ·mean(z) is a constant; ReLU passes gradient only where the code is positive
-        # (|z| = z there, and at z = 0 both the formula and autograd give zero)
-        gz = (g @ w_dec.T).add_(grad * ctx.l1 / z.numel())
-        gz = torch.ops.aten.threshold_backward(gz, z, 0)
-        return None, x.T @ gz, gz.sum(0), grad_w_dec, grad_b_dec, None
+def _gradient(param: torch.Tensor) -> torch.Tensor:
+    """``param.grad``, allocated once: each step overwrites it (see the module docstring)."""
+    if param.grad is None or param.grad.shape != param.shape:
+        param.grad = torch.empty_like(param)
+    return param.grad
 
 
-def fused_paper_loss(sae, x: torch.Tensor, l1: float) -> tuple[torch.Tensor, dict]:
-    """The paper's loss on sae-lens' parameters in one autograd function (float32 steps).
+@torch.no_grad()
+def fused_paper_gradients(sae, x: torch.Tensor, l1: float) -> tuple[torch.Tensor, dict]:
+    """The paper's loss on sae-lens' parameters with its gradients written by hand (float32).
 
-    Same contract as :func:`paper_loss`; the SAE must read centred inputs with no activation
-    normalisation, as :func:`moralkit.sae.train.new_training_sae` builds it.
+    Same ``(loss, parts)`` contract as :func:`paper_loss`, and the same effect as
+    ``opt.zero_grad(); loss.backward()``: every parameter's ``.grad`` holds the loss's gradient
+    (overwritten in place, never accumulated). The gradients are the five matmuls a step needs
+    plus three passes over the batch-by-width codes::
+
+        g = 2(x̂ - x)/(B·d)     ∇W_d = zᵀg     ∇b_d = Σ g
+        g_z = (g W_dᵀ + λ/(B·m)) ⊙ [z > 0]     ∇W_e = xᵀg_z     ∇b_e = Σ g_z
+
+    The SAE must read centred inputs with no activation normalisation, as
+    :func:`moralkit.sae.train.new_training_sae` builds it.
     """
     cfg = sae.cfg
     if cfg.apply_b_dec_to_input or getattr(cfg, "normalize_activations", "none") != "none":
-        raise ValueError("fused_paper_loss needs an SAE on centred, unnormalised inputs")
-    loss, mse, l1_term, z, sums = _FusedLoss.apply(
-        x, sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec, l1
-    )
-    return loss, {"mse": mse, "l1": l1_term, "z": z, "column_sums": sums}
+        raise ValueError("fused_paper_gradients needs an SAE on centred, unnormalised inputs")
+    z = torch.addmm(sae.b_enc, x, sae.W_enc).relu_()
+    err = torch.addmm(sae.b_dec, z, sae.W_dec).sub_(x)
+    flat = err.view(-1)
+    mse = torch.dot(flat, flat) / err.numel()
+    # per-latent sums: the L1 term, and (codes >= 0) which latents fired, in one pass
+    column_sums = z.sum(0)
+    l1_term = column_sums.sum() / z.numel()
+    g = err.mul_(2 / err.numel())
+    torch.mm(z.T, g, out=_gradient(sae.W_dec))
+    torch.sum(g, 0, out=_gradient(sae.b_dec))
+    # d/dz of λ·mean(z) is a constant; ReLU passes gradient only where the code is positive
+    # (|z| = z there, and at z = 0 both the formula and autograd give zero)
+    gz = (g @ sae.W_dec.T).add_(l1 / z.numel())
+    torch.ops.aten.threshold_backward.grad_input(gz, z, 0, grad_input=gz)
+    torch.mm(x.T, gz, out=_gradient(sae.W_enc))
+    torch.sum(gz, 0, out=_gradient(sae.b_enc))
+    return mse + l1 * l1_term, {"mse": mse, "l1": l1_term, "z": z, "column_sums": column_sums}
