@@ -10,14 +10,14 @@ Usage::
 
 Prints the activations per second of :func:`moralkit.sae.train.train_sae` (the quick preset's
 schedule and departures, at SmolLM2-135M's input width 576) and its fraction of the FLOP-bound
-ceiling, per batch size and SAE width, as the **median of ``--runs`` runs**, each long enough
-to be stable (at least 16 batches per epoch, and enough epochs for ``--seconds`` of matmuls at
-the ceiling: ~1,900 steps at 1x and batch 256, ~500 at 4x), with every run's numbers
-and the machine's load average beside it: on a shared machine the fraction is only as good as
-the quiet it was measured in (this machine's speed drifts by ±5 points within minutes, hence
-five runs by default). The default batches are the quick preset's (256) and the paper's
-(4,096); the default widths are chapter 07's quick SAE (1x: 576 latents), 4x (2,304) and the
-paper's 16x expansion (9,216). A step's cost beyond its matmuls is of two kinds: per step
+ceiling, per batch size and SAE width, as the **median of ``--runs`` runs**, each long enough to
+be stable (at least 16 batches per epoch, and enough epochs for ``--seconds`` of matmuls at the
+ceiling: ~1,900 steps at 1x and batch 256, ~500 at 4x), with every run's numbers and the
+machine's load average beside it: on a shared machine the fraction is only as good as the quiet
+it was measured in (this machine's speed drifts within minutes, hence five runs by default and a
+ceiling measured through each run). The default batches are the quick preset's (256) and the
+paper's (4,096); the default widths are chapter 07's quick SAE (1x: 576 latents), 4x (2,304) and
+the paper's 16x expansion (9,216). A step's cost beyond its matmuls is of two kinds: per step
 (AdamW, clipping and decoder renormalisation pass over the weights whatever the batch) and per
 activation (ReLU, loss and their gradients pass over the batch x width codes,
 :func:`moralkit.sae.loss.fused_paper_gradients` keeping those passes few). Small batches pay the
@@ -25,22 +25,26 @@ first, large ones the second; at 1x and batch 256 a step's five matmuls take ~3 
 its other kernels a fixed ~0.03-0.3 ms, so the fraction there measures per-kernel overhead more
 than the loop.
 
-The ceiling is measured around each run on the same five matmuls one training step needs per
-batch: encoder and decoder forward (x·W_e, z·W_d) and backward (the decoder's weight gradient
-zᵀ·g, the codes' gradient g·W_dᵀ, the encoder's weight gradient xᵀ·g_z), i.e. 10·d_in·d_sae FLOPs
-per activation (the input gradient is not needed). The often-quoted "6·d·d_sae" counts
-multiply-adds of the three backward-free-of-input matmuls differently; the fraction does not
-depend on the convention because both sides time the same work. Element-wise work (ReLU, loss,
-AdamW, decoder renormalisation, clipping, λ updates, resampling) is not in the ceiling, so it is
-an upper bound. Each run is reported twice: counting only the training steps' FLOPs (the
-validation pass once per epoch then counts as lost time) and counting every matmul the loop
-runs, validation's encoder and decoder forward passes included (the usual "model FLOPs
-utilisation" convention). No speed assertions.
+The ceiling is the mean of measurements before each run, between its epochs (through
+``train_sae``'s ``on_epoch``, whose time is not counted as training) and after it, each on the
+same five matmuls one training step needs per batch. Measured only before and after, a run's
+ceiling missed the machine's drift within the run: on 2026-12-06, within one benchmark, the same
+code gave runs from 57% to 98%. The five matmuls: encoder and decoder forward (x·W_e, z·W_d) and
+backward (the decoder's weight gradient zᵀ·g, the codes' gradient g·W_dᵀ, the encoder's weight
+gradient xᵀ·g_z), i.e. 10·d_in·d_sae FLOPs per activation (the input gradient is not needed).
+The often-quoted "6·d·d_sae" counts multiply-adds of the three backward-free-of-input matmuls
+differently; the fraction does not depend on the convention because both sides time the same
+work. Element-wise work (ReLU, loss, AdamW, decoder renormalisation, clipping, λ updates,
+resampling) is not in the ceiling, so it is an upper bound. Each run is reported twice: counting
+only the training steps' FLOPs (the validation pass once per epoch then counts as lost time) and
+counting every matmul the loop runs, validation's encoder and decoder forward passes included
+(the usual "model FLOPs utilisation" convention). No speed assertions.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import statistics
@@ -55,12 +59,18 @@ from moralkit.sae.train import train_sae
 VALIDATION = 1024  # held-out activations: one validation pass per epoch, as training does
 
 
+@functools.lru_cache(maxsize=1)
+def _operands(d_in: int, d_sae: int, batch: int) -> tuple[torch.Tensor, ...]:
+    """Random operands of a step's five matmuls, made once per shape (at 16x and batch 4,096
+    they are 360 MB: drawing them takes longer than a measurement between epochs)."""
+    shapes = [(batch, d_in)] * 2 + [(d_in, d_sae), (d_sae, d_in)] + [(batch, d_sae)] * 2
+    return tuple(torch.randn(shape) for shape in shapes)
+
+
 def matmul_ceiling(d_in: int, d_sae: int, batch: int, seconds: float = 2.0) -> float:
     """Activations per second if a training step cost only its five matmuls (timed for about
     ``seconds``)."""
-    x, g = torch.randn(batch, d_in), torch.randn(batch, d_in)
-    w_enc, w_dec = torch.randn(d_in, d_sae), torch.randn(d_sae, d_in)
-    z, gz = torch.randn(batch, d_sae), torch.randn(batch, d_sae)
+    x, g, w_enc, w_dec, z, gz = _operands(d_in, d_sae, batch)
 
     def step() -> None:
         x @ w_enc
@@ -69,7 +79,7 @@ def matmul_ceiling(d_in: int, d_sae: int, batch: int, seconds: float = 2.0) -> f
         g @ w_dec.T
         x.T @ gz
 
-    for _ in range(3):
+    for _ in range(2):
         step()
     repeats, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -79,17 +89,22 @@ def matmul_ceiling(d_in: int, d_sae: int, batch: int, seconds: float = 2.0) -> f
 
 
 def one_run(x: np.ndarray, d_sae: int, batch: int, args: argparse.Namespace) -> dict[str, float]:
-    """One timed training run between two ceiling measurements, with enough epochs that its
-    matmuls alone would take ``args.seconds`` at the ceiling (a run's one-off costs, such as
-    centring, the validation set's top direction and the first step's allocations, then weigh
-    as they do in a chapter's run of a thousand steps and more)."""
+    """One timed training run, the ceiling measured before it, between its epochs and after
+    it. Enough epochs that its matmuls alone would take ``args.seconds`` at the ceiling (a
+    run's one-off costs, such as centring, the validation set's top direction and the first
+    step's allocations, then weigh as they do in a chapter's run of a thousand steps and
+    more)."""
     n = len(x) - VALIDATION
-    before = matmul_ceiling(args.d_in, d_sae, batch)
-    epochs = max(args.epochs, math.ceil(args.seconds * before / n))
+    ceilings = [matmul_ceiling(args.d_in, d_sae, batch)]
+    epochs = max(args.epochs, math.ceil(args.seconds * ceilings[0] / n))
     config = preset("quick", width=d_sae, batch_size=batch, epochs=epochs, warmup_epochs=1)
-    result = train_sae(x[:n], x[n:], config, progress=False)
-    after = matmul_ceiling(args.d_in, d_sae, batch)
-    ceiling = max(before, after)
+
+    def between_epochs(_row: dict) -> None:  # not counted in train_seconds
+        ceilings.append(matmul_ceiling(args.d_in, d_sae, batch, seconds=0.25))
+
+    result = train_sae(x[:n], x[n:], config, progress=False, on_epoch=between_epochs)
+    ceilings.append(matmul_ceiling(args.d_in, d_sae, batch))
+    ceiling = statistics.mean(ceilings)
     rate = result.samples_seen / result.train_seconds
     # validation: encoder and decoder forward (4 of a training activation's 10 FLOP units)
     # on every validation row, once per epoch and once at the end
@@ -98,6 +113,7 @@ def one_run(x: np.ndarray, d_sae: int, batch: int, args: argparse.Namespace) -> 
     steps = int(result.history["step"].iloc[-1])
     return {"rate": rate, "ceiling": ceiling, "fraction": rate / ceiling,
             "fraction_all": work / result.train_seconds / ceiling, "steps": steps,
+            "low": min(ceilings), "high": max(ceilings),
             "seconds": result.train_seconds, "load": os.getloadavg()[0]}  # fmt: skip
 
 
@@ -115,8 +131,8 @@ def measure_width(
         runs.append(r)
         print(
             f"  run {k + 1}: {r['steps']} steps, {r['rate']:8.0f} activations/s in "
-            f"{r['seconds']:.1f} s, ceiling "
-            f"{r['ceiling']:8.0f} ({r['ceiling'] * flops / 1e9:.1f} GFLOP/s): "
+            f"{r['seconds']:.1f} s, ceiling {r['ceiling']:8.0f} ({r['ceiling'] * flops / 1e9:.1f} "
+            f"GFLOP/s; {r['low'] * flops / 1e9:.0f}-{r['high'] * flops / 1e9:.0f} during the run): "
             f"{r['fraction']:.0%}, {r['fraction_all']:.0%} with validation's FLOPs "
             f"(load average {r['load']:.2f})"
         )

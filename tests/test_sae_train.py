@@ -1,6 +1,7 @@
 """SAE pretraining: the paper/sae-lens loss conversion, λ adaptation, schedule, training."""
 
 import copy
+import time
 
 import numpy as np
 import pytest
@@ -136,6 +137,22 @@ def test_adapt_l1_is_clipped():
     config = preset("paper-code")
     assert adapt_l1(99.0, 1e6, config) == config.l1_max
     assert adapt_l1(1.01e-6, 0.0, config) == config.l1_min
+
+
+def test_on_epoch_sees_every_history_row_and_its_time_is_not_training_time():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    seen = []
+
+    def slow_logger(row):
+        seen.append(row)
+        time.sleep(0.5)  # two epochs: a second outside training
+
+    config = preset("tiny", width=16, epochs=2)
+    result = train_sae(x[:250], x[250:], config, progress=False, on_epoch=slow_logger)
+    assert [r["epoch"] for r in seen] == list(result.history["epoch"]) == [1, 2]
+    assert seen[-1]["val_mse"] == pytest.approx(result.history["val_mse"].iloc[-1])
+    assert result.train_seconds < 1.0  # the callback's second would push it past
 
 
 def test_lambda_adapts_toward_target_on_a_toy():

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -275,8 +276,14 @@ def train_sae(
     config: SAETrainConfig | None = None,
     device: str = "cpu",
     progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> PretrainResult:
-    """Train one SAE on raw (uncentred) activations; see the module docstring for the recipe."""
+    """Train one SAE on raw (uncentred) activations; see the module docstring for the recipe.
+
+    ``on_epoch``, if given, is called with a copy of each epoch's history row (to log it, or to
+    measure the machine between epochs as ``benchmarks/sae_training.py`` does); the time spent
+    in it is not counted in ``train_seconds``.
+    """
     config = config or SAETrainConfig()
     if len(train_x) == 0 or len(val_x) == 0:
         raise ValueError(f"train_sae needs rows: train_x {train_x.shape}, val_x {val_x.shape}")
@@ -294,7 +301,7 @@ def train_sae(
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=config.autocast == "float16")
     gen = torch.Generator().manual_seed(config.seed)
     loop = _Loop(config.l1_init, torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=device))
-    streak, rows = 0, []
+    streak, rows, outside = 0, [], 0.0
     t0 = time.perf_counter()
     direction = top_direction(xv)
     for epoch in tqdm(range(config.epochs), desc="SAE epochs", disable=not progress):
@@ -309,10 +316,14 @@ def train_sae(
         )  # fmt: skip
         if not config.l1_adapt_every:
             loop.l1 = adapt_l1(loop.l1, train[3], config)
+        if on_epoch is not None:
+            t_call = time.perf_counter()
+            on_epoch(dict(rows[-1]))
+            outside += time.perf_counter() - t_call
         streak = streak + 1 if _stopping(val, config) else 0
         if streak >= config.stop_patience:
             break
-    elapsed = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0 - outside
     metrics = {**reconstruction_metrics(sae, xv, direction), "lambda": loop.l1, "epochs": len(rows)}
     return PretrainResult(
         sae, centre, pd.DataFrame(rows), metrics, elapsed, loop.seen, loop.resampled
