@@ -21,7 +21,7 @@ the paper's 16x expansion (9,216). A step's cost beyond its matmuls is of two ki
 (AdamW, clipping and decoder renormalisation pass over the weights whatever the batch) and per
 activation (ReLU, loss and their gradients pass over the batch x width codes,
 :func:`moralkit.sae.loss.fused_paper_gradients` keeping those passes few). Small batches pay the
-first, large ones the second; at 1x and batch 256 a step's five matmuls take ~3 ms and each of
+first, large ones the second; at 1x and batch 256 a step's five matmuls take ~2.5 ms and each of
 its other kernels a fixed ~0.03-0.3 ms, so the fraction there measures per-kernel overhead more
 than the loop.
 

@@ -70,7 +70,7 @@ def paper_formula_loss(sae, x: torch.Tensor, l1: float) -> torch.Tensor:
 
 def _gradient(param: torch.Tensor) -> torch.Tensor:
     """``param.grad``, allocated once: each step overwrites it (see the module docstring)."""
-    if param.grad is None or param.grad.shape != param.shape:
+    if param.grad is None:  # torch refuses a .grad of another shape, dtype or device
         param.grad = torch.empty_like(param)
     return param.grad
 
